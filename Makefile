@@ -1,0 +1,32 @@
+# Two entry points, each doing all of its own setup on a fresh machine:
+#   make demo   runs the demo campaign on an embedded local Ray
+#   make test   runs the test suite (slow end-to-end tests: make test-slow)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch lies on this machine's disk; GPU users can override, e.g.
+#   make demo TORCH_SPEC='torch'
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-slow clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,bench]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/metanas demo --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from metanas.platform.cli import main
+
+sys.exit(main())

@@ -1,0 +1,236 @@
+"""The campaign driver: schedules meta-training and meta-test tasks on TaskWorker actors.
+
+Reliability: a task lost with its worker process is re-submitted (same iteration and slot,
+so the same episode) up to `meta_train.task_retries` times; a task whose loss diverges fails
+and its update is dropped; every wait has a timeout; checkpoints are written every
+`checkpoint_every` iterations so a killed driver resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from metanas.cluster.actors import MetaLearner, TaskWorker
+from metanas.cluster.connect import connect
+from metanas.platform.checkpoint import atomic_write_json
+from metanas.platform.config import Campaign
+from metanas.platform.reptile import MetaSchedule
+from metanas.platform.adaptation import ModelSpec, get_params
+from metanas.platform.task_runner import LEARNERS
+
+log = logging.getLogger(__name__)
+
+WAIT_TIMEOUT_S = 600.0  # no single task may take longer than this on the demo's scale
+
+
+def _initial_params(campaign: Campaign) -> dict[str, dict]:
+    """Both learners start from the same seed-determined initialisation."""
+    space = campaign.space.cell_space()
+    n_way = campaign.episodes.n_way
+    return {
+        "metanas": get_params(ModelSpec(space, 1, n_way).build(seed=campaign.seed)),
+        "reptile_fixed": get_params(ModelSpec(space, 1, n_way, campaign.fixed_genotype()).build(seed=campaign.seed)),
+    }
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, unit="it", dynamic_ncols=True)
+
+
+class CampaignDriver:
+    def __init__(self, campaign: Campaign, run, address: str | None, progress: bool) -> None:
+        self.campaign = campaign
+        self.run_dir = run
+        self.progress = progress
+        w = campaign.workers
+        connect(address)
+        self.workers = [
+            TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker).remote(
+                campaign.model_dump(mode="json"), i, w.cpus_per_worker
+            )
+            for i in range(w.count)
+        ]
+        self.meta_learner = None
+        self.counts: dict[str, int] = defaultdict(int)
+        self.tasks_by_pid: dict[int, int] = defaultdict(int)
+        self.inner_seconds = 0.0
+        self._next_worker = 0
+
+    def close(self) -> None:
+        for actor in self.workers + ([self.meta_learner] if self.meta_learner else []):
+            ray.kill(actor)
+
+    def _pick_worker(self) -> int:
+        i = self._next_worker % len(self.workers)
+        self._next_worker += 1
+        return i
+
+    # -- meta-training -------------------------------------------------------------------
+
+    def run(self, checkpoint, started: float) -> dict[str, Any]:
+        from metanas.platform.report import finish_report
+
+        c = self.campaign
+        mt = c.meta_train
+        schedule = MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
+        state: dict[str, Any] = {"iteration": 0, "curve": [], "counts": {}, "workers": [], "wall_s": 0.0}
+        if checkpoint is not None:
+            state = checkpoint.state
+            params = {name: checkpoint.params(name) for name in LEARNERS}
+            log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
+        else:
+            params = _initial_params(c)
+        resumed_from = state["iteration"] if checkpoint is not None else 0
+        self.counts.update(state["counts"])
+        self.wall_before = state["wall_s"]
+        self.meta_learner = MetaLearner.remote(params, asdict(schedule), state["iteration"])
+        self.worker_info = ray.get([w.info.remote() for w in self.workers], timeout=WAIT_TIMEOUT_S)
+        session_start = time.time()
+        curve = list(state["curve"])
+        bar = _progress(mt.iterations, state["iteration"], "meta-train", self.progress)
+        for iteration in range(state["iteration"], mt.iterations):
+            row = self._meta_train_iteration(iteration, schedule.alpha_active(iteration))
+            curve.append(row)
+            bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row.get('reptile_fixed', 0):.3f}")
+            bar.update(1)
+            done = iteration + 1
+            if done % mt.checkpoint_every == 0 or done == mt.iterations:
+                state = self._checkpoint(done, curve, state, session_start)
+        bar.close()
+        if mt.iterations == state["iteration"] and not curve:
+            curve = state["curve"]
+        meta_train = {
+            "iterations": mt.iterations,
+            "tasks_planned": mt.iterations * mt.meta_batch * len(LEARNERS),
+            "tasks_completed": self.counts["completed"],
+            "tasks_failed": self.counts["failed"],
+            "tasks_retried": self.counts["retried"],
+            "resumed_from_iteration": resumed_from,
+            "wall_s": round(state["wall_s"], 2),
+            "inner_loop_s": round(self.counts.get("inner_ms", 0) / 1000.0, 2),
+            "workers": state["workers"],
+        }
+        meta_test = self._meta_test()
+        return finish_report(self.run_dir, c, meta_train, meta_test, curve, time.time() - started)
+
+    def _submit_train(self, learner: str, theta_ref, iteration: int, slot: int, update_alpha: bool, worker: int):
+        delta_ref, out_ref = self.workers[worker].meta_train.remote(learner, theta_ref, iteration, slot, update_alpha)
+        return out_ref, (learner, slot, delta_ref, worker)
+
+    def _meta_train_iteration(self, iteration: int, update_alpha: bool) -> dict[str, float]:
+        mt = self.campaign.meta_train
+        theta_refs = {name: self.meta_learner.get.remote(name) for name in LEARNERS}
+        pending: dict[Any, tuple] = {}
+        attempts: dict[tuple[str, int], int] = defaultdict(int)
+        for slot in range(mt.meta_batch):
+            for name in LEARNERS:
+                ref, meta = self._submit_train(name, theta_refs[name], iteration, slot, update_alpha, self._pick_worker())
+                pending[ref] = meta
+        deltas: dict[str, list] = defaultdict(list)
+        accs: dict[str, list[float]] = defaultdict(list)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+            if not ready:
+                raise TimeoutError(
+                    f"iteration {iteration}: no meta-training task finished within {WAIT_TIMEOUT_S:.0f} s; "
+                    "are the workers' resources available? (see `ray status`)"
+                )
+            ref = ready[0]
+            name, slot, delta_ref, worker = pending.pop(ref)
+            try:
+                out = ray.get(ref)
+            except RayActorError as err:
+                attempts[(name, slot)] += 1
+                if attempts[(name, slot)] > mt.task_retries:
+                    log.error("task %s/%d/%d failed after %d retries: %s", name, iteration, slot, mt.task_retries, err)
+                    self.counts["failed"] += 1
+                    continue
+                log.warning("worker %d died during task %s/%d/%d; retrying", worker, name, iteration, slot)
+                self.counts["retried"] += 1
+                new_ref, meta = self._submit_train(name, theta_refs[name], iteration, slot, update_alpha, self._pick_worker())
+                pending[new_ref] = meta
+                continue
+            except RayTaskError as err:
+                log.error("task %s/%d/%d failed: %s", name, iteration, slot, str(err).splitlines()[0])
+                self.counts["failed"] += 1
+                continue
+            self.counts["completed"] += 1
+            self.counts["inner_ms"] += int(out["seconds"] * 1000)
+            self.tasks_by_pid[out["pid"]] += 1
+            deltas[name].append(delta_ref)
+            accs[name].append(out["query_accuracy"])
+        versions = ray.get(
+            [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
+        )
+        assert all(v == iteration + 1 for v in versions), versions  # the loop is synchronous
+        row: dict[str, float] = {"iteration": iteration}
+        for name in LEARNERS:
+            row[name] = sum(accs[name]) / len(accs[name]) if accs[name] else float("nan")
+        return row
+
+    def _checkpoint(self, done: int, curve: list, state: dict, session_start: float) -> dict:
+        """Save the meta-parameters, then the driver's state (written last: its presence marks
+        a complete checkpoint)."""
+        tensors, state_path = self.run_dir.checkpoint_paths(done)
+        ray.get(self.meta_learner.save.remote(str(tensors)), timeout=WAIT_TIMEOUT_S)
+        # Workers of earlier (killed) driver sessions keep their entries; ours are refreshed.
+        ours = {info["pid"] for info in self.worker_info}
+        workers = [w for w in state["workers"] if w["pid"] not in ours]
+        workers += [{**info, "tasks": self.tasks_by_pid.get(info["pid"], 0)} for info in self.worker_info]
+        new_state = {
+            "iteration": done,
+            "curve": curve,
+            "counts": dict(self.counts),
+            "workers": workers,
+            "wall_s": self.wall_before + (time.time() - session_start),
+        }
+        atomic_write_json(state_path, new_state)
+        return new_state
+
+    # -- meta-test -----------------------------------------------------------------------
+
+    def _meta_test(self) -> dict[str, Any]:
+        from metanas.platform.report import summarize_meta_test
+
+        c = self.campaign
+        refs = {name: self.meta_learner.get.remote(name) for name in LEARNERS}
+        alpha = ray.get(self.meta_learner.alpha.remote("metanas"), timeout=WAIT_TIMEOUT_S)
+        meta_genotype = c.space.cell_space().derive_genotype(alpha)
+        pending: dict[Any, int] = {}
+        attempts: dict[int, int] = defaultdict(int)
+
+        def submit(index: int) -> None:
+            w = self.workers[self._pick_worker()]
+            pending[w.meta_test.remote(index, refs["metanas"], refs["reptile_fixed"])] = index
+
+        for index in range(c.meta_test.tasks):
+            submit(index)
+        results = []
+        bar = _progress(c.meta_test.tasks, 0, "meta-test", self.progress)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+            if not ready:
+                raise TimeoutError(f"meta-test: no task finished within {WAIT_TIMEOUT_S:.0f} s")
+            index = pending.pop(ready[0])
+            try:
+                results.append(ray.get(ready[0]))
+            except RayActorError:
+                attempts[index] += 1
+                if attempts[index] > c.meta_train.task_retries:
+                    raise
+                log.warning("worker died during meta-test task %d; retrying", index)
+                submit(index)
+                continue
+            bar.update(1)
+        bar.close()
+        results.sort(key=lambda r: r["index"])
+        return summarize_meta_test(c, results, meta_genotype)

@@ -1,0 +1,152 @@
+"""The inner loop: first-order DARTS on one few-shot task.
+
+`adapt` alternates an `alpha` step (architecture) and a `w` step (weights), each with its own
+Adam optimiser, as in first-order DARTS. In meta-training the `w` steps see the support set
+and the `alpha` steps the query set (DARTS' train/val split); at test time there are only
+support labels, so both see the support set. The caller owns the model; `adapt` changes its
+parameters in place and never touches the meta-parameters it was loaded from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metanas.platform.darts_space import CellSpace, Genotype
+from metanas.searchers.supernet import DiscreteNet, Supernet
+
+Params = dict[str, torch.Tensor]
+
+
+class NonFiniteLoss(RuntimeError):
+    """A task's loss became NaN/inf; the task fails and its update is never applied."""
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    steps: int
+    lr_w: float
+    lr_alpha: float
+    batch_size: int = 0  # 0 = full batch
+    update_alpha: bool = True
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a network: the cell space, input and output sizes."""
+
+    space: CellSpace
+    in_channels: int
+    n_way: int
+    genotype: Genotype | None = None  # None: the supernet
+
+    def build(self, seed: int | None = None) -> nn.Module:
+        if seed is not None:
+            torch.manual_seed(seed)
+        if self.genotype is None:
+            return Supernet(self.space, self.in_channels, self.n_way)
+        return DiscreteNet(self.space, self.genotype, self.in_channels, self.n_way)
+
+
+def is_meta_param(name: str) -> bool:
+    """The linear head is rebuilt for every task from prototypes, so it is not meta-learned
+    (and a learner can adapt to any number of classes)."""
+    return not name.startswith("classifier.")
+
+
+def get_params(model: nn.Module) -> Params:
+    """A detached CPU copy of the meta-parameters (everything but the head)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if is_meta_param(n)}
+
+
+def set_params(model: nn.Module, params: Params) -> None:
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if is_meta_param(n):
+                p.copy_(params[n])
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator):
+    while True:
+        if batch_size <= 0 or batch_size >= n:
+            yield slice(None)
+        else:
+            yield torch.from_numpy(rng.choice(n, size=batch_size, replace=False))
+
+
+def _check(loss: torch.Tensor) -> torch.Tensor:
+    if not math.isfinite(loss.item()):
+        raise NonFiniteLoss(f"loss became {loss.item()} during adaptation")
+    return loss
+
+
+def adapt(
+    model: nn.Module,
+    w_x: torch.Tensor,
+    w_y: torch.Tensor,
+    alpha_x: torch.Tensor,
+    alpha_y: torch.Tensor,
+    settings: AdaptSettings,
+    seed: int = 0,
+) -> float:
+    """Run `settings.steps` alternating steps; return the last `w` loss."""
+    model.train()
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.Adam(w_params, lr=settings.lr_w, betas=(0.0, 0.999))
+    has_alpha = isinstance(model, Supernet) and settings.update_alpha
+    a_opt = torch.optim.Adam([model.alpha], lr=settings.lr_alpha, betas=(0.5, 0.999)) if has_alpha else None
+    rng = np.random.default_rng(seed)
+    w_batches = _batches(len(w_y), settings.batch_size, rng)
+    a_batches = _batches(len(alpha_y), settings.batch_size, rng)
+    # When alpha and w learn from the same data (test time: only support labels exist), the
+    # alternating pair of steps shares one forward/backward pass: half the cost, and the
+    # same first-order gradients, only evaluated at one point instead of two.
+    joint = a_opt is not None and alpha_x is w_x and alpha_y is w_y
+    separate_alpha = a_opt is not None and not joint
+    step_params = w_params + [model.alpha] if joint else w_params
+    optimizers = [w_opt, a_opt] if joint else [w_opt]
+    loss = torch.tensor(float("nan"))
+    for _ in range(settings.steps):
+        if separate_alpha:
+            idx = next(a_batches)
+            a_opt.zero_grad(set_to_none=True)
+            a_loss = _check(F.cross_entropy(model(alpha_x[idx]), alpha_y[idx]))
+            a_loss.backward(inputs=[model.alpha])  # w's gradients from this pass are not kept
+            a_opt.step()
+        idx = next(w_batches)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss = _check(F.cross_entropy(model(w_x[idx]), w_y[idx]))
+        loss.backward(inputs=step_params)
+        for opt in optimizers:
+            opt.step()
+    return float(loss.item())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, loss) on one batch, normalised with its own batch statistics."""
+    logits = model(x)
+    return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
+
+
+def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.as_tensor(array, device=device)
+
+
+@torch.no_grad()
+def init_head_from_prototypes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Set the linear head to the nearest-prototype classifier on the current features
+    (Proto-MAML, Triantafillou et al. 2020): logit_k = 2 c_k.f - |c_k|^2, so adaptation
+    starts where a prototypical network would end, and label order carries no meaning."""
+    model.train()
+    feats = model.features(x)
+    n_way = model.classifier.out_features
+    protos = torch.stack([feats[y == k].mean(0) for k in range(n_way)])
+    model.classifier.weight.copy_(2.0 * protos)
+    model.classifier.bias.copy_(-(protos**2).sum(1))

@@ -1,0 +1,72 @@
+"""The `metanas` command line. Configs are validated here, before Ray starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from metanas.platform.config import ConfigError, load_campaign
+
+log = logging.getLogger("metanas")
+
+
+def demo_config_path() -> Path:
+    return Path(str(resources.files("metanas.examples").joinpath("digits.yaml")))
+
+
+def _run(config: Path, out: Path, resume: bool, address: str | None, workers: int | None) -> int:
+    campaign = load_campaign(config)  # raises ConfigError before anything heavy starts
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"--workers: must be >= 1, got {workers}")
+        campaign = campaign.model_copy(update={"workers": campaign.workers.model_copy(update={"count": workers})})
+    from metanas.platform.campaign import run_campaign
+    from metanas.platform.report import results_table
+
+    summary = run_campaign(campaign, out, resume=resume, address=address)
+    print(results_table(summary))
+    print(f"summary: {out / 'summary.json'}  curve: {out / 'meta_train.png'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="metanas", description="Meta-learning-guided architecture search on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a campaign from a YAML file")
+    run.add_argument("config", type=Path)
+    run.add_argument("--out", type=Path, required=True, help="output directory")
+    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    run.add_argument("--address", help="join this Ray cluster instead of starting an embedded one")
+    run.add_argument("--workers", type=int, help="override workers.count")
+
+    demo = sub.add_parser("demo", help="run the demo campaign (5-way 1-shot digits)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--resume", action="store_true")
+    demo.add_argument("--workers", type=int, help="override workers.count")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "run":
+            return _run(args.config, args.out, args.resume, args.address, args.workers)
+        if args.command == "demo":
+            return _run(demo_config_path(), args.out, args.resume, None, args.workers)
+    except ConfigError as err:
+        print(f"metanas: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("metanas: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

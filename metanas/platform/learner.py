@@ -1,0 +1,133 @@
+"""The learner API: load a campaign's meta-learned model, adapt it to a new task, predict.
+
+    learner = metanas.load("runs/demo")
+    model = learner.adapt(support_images, support_labels)
+    model.predict(query_images), model.genotype
+
+Meta-test goes through this same path, so what a user gets is what was measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metanas.platform.adaptation import (
+    AdaptSettings,
+    ModelSpec,
+    Params,
+    adapt,
+    init_head_from_prototypes,
+    set_params,
+)
+from metanas.platform.darts_space import CellSpace, Genotype
+
+
+def prepare_images(images: Any, image_size: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W) or (N, C, H, W) values in [0, 1] -> float32 (N, 1, *image_size).
+
+    Colour images are averaged to grey (the campaigns' networks take one channel)."""
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise ValueError(f"images must have shape (N, H, W) or (N, C, H, W), got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("images is empty")
+    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError("image values must be finite and in [0, 1]; divide 8-bit images by 255")
+    x = torch.from_numpy(arr).mean(dim=1, keepdim=True)
+    if tuple(x.shape[-2:]) != tuple(image_size):
+        x = F.interpolate(x, size=image_size, mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous()
+
+
+@dataclass
+class AdaptedModel:
+    """A network adapted to one task. With norm: batch (not the default) `predict`
+    normalises the query batch with its own statistics, so pass the whole query set at once."""
+
+    network: torch.nn.Module
+    labels: np.ndarray  # original label of each output unit
+    image_size: tuple[int, int]
+    device: torch.device
+
+    @property
+    def genotype(self) -> Genotype:
+        return self.network.genotype()
+
+    @torch.no_grad()
+    def predict(self, images: Any) -> np.ndarray:
+        x = prepare_images(images, self.image_size).to(self.device)
+        self.network.train()  # the network keeps no running statistics to switch to
+        return self.labels[self.network(x).argmax(1).cpu().numpy()]
+
+
+class Learner:
+    """Meta-parameters plus the settings to adapt them. Cheap to construct; `adapt` never
+    changes the meta-parameters."""
+
+    def __init__(
+        self,
+        space: CellSpace,
+        params: Params | None,
+        settings: AdaptSettings,
+        image_size: tuple[int, int],
+        genotype: Genotype | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.space = space
+        self.params = params
+        self.settings = settings
+        self.image_size = tuple(image_size)
+        self.genotype = genotype
+        self.device = torch.device(device)
+
+    def adapt(self, images: Any, labels: Any, seed: int = 0) -> AdaptedModel:
+        x = prepare_images(images, self.image_size).to(self.device)
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != len(x):
+            raise ValueError(f"labels must be a vector with one label per image ({len(x)}), got shape {labels.shape}")
+        classes, y = np.unique(labels, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError("adaptation needs at least two classes in the support set")
+        y_t = torch.as_tensor(y, device=self.device)
+        network = ModelSpec(self.space, 1, len(classes), self.genotype).build(seed).to(self.device)
+        if self.params is not None:  # None: adapt from random initialisation (the scratch baseline)
+            set_params(network, {k: v.to(self.device) for k, v in self.params.items()})
+        init_head_from_prototypes(network, x, y_t)
+        adapt(network, x, y_t, x, y_t, self.settings, seed=seed)
+        return AdaptedModel(network, classes, self.image_size, self.device)
+
+
+def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Learner:
+    """Load the meta-learned model of a finished or checkpointed campaign.
+
+    `which` is 'metanas' (the supernet) or 'reptile_fixed' (the fixed-architecture baseline).
+    """
+    from metanas.platform.campaign import RunDir
+
+    run = RunDir(Path(run_dir))
+    campaign = run.load_campaign()
+    ckpt = run.latest_checkpoint()
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint yet; has meta-training run?")
+    params = ckpt.params(which)
+    genotype = campaign.fixed_genotype() if which == "reptile_fixed" else None
+    return Learner(
+        campaign.space.cell_space(),
+        params,
+        adapt_settings(campaign.meta_test.adapt),
+        run.image_size(campaign),
+        genotype=genotype,
+        device=device,
+    )
+
+
+def adapt_settings(inner: Any, update_alpha: bool = True) -> AdaptSettings:
+    return AdaptSettings(inner.steps, inner.lr_w, inner.lr_alpha, inner.batch_size, update_alpha)

@@ -1,0 +1,115 @@
+"""End to end on a real local Ray: a 2-worker campaign, the learner API, resume after kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import metanas
+from metanas.platform.campaign import RunDir, run_campaign
+from metanas.platform.config import ConfigError, parse_campaign
+from metanas.platform.tasks import digits_pools
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def finished_run(ray_session, tmp_path_factory):
+    from tests.conftest import TINY_CAMPAIGN
+
+    out = tmp_path_factory.mktemp("run")
+    summary = run_campaign(parse_campaign(TINY_CAMPAIGN), out, progress=False)
+    return out, summary
+
+
+@pytest.mark.timeout(300)
+def test_two_worker_campaign_writes_summary_curve_and_checkpoints(finished_run):
+    out, summary = finished_run
+    assert json.loads((out / "summary.json").read_text()) == summary
+    mt = summary["meta_train"]
+    assert mt["tasks_planned"] == 4 * 2 * 2
+    assert mt["tasks_completed"] == mt["tasks_planned"] and mt["tasks_failed"] == 0
+    assert mt["resumed_from_iteration"] == 0
+    busy = [w for w in mt["workers"] if w["tasks"] > 0]
+    assert len(busy) >= 2 and len({w["pid"] for w in busy}) == len(busy)
+    assert sum(w["tasks"] for w in mt["workers"]) == mt["tasks_completed"]
+    test = summary["meta_test"]
+    assert test["tasks"] == 6 and test["n_way"] == 5 and test["k_shot"] == 1
+    for method in ("metanas", "reptile_fixed", "scratch", "pixel_prototypes"):
+        acc = test["accuracy"][method]
+        assert 0.0 <= acc["mean"] <= 1.0 and acc["ci95"] >= 0.0
+    assert len(test["genotype"]) == 1  # one edge in the tiny cell
+    assert (out / "meta_train.png").stat().st_size > 1000
+    ckpt = RunDir(out).latest_checkpoint()
+    assert ckpt is not None and ckpt.iteration == 4
+    params = ckpt.params("metanas")
+    assert "alpha" in params and all(isinstance(v, torch.Tensor) for v in params.values())
+
+
+@pytest.mark.timeout(120)
+def test_learner_api_adapts_and_predicts_original_labels(finished_run):
+    out, _ = finished_run
+    learner = metanas.load(out)
+    _, test_pool = digits_pools([], [0, 90, 180, 270], split="class", test_classes=12, seed=3)
+    ep = test_pool.sample_episode(3, 2, 4, seed=0)
+    labels = np.array([10, 20, 30])[ep.support_y]
+    model = learner.adapt(ep.support_x[:, 0], labels)  # (N, H, W)
+    pred = model.predict(ep.query_x)  # (N, 1, H, W)
+    assert set(pred.tolist()) <= {10, 20, 30} and pred.shape == (len(ep.query_y),)
+    assert len(model.genotype) == 1
+    big = torch.nn.functional.interpolate(torch.as_tensor(ep.query_x), size=(20, 20)).numpy()
+    assert model.predict(np.repeat(big, 3, axis=1)).shape == pred.shape  # RGB, other size
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        learner.adapt(ep.support_x * 255, labels)
+    with pytest.raises(ValueError, match="two classes"):
+        learner.adapt(ep.support_x, np.zeros(len(labels)))
+
+
+def test_existing_run_dir_needs_resume(finished_run):
+    out, _ = finished_run
+    from tests.conftest import TINY_CAMPAIGN
+
+    with pytest.raises(ConfigError, match="--resume"):
+        run_campaign(parse_campaign(TINY_CAMPAIGN), out, progress=False)
+
+
+@pytest.mark.timeout(400)
+def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path):
+    tiny_campaign_dict["meta_train"].update(iterations=40, checkpoint_every=5)
+    tiny_campaign_dict["meta_test"].update(tasks=4)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_campaign_dict))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "metanas", "run", str(config), "--out", str(out)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not list((out / "checkpoints").glob("iter_000010.json")):
+            time.sleep(0.2)
+        assert list((out / "checkpoints").glob("iter_*.json")), "no checkpoint appeared"
+        os.kill(proc.pid, signal.SIGKILL)  # the driver, mid-training
+        proc.wait(timeout=30)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # what the embedded Ray left behind
+        except ProcessLookupError:
+            pass
+    killed_at = RunDir(out).latest_checkpoint().iteration
+    assert 0 < killed_at < 40
+    assert not (out / "summary.json").exists()
+    done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meta_train"]["resumed_from_iteration"] >= killed_at > 0
+    assert summary["meta_train"]["iterations"] == 40
+    assert summary["meta_train"]["tasks_completed"] >= (40 - summary["meta_train"]["resumed_from_iteration"]) * 4
+    assert "metanas" in done.stdout  # the results table

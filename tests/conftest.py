@@ -1,0 +1,53 @@
+"""Shared fixtures: one real local Ray per test session, tiny campaigns, data paths."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot"
+
+TINY_CAMPAIGN = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"source": "digits", "split": "class", "test_classes": 12},
+    "episodes": {"n_way": 5, "k_shot": 1, "query": 5, "train_shots": 2, "train_query": 5},
+    "space": {"nodes": 1, "channels": 4, "cells": 1},
+    "meta_train": {
+        "iterations": 4,
+        "meta_batch": 2,
+        "inner": {"steps": 2, "lr_w": 0.003, "lr_alpha": 0.003},
+        "alpha_warmup": 1,
+        "checkpoint_every": 2,
+    },
+    "meta_test": {"tasks": 6, "adapt": {"steps": 2, "lr_w": 0.003, "lr_alpha": 0.003}},
+    "workers": {"count": 2, "cpus_per_worker": 1},
+}
+
+
+@pytest.fixture
+def tiny_campaign_dict() -> dict:
+    return copy.deepcopy(TINY_CAMPAIGN)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One real local Ray for the whole session (4 logical CPUs so two workers and the
+    meta-learner fit on a 2-core machine)."""
+    import ray
+
+    from metanas.cluster.connect import connect
+
+    connect(num_cpus=4)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def omniglot_zips() -> list[Path]:
+    zips = sorted(OMNIGLOT.glob("images_background_small*.zip"))
+    assert len(zips) == 2, f"the Omniglot test data is expected in {OMNIGLOT} (shared/data beside the repository)"
+    return zips

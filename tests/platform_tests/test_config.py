@@ -1,0 +1,69 @@
+"""Bad campaigns fail with one line naming the field, no traceback, before Ray starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from metanas.platform.config import ConfigError, parse_campaign
+from metanas.platform.cli import demo_config_path
+
+CHECK = """
+import sys
+from metanas.platform.cli import main
+code = main(sys.argv[1:])
+print("RAY_IMPORTED" if "ray" in sys.modules else "RAY_NOT_IMPORTED")
+sys.exit(code)
+"""
+
+
+def _bad(campaign: dict, tmp_path, mutate) -> tuple[int, str, str]:
+    mutate(campaign)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(campaign))
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK, "run", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda c: c["space"].update(ops=["conv_3x3", "conv_9x9"]), "space.ops"),
+        (lambda c: c["episodes"].update(k_shot=-1), "episodes.k_shot"),
+        (lambda c: c["meta_train"].pop("iterations"), "meta_train.iterations"),
+        (lambda c: c["meta_train"].update(iteratons=3), "meta_train.iteratons"),
+        (lambda c: c["meta_test"].update(fixed_genotype=["conv_3x3", "skip_connect"]), "meta_test.fixed_genotype"),
+    ],
+)
+def test_malformed_campaign_fails_with_one_line_naming_the_field(tiny_campaign_dict, tmp_path, mutate, field):
+    code, out, err = _bad(tiny_campaign_dict, tmp_path, mutate)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert field in lines[0] and "Traceback" not in err
+    assert "RAY_NOT_IMPORTED" in out  # failed before Ray was even imported
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        from metanas.platform.config import load_campaign
+
+        load_campaign(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        parse_campaign([1, 2])
+
+
+def test_demo_campaign_ships_in_the_package_and_is_valid():
+    campaign = parse_campaign(yaml.safe_load(demo_config_path().read_text()))
+    assert campaign.episodes.n_way == 5 and campaign.episodes.k_shot == 1
+    assert campaign.meta_test.tasks >= 200
+    assert campaign.workers.count == 2

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from metanas.platform.darts_space import ALL_OPS, CellSpace
+from metanas.platform.space import Categorical, Float, Int, SearchSpace
+from metanas.searchers.supernet import DiscreteNet, Supernet
+
+
+def _space() -> SearchSpace:
+    return SearchSpace((Categorical("op", ("a", "b")), Int("n", 1, 8), Float("lr", 1e-4, 1e-1, log=True)), name="s")
+
+
+def test_validate_names_the_bad_parameter():
+    space = _space()
+    assert space.validate({"op": "a", "n": 3, "lr": 0.01}) == {"op": "a", "n": 3, "lr": 0.01}
+    with pytest.raises(ValueError, match="'op'"):
+        space.validate({"op": "c", "n": 3, "lr": 0.01})
+    with pytest.raises(ValueError, match="'n'"):
+        space.validate({"op": "a", "n": 9, "lr": 0.01})
+    with pytest.raises(ValueError, match="missing"):
+        space.validate({"op": "a"})
+
+
+def test_sample_encode_and_signature():
+    space = _space()
+    for seed in range(20):
+        cfg = space.sample(random.Random(seed))
+        space.validate(cfg)
+        vec = space.encode(cfg)
+        assert len(vec) == 4 and all(0.0 <= v <= 1.0 for v in vec)
+    assert space.signature == _space().signature
+    other = SearchSpace((Categorical("op", ("a", "b", "c")), Int("n", 1, 8), Float("lr", 1e-4, 1e-1, log=True)))
+    assert other.signature != space.signature
+
+
+def test_cell_space_is_a_search_space_and_genotypes_round_trip():
+    cell = CellSpace(nodes=3, channels=4, cells=2)
+    space = cell.search_space
+    assert len(space.params) == len(cell.edges) == 6
+    rng = random.Random(0)
+    for _ in range(10):
+        config = space.sample(rng)
+        genotype = cell.config_to_genotype(config)
+        assert cell.genotype_to_config(genotype) == config
+    with pytest.raises(ValueError, match="unknown op"):
+        CellSpace(ops=("conv_3x3", "conv_9x9"))
+
+
+def test_derive_genotype_picks_strongest_op_but_never_none():
+    cell = CellSpace(nodes=1, channels=4, cells=1)
+    alpha = torch.zeros(1, len(ALL_OPS))
+    alpha[0, ALL_OPS.index("none")] = 5.0
+    alpha[0, ALL_OPS.index("sep_conv_3x3")] = 2.0
+    assert cell.derive_genotype(alpha) == ("sep_conv_3x3",)
+
+
+def test_supernet_and_discrete_network_from_its_genotype():
+    cell = CellSpace(nodes=2, channels=4, cells=2)
+    net = Supernet(cell, in_channels=1, n_classes=5)
+    x = torch.rand(6, 1, 8, 8)
+    assert net(x).shape == (6, 5)
+    with torch.no_grad():
+        net.alpha.zero_()
+        net.alpha[:, ALL_OPS.index("dil_conv_3x3")] = 1.0
+    genotype = net.genotype()
+    assert genotype == ("dil_conv_3x3",) * 3
+    discrete = DiscreteNet(cell, genotype, in_channels=1, n_classes=5)
+    assert discrete(x).shape == (6, 5)
+    # the discrete net runs exactly one op per edge: far fewer weights than the supernet
+    assert sum(p.numel() for p in discrete.parameters()) < sum(p.numel() for p in net.parameters())
+    with pytest.raises(ValueError):
+        DiscreteNet(cell, ("conv_3x3",), 1, 5)
