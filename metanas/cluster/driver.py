@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError
 
 from metanas.cluster.actors import MetaLearner, TaskWorker
 from metanas.cluster.connect import connect
@@ -62,17 +62,39 @@ class CampaignDriver:
         self.meta_learner = None
         self.counts: dict[str, int] = defaultdict(int)
         self.tasks_by_pid: dict[int, int] = defaultdict(int)
-        self.inner_seconds = 0.0
-        self._next_worker = 0
 
     def close(self) -> None:
         for actor in self.workers + ([self.meta_learner] if self.meta_learner else []):
             ray.kill(actor)
 
-    def _pick_worker(self) -> int:
-        i = self._next_worker % len(self.workers)
-        self._next_worker += 1
-        return i
+    def _run_queue(self, queue: deque, submit: Callable[[Any, int], Any], what: str) -> Iterator[tuple[Any, Any]]:
+        """Feed jobs to the least-loaded worker, at most two in flight per worker (one
+        running, one queued behind it to hide the round trip), and yield (job, result ref)
+        as each finishes. The caller may append retries to `queue` while iterating."""
+        in_flight: dict[Any, tuple[Any, int]] = {}
+        load = [0] * len(self.workers)
+
+        def fill() -> None:
+            while queue:
+                w = min(range(len(load)), key=load.__getitem__)
+                if load[w] >= 2:
+                    return
+                job = queue.popleft()
+                in_flight[submit(job, w)] = (job, w)
+                load[w] += 1
+
+        fill()
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
+            if not ready:
+                raise TimeoutError(
+                    f"{what}: no task finished within {WAIT_TIMEOUT_S:.0f} s; are the workers' resources "
+                    "available? (see `ray status`)"
+                )
+            job, w = in_flight.pop(ready[0])
+            load[w] -= 1
+            yield job, ready[0]
+            fill()
 
     # -- meta-training -------------------------------------------------------------------
 
@@ -106,8 +128,6 @@ class CampaignDriver:
             if done % mt.checkpoint_every == 0 or done == mt.iterations:
                 state = self._checkpoint(done, curve, state, session_start)
         bar.close()
-        if mt.iterations == state["iteration"] and not curve:
-            curve = state["curve"]
         meta_train = {
             "iterations": mt.iterations,
             "tasks_planned": mt.iterations * mt.meta_batch * len(LEARNERS),
@@ -122,30 +142,23 @@ class CampaignDriver:
         meta_test = self._meta_test()
         return finish_report(self.run_dir, c, meta_train, meta_test, curve, time.time() - started)
 
-    def _submit_train(self, learner: str, theta_ref, iteration: int, slot: int, update_alpha: bool, worker: int):
-        delta_ref, out_ref = self.workers[worker].meta_train.remote(learner, theta_ref, iteration, slot, update_alpha)
-        return out_ref, (learner, slot, delta_ref, worker)
-
     def _meta_train_iteration(self, iteration: int, update_alpha: bool) -> dict[str, float]:
         mt = self.campaign.meta_train
         theta_refs = {name: self.meta_learner.get.remote(name) for name in LEARNERS}
-        pending: dict[Any, tuple] = {}
+        # Longest jobs first (the supernet's), so the last jobs of the iteration are short.
+        queue = deque((name, slot) for name in LEARNERS for slot in range(mt.meta_batch))
+        delta_refs: dict[Any, Any] = {}
         attempts: dict[tuple[str, int], int] = defaultdict(int)
-        for slot in range(mt.meta_batch):
-            for name in LEARNERS:
-                ref, meta = self._submit_train(name, theta_refs[name], iteration, slot, update_alpha, self._pick_worker())
-                pending[ref] = meta
+
+        def submit(job: tuple[str, int], w: int):
+            name, slot = job
+            delta_ref, out_ref = self.workers[w].meta_train.remote(name, theta_refs[name], iteration, slot, update_alpha)
+            delta_refs[out_ref] = delta_ref
+            return out_ref
+
         deltas: dict[str, list] = defaultdict(list)
         accs: dict[str, list[float]] = defaultdict(list)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
-            if not ready:
-                raise TimeoutError(
-                    f"iteration {iteration}: no meta-training task finished within {WAIT_TIMEOUT_S:.0f} s; "
-                    "are the workers' resources available? (see `ray status`)"
-                )
-            ref = ready[0]
-            name, slot, delta_ref, worker = pending.pop(ref)
+        for (name, slot), ref in self._run_queue(queue, submit, f"meta-train iteration {iteration}"):
             try:
                 out = ray.get(ref)
             except RayActorError as err:
@@ -153,11 +166,10 @@ class CampaignDriver:
                 if attempts[(name, slot)] > mt.task_retries:
                     log.error("task %s/%d/%d failed after %d retries: %s", name, iteration, slot, mt.task_retries, err)
                     self.counts["failed"] += 1
-                    continue
-                log.warning("worker %d died during task %s/%d/%d; retrying", worker, name, iteration, slot)
-                self.counts["retried"] += 1
-                new_ref, meta = self._submit_train(name, theta_refs[name], iteration, slot, update_alpha, self._pick_worker())
-                pending[new_ref] = meta
+                else:
+                    log.warning("a worker died during task %s/%d/%d; retrying", name, iteration, slot)
+                    self.counts["retried"] += 1
+                    queue.append((name, slot))
                 continue
             except RayTaskError as err:
                 log.error("task %s/%d/%d failed: %s", name, iteration, slot, str(err).splitlines()[0])
@@ -166,7 +178,7 @@ class CampaignDriver:
             self.counts["completed"] += 1
             self.counts["inner_ms"] += int(out["seconds"] * 1000)
             self.tasks_by_pid[out["pid"]] += 1
-            deltas[name].append(delta_ref)
+            deltas[name].append(delta_refs[ref])
             accs[name].append(out["query_accuracy"])
         versions = ray.get(
             [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
@@ -205,30 +217,23 @@ class CampaignDriver:
         refs = {name: self.meta_learner.get.remote(name) for name in LEARNERS}
         alpha = ray.get(self.meta_learner.alpha.remote("metanas"), timeout=WAIT_TIMEOUT_S)
         meta_genotype = c.space.cell_space().derive_genotype(alpha)
-        pending: dict[Any, int] = {}
+        queue = deque(range(c.meta_test.tasks))
         attempts: dict[int, int] = defaultdict(int)
 
-        def submit(index: int) -> None:
-            w = self.workers[self._pick_worker()]
-            pending[w.meta_test.remote(index, refs["metanas"], refs["reptile_fixed"])] = index
+        def submit(index: int, w: int):
+            return self.workers[w].meta_test.remote(index, refs["metanas"], refs["reptile_fixed"])
 
-        for index in range(c.meta_test.tasks):
-            submit(index)
         results = []
         bar = _progress(c.meta_test.tasks, 0, "meta-test", self.progress)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
-            if not ready:
-                raise TimeoutError(f"meta-test: no task finished within {WAIT_TIMEOUT_S:.0f} s")
-            index = pending.pop(ready[0])
+        for index, ref in self._run_queue(queue, submit, "meta-test"):
             try:
-                results.append(ray.get(ready[0]))
+                results.append(ray.get(ref))
             except RayActorError:
                 attempts[index] += 1
                 if attempts[index] > c.meta_train.task_retries:
                     raise
-                log.warning("worker died during meta-test task %d; retrying", index)
-                submit(index)
+                log.warning("a worker died during meta-test task %d; retrying", index)
+                queue.append(index)
                 continue
             bar.update(1)
         bar.close()
