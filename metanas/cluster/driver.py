@@ -99,8 +99,19 @@ class CampaignDriver:
     # -- meta-training -------------------------------------------------------------------
 
     def run(self, checkpoint, started: float) -> dict[str, Any]:
+        """Meta-train (from `checkpoint` if given), meta-test, write the report."""
         from metanas.platform.report import finish_report
 
+        meta_train, curve = self.meta_train(checkpoint)
+        meta_test = self._meta_test()
+        return finish_report(self.run_dir, self.campaign, meta_train, meta_test, curve, time.time() - started)
+
+    def meta_train_warmup(self) -> None:
+        """Wait until every worker has started and built its task pools (benchmarks call
+        this so that start-up is not counted as throughput)."""
+        ray.get([w.info.remote() for w in self.workers], timeout=WAIT_TIMEOUT_S)
+
+    def meta_train(self, checkpoint=None) -> tuple[dict[str, Any], list[dict[str, float]]]:
         c = self.campaign
         mt = c.meta_train
         schedule = MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
@@ -111,7 +122,7 @@ class CampaignDriver:
             log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
         else:
             params = _initial_params(c)
-        resumed_from = state["iteration"] if checkpoint is not None else 0
+        resumed_from = state["iteration"]
         self.counts.update(state["counts"])
         self.wall_before = state["wall_s"]
         self.meta_learner = MetaLearner.remote(params, asdict(schedule), state["iteration"])
@@ -122,13 +133,13 @@ class CampaignDriver:
         for iteration in range(state["iteration"], mt.iterations):
             row = self._meta_train_iteration(iteration, schedule.alpha_active(iteration))
             curve.append(row)
-            bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row.get('reptile_fixed', 0):.3f}")
+            bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row['reptile_fixed']:.3f}")
             bar.update(1)
             done = iteration + 1
             if done % mt.checkpoint_every == 0 or done == mt.iterations:
                 state = self._checkpoint(done, curve, state, session_start)
         bar.close()
-        meta_train = {
+        summary = {
             "iterations": mt.iterations,
             "tasks_planned": mt.iterations * mt.meta_batch * len(LEARNERS),
             "tasks_completed": self.counts["completed"],
@@ -136,11 +147,10 @@ class CampaignDriver:
             "tasks_retried": self.counts["retried"],
             "resumed_from_iteration": resumed_from,
             "wall_s": round(state["wall_s"], 2),
-            "inner_loop_s": round(self.counts.get("inner_ms", 0) / 1000.0, 2),
+            "inner_loop_s": round(self.counts["inner_ms"] / 1000.0, 2),
             "workers": state["workers"],
         }
-        meta_test = self._meta_test()
-        return finish_report(self.run_dir, c, meta_train, meta_test, curve, time.time() - started)
+        return summary, curve
 
     def _meta_train_iteration(self, iteration: int, update_alpha: bool) -> dict[str, float]:
         mt = self.campaign.meta_train

@@ -32,6 +32,18 @@ def _run(config: Path, out: Path, resume: bool, address: str | None, workers: in
     return 0
 
 
+def _bench_scaling(iterations: int, as_json: bool) -> int:
+    import json
+
+    if iterations < 1:
+        raise ConfigError(f"--iterations: must be >= 1, got {iterations}")
+    from metanas.cluster.bench_scaling import bench_scaling
+
+    result = bench_scaling(load_campaign(demo_config_path()), iterations)
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metanas", description="Meta-learning-guided architecture search on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -49,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--resume", action="store_true")
     demo.add_argument("--workers", type=int, help="override workers.count")
 
+    bench = sub.add_parser("bench", help="benchmarks (numbers for the README)")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    scaling = bench_sub.add_parser("scaling", help="meta-training throughput with 1 and 2 workers")
+    scaling.add_argument("--iterations", type=int, default=20)
+    scaling.add_argument("--json", action="store_true", help="print only the JSON result")
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -59,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args.config, args.out, args.resume, args.address, args.workers)
         if args.command == "demo":
             return _run(demo_config_path(), args.out, args.resume, None, args.workers)
+        if args.command == "bench" and args.bench == "scaling":
+            return _bench_scaling(args.iterations, args.json)
     except ConfigError as err:
         print(f"metanas: error: {err}", file=sys.stderr)
         return 2

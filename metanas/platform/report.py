@@ -41,7 +41,7 @@ def summarize_meta_test(campaign: Campaign, results: list[dict[str, Any]], meta_
     }
 
 
-def plot_curve(curve: list[dict[str, float]], path, title: str) -> None:
+def plot_curve(curve: list[dict[str, float]], path, title: str, alpha_warmup: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,6 +57,9 @@ def plot_curve(curve: list[dict[str, float]], path, title: str) -> None:
         window = max(1, len(ys) // 20)
         smooth = np.convolve(np.nan_to_num(ys), np.ones(window) / window, mode="valid")
         ax.plot(its[window - 1 :], smooth, color=color, lw=2, label=f"{name} (moving mean of {window})")
+    if 0 < alpha_warmup < len(its):
+        ax.axvline(alpha_warmup, color="gray", ls="--", lw=1)
+        ax.annotate("alpha warm-up ends", (alpha_warmup, ax.get_ylim()[0]), xytext=(4, 6), textcoords="offset points", color="gray")
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("query accuracy (meta-train tasks,\nprototype head before adaptation)")
     ax.set_title(title)
@@ -88,7 +91,7 @@ def finish_report(run, campaign: Campaign, meta_train: dict, meta_test: dict, cu
     summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": meta_train, "meta_test": meta_test}
     atomic_write_json(run.summary_file, summary)
     try:
-        plot_curve(curve, run.curve_png, f"{campaign.name}: meta-training")
+        plot_curve(curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup)
     except Exception:  # a plot is a convenience; the summary is the record
         log.exception("could not draw %s", run.curve_png)
     return summary
