@@ -15,14 +15,14 @@ from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metanas.cluster.actors import MetaLearner, TaskWorker
 from metanas.cluster.connect import connect
 from metanas.platform.checkpoint import atomic_write_json
 from metanas.platform.config import Campaign
-from metanas.platform.reptile import MetaSchedule
 from metanas.platform.adaptation import ModelSpec, get_params
+from metanas.platform.reptile import MetaSchedule
 from metanas.platform.task_runner import LEARNERS
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,21 @@ class CampaignDriver:
         meta_test = self._meta_test()
         return finish_report(self.run_dir, self.campaign, meta_train, meta_test, curve, time.time() - started)
 
+    def _wait_for_workers(self) -> list[dict[str, Any]]:
+        """Wait until every worker has started and built its task pools; name the resources
+        when the cluster cannot place them instead of hanging."""
+        w = self.campaign.workers
+        try:
+            return ray.get([actor.info.remote() for actor in self.workers], timeout=WAIT_TIMEOUT_S)
+        except GetTimeoutError:
+            raise TimeoutError(
+                f"the {w.count} TaskWorkers (each {w.cpus_per_worker} CPU, {w.gpus_per_worker} GPU) did not start "
+                f"within {WAIT_TIMEOUT_S:.0f} s; the cluster has {ray.available_resources()} available"
+            ) from None
+
     def meta_train_warmup(self) -> None:
-        """Wait until every worker has started and built its task pools (benchmarks call
-        this so that start-up is not counted as throughput)."""
-        ray.get([w.info.remote() for w in self.workers], timeout=WAIT_TIMEOUT_S)
+        """Benchmarks call this first, so that worker start-up is not counted as throughput."""
+        self._wait_for_workers()
 
     def meta_train(self, checkpoint=None) -> tuple[dict[str, Any], list[dict[str, float]]]:
         c = self.campaign
@@ -126,7 +137,7 @@ class CampaignDriver:
         self.counts.update(state["counts"])
         self.wall_before = state["wall_s"]
         self.meta_learner = MetaLearner.remote(params, asdict(schedule), state["iteration"])
-        self.worker_info = ray.get([w.info.remote() for w in self.workers], timeout=WAIT_TIMEOUT_S)
+        self.worker_info = self._wait_for_workers()
         session_start = time.time()
         curve = list(state["curve"])
         bar = _progress(mt.iterations, state["iteration"], "meta-train", self.progress)
@@ -193,7 +204,8 @@ class CampaignDriver:
         versions = ray.get(
             [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
         )
-        assert all(v == iteration + 1 for v in versions), versions  # the loop is synchronous
+        if any(v != iteration + 1 for v in versions):
+            raise RuntimeError(f"meta-learner versions {versions} after applying iteration {iteration}")
         row: dict[str, float] = {"iteration": iteration}
         for name in LEARNERS:
             row[name] = sum(accs[name]) / len(accs[name]) if accs[name] else float("nan")

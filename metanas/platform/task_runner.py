@@ -80,9 +80,6 @@ class TaskRunner:
     def image_size(self) -> tuple[int, int]:
         return self.train_pool.image_shape
 
-    def initial_params(self, learner: str) -> Params:
-        return get_params(self.specs[learner].build(seed=self.campaign.seed))
-
     def train_episode(self, iteration: int, slot: int) -> Episode:
         e = self.campaign.episodes
         return self.train_pool.sample_episode(e.n_way, e.train_shots, e.train_query, [self.campaign.seed, META_TRAIN, iteration, slot])
