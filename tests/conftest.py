@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot"
+# shared/ lies beside the repository (developers' checkouts and CI alike)
+OMNIGLOT = Path(os.environ.get("METANAS_OMNIGLOT_DIR", REPO.parent / "shared" / "data" / "omniglot"))
 
 TINY_CAMPAIGN = {
     "name": "tiny",
@@ -49,5 +51,5 @@ def ray_session():
 @pytest.fixture(scope="session")
 def omniglot_zips() -> list[Path]:
     zips = sorted(OMNIGLOT.glob("images_background_small*.zip"))
-    assert len(zips) == 2, f"the Omniglot test data is expected in {OMNIGLOT} (shared/data beside the repository)"
+    assert len(zips) == 2, f"the Omniglot test data is expected in {OMNIGLOT} (shared/data beside the repository; or set METANAS_OMNIGLOT_DIR)"
     return zips
