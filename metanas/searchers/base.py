@@ -1,0 +1,137 @@
+"""The searcher interface every inner-loop search implements, and its records.
+
+An objective is any Python callable `config -> float` or `(config, budget) -> float`
+(higher is better). A warm start is a list of configs, optionally with scores already known
+for this same task (those are told to the searcher, not evaluated again).
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from metanas.platform.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Trial:
+    config: dict[str, Any]
+    score: float
+    budget: float | None = None
+    source: str = "search"  # "search", "warm_start" or "known"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "score": self.score, "budget": self.budget, "source": self.source}
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    config: dict[str, Any]
+    score: float | None = None  # known for THIS task: told to the searcher, not re-evaluated
+    weight: float = 1.0  # how strongly the memory recommends it (for ordering)
+
+
+@dataclass
+class SearchResult:
+    searcher: str
+    trials: list[Trial] = field(default_factory=list)
+    seconds: float = 0.0
+    warm_start_dropped: int = 0  # warm-start configs that did not fit the space
+
+    @property
+    def evaluated(self) -> list[Trial]:
+        return [t for t in self.trials if t.source != "known"]
+
+    @property
+    def best(self) -> Trial:
+        finite = [t for t in self.trials if math.isfinite(t.score)]
+        if not finite:
+            raise ValueError("no trial has a finite score")
+        return max(finite, key=lambda t: t.score)
+
+    def best_so_far(self) -> list[float]:
+        """Best score after each evaluated trial (known trials count as already there)."""
+        best = max((t.score for t in self.trials if t.source == "known"), default=-math.inf)
+        curve = []
+        for t in self.evaluated:
+            if math.isfinite(t.score):
+                best = max(best, t.score)
+            curve.append(best)
+        return curve
+
+
+class Objective:
+    """Wraps a user callable: accepts `f(config)` or `f(config, budget)`, checks scores."""
+
+    def __init__(self, fn: Callable[..., float]) -> None:
+        if not callable(fn):
+            raise TypeError(f"objective must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        try:
+            params = [
+                p for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            ]
+            self.takes_budget = len(params) >= 2
+        except (TypeError, ValueError):  # builtins without a signature
+            self.takes_budget = False
+
+    def __call__(self, config: dict[str, Any], budget: float | None = None) -> float:
+        value = self.fn(config, budget) if self.takes_budget else self.fn(config)
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"objective returned {value!r} for {config}; it must return a number") from None
+        return score if math.isfinite(score) else -math.inf  # a failed config, never the best
+
+
+def fit_warm_start(space: SearchSpace, warm_start: Sequence[WarmStart | dict]) -> tuple[list[WarmStart], int]:
+    """Validate warm-start configs against `space`; drop (and count) what does not fit,
+    and duplicates. Order is kept."""
+    kept, dropped, seen = [], 0, set()
+    for ws in warm_start:
+        ws = ws if isinstance(ws, WarmStart) else WarmStart(dict(ws))
+        try:
+            config = space.validate(ws.config)
+        except (ValueError, TypeError):
+            dropped += 1
+            continue
+        key = repr(sorted(config.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(WarmStart(config, ws.score, ws.weight))
+    return kept, dropped
+
+
+class Searcher(abc.ABC):
+    """Called once per task search. `search` may evaluate the objective at most `budget`
+    times (known warm-start scores are free) and returns every trial."""
+
+    name: str = "searcher"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def search(
+        self,
+        objective: Callable[..., float] | Objective,
+        space: SearchSpace,
+        budget: int,
+        warm_start: Sequence[WarmStart | dict] = (),
+    ) -> SearchResult:
+        if not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"budget must be a positive number of evaluations, got {budget!r}")
+        obj = objective if isinstance(objective, Objective) else Objective(objective)
+        fitted, dropped = fit_warm_start(space, warm_start)
+        start = time.perf_counter()
+        trials = self._search(obj, space, budget, fitted)
+        return SearchResult(self.name, trials, time.perf_counter() - start, dropped)
+
+    @abc.abstractmethod
+    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+        """Run the search; warm starts are already validated."""

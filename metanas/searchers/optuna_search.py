@@ -1,0 +1,80 @@
+"""Optuna search (TPE by default). Warm-start configs are enqueued (`enqueue_trial`) so they
+are evaluated first; scores already known for this task are told with `add_trial`, costing
+no evaluation. Objectives that take a budget are evaluated at increasing fidelities and
+pruned by a successive-halving pruner."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from metanas.platform.space import Categorical, Int, Param, SearchSpace
+from metanas.searchers.base import Objective, Searcher, Trial, WarmStart
+
+log = logging.getLogger(__name__)
+
+
+def suggest(trial, p: Param):
+    if isinstance(p, Categorical):
+        return trial.suggest_categorical(p.name, list(p.choices))
+    if isinstance(p, Int):
+        return trial.suggest_int(p.name, p.low, p.high, log=p.log)
+    return trial.suggest_float(p.name, p.low, p.high, log=p.log)
+
+
+class OptunaSearcher(Searcher):
+    name = "optuna"
+
+    def __init__(self, seed: int = 0, sampler: str = "tpe", fidelities: Sequence[float] | None = None) -> None:
+        super().__init__(seed)
+        if sampler not in ("tpe", "cmaes", "random"):
+            raise ValueError(f"sampler: expected 'tpe', 'cmaes' or 'random', got {sampler!r}")
+        self.sampler = sampler
+        self.fidelities = list(fidelities) if fidelities else None
+
+    def _make_sampler(self):
+        import optuna
+
+        if self.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=5, multivariate=True)
+        if self.sampler == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=self.seed)
+        return optuna.samplers.RandomSampler(seed=self.seed)
+
+    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        dists = space.to_optuna()
+        pruner = optuna.pruners.SuccessiveHalvingPruner() if self.fidelities and objective.takes_budget else optuna.pruners.NopPruner()
+        study = optuna.create_study(direction="maximize", sampler=self._make_sampler(), pruner=pruner)
+        trials: list[Trial] = []
+        for ws in warm_start:
+            if ws.score is not None:
+                study.add_trial(optuna.trial.create_trial(params=ws.config, distributions=dists, value=ws.score))
+                trials.append(Trial(ws.config, ws.score, None, "known"))
+        queued = [ws.config for ws in warm_start if ws.score is None]
+        for config in queued:
+            study.enqueue_trial(config, skip_if_exists=False)
+        # Known trials took the first trial numbers, the enqueued warm starts the next ones.
+        first_searched = len(trials) + len(queued)
+
+        def run(trial: "optuna.Trial") -> float:
+            config = {p.name: suggest(trial, p) for p in space.params}
+            source = "warm_start" if trial.number < first_searched else "search"
+            if self.fidelities and objective.takes_budget:
+                score = float("-inf")
+                for step, fidelity in enumerate(self.fidelities):
+                    score = objective(config, fidelity)
+                    trial.report(score, step)
+                    if step < len(self.fidelities) - 1 and trial.should_prune():
+                        trials.append(Trial(config, score, fidelity, source))
+                        raise optuna.TrialPruned()
+                trials.append(Trial(config, score, self.fidelities[-1], source))
+                return score
+            score = objective(config)
+            trials.append(Trial(config, score, None, source))
+            return score
+
+        study.optimize(run, n_trials=budget)
+        return trials

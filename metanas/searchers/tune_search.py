@@ -1,0 +1,110 @@
+"""Ray Tune search: a `Tuner` driven by `OptunaSearch`, so one search can spread its trials
+over the cluster. Warm-start configs become `points_to_evaluate`; scores already known for
+this task are told to the searcher (`add_evaluated_point`, the same path Ray takes for
+`evaluated_rewards`). Objectives that take a budget are reported once per fidelity and
+stopped early by ASHA."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from typing import Any, Sequence
+
+from metanas.platform.space import SearchSpace
+from metanas.searchers.base import Objective, Searcher, Trial, WarmStart
+
+log = logging.getLogger(__name__)
+
+
+def _trainable(objective: Objective, fidelities: list[float] | None):
+    from ray import tune
+
+    def run(config: dict[str, Any]) -> None:
+        if fidelities:
+            for fidelity in fidelities:
+                tune.report({"score": _finite(objective(config, fidelity)), "fidelity": fidelity})
+        else:
+            tune.report({"score": _finite(objective(config))})
+
+    return run
+
+
+def _finite(score: float) -> float:
+    # Tune's schedulers and result files want finite numbers; a failed config scores lowest.
+    return score if math.isfinite(score) else -1e30
+
+
+class TuneSearcher(Searcher):
+    name = "tune"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        fidelities: Sequence[float] | None = None,
+        max_concurrent: int = 2,
+        resources_per_trial: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__(seed)
+        self.fidelities = list(fidelities) if fidelities else None
+        self.max_concurrent = max_concurrent
+        self.resources = resources_per_trial or {"cpu": 1}
+
+    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+        import optuna
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        from metanas.cluster.connect import connect
+
+        connect()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        known = [ws for ws in warm_start if ws.score is not None]
+        queued = [ws.config for ws in warm_start if ws.score is None]
+        searcher = OptunaSearch(
+            space=space.to_optuna(),
+            metric="score",
+            mode="max",
+            points_to_evaluate=queued or None,
+            sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=5, multivariate=True),
+        )
+        for ws in known:
+            searcher.add_evaluated_point(ws.config, ws.score)
+        use_fidelity = bool(self.fidelities) and objective.takes_budget
+        scheduler = (
+            ASHAScheduler(time_attr="training_iteration", max_t=len(self.fidelities), grace_period=1, reduction_factor=3)
+            if use_fidelity
+            else FIFOScheduler()
+        )
+        with tempfile.TemporaryDirectory(prefix="metanas-tune-") as storage:
+            tuner = tune.Tuner(
+                tune.with_resources(_trainable(objective, self.fidelities if use_fidelity else None), self.resources),
+                tune_config=tune.TuneConfig(
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.max_concurrent),
+                    scheduler=scheduler,
+                    metric="score",
+                    mode="max",
+                    num_samples=budget,
+                ),
+                run_config=tune.RunConfig(storage_path=storage, name="search", verbose=0),
+            )
+            grid = tuner.fit()
+            rows = []
+            for result in grid:
+                if result.error or result.metrics is None or "score" not in result.metrics:
+                    log.warning("a Tune trial failed: %s", result.error)
+                    continue
+                m = result.metrics
+                rows.append((m.get("timestamp", 0), m.get("trial_id", ""), result.config, m["score"], m.get("fidelity")))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        trials = [Trial(ws.config, ws.score, None, "known") for ws in known]
+        pending_warm = [dict(c) for c in queued]
+        for _, _, config, score, fidelity in rows:
+            config = {k: config[k] for k in space.names}
+            source = "warm_start" if config in pending_warm else "search"
+            if source == "warm_start":
+                pending_warm.remove(config)
+            trials.append(Trial(config, float(score), fidelity, source))
+        return trials
