@@ -22,7 +22,7 @@ class Trial:
     config: dict[str, Any]
     score: float
     budget: float | None = None
-    source: str = "search"  # "search", "warm_start" or "known"
+    source: str = "search"  # "search", "warm_start", "known" (told, not evaluated) or "probe"
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "score": self.score, "budget": self.budget, "source": self.source}
@@ -44,6 +44,7 @@ class SearchResult:
 
     @property
     def evaluated(self) -> list[Trial]:
+        """Trials whose evaluation this search paid for (probes included)."""
         return [t for t in self.trials if t.source != "known"]
 
     @property
@@ -56,6 +57,7 @@ class SearchResult:
     def best_so_far(self) -> list[float]:
         """Best score after each evaluated trial (known trials count as already there)."""
         best = max((t.score for t in self.trials if t.source == "known"), default=-math.inf)
+        # probes come first in `trials`, so they are counted in the order they were paid for
         curve = []
         for t in self.evaluated:
             if math.isfinite(t.score):
