@@ -1,0 +1,280 @@
+"""The task memory: Parquet parts (the source of truth) plus derived FAISS indexes.
+
+Layout of a store directory:
+    parts/part-<seq>.parquet   records, each part written atomically (tmp, fsync, rename)
+    index/<group>.faiss        one cosine index per (embedder, space signature) group
+    index/manifest.json        which parts each persisted index covers
+    quarantine/                parts that could not be read, set aside and reported
+
+Single writer (in campaigns, the MemoryWriter actor); readers see whole parts only. An index
+that is missing, stale or unreadable is rebuilt from Parquet with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from metanas.memory.records import ARROW_SCHEMA, TaskRecord, records_to_table, row_to_record
+from metanas.platform.checkpoint import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+EXACT_THRESHOLD = 20_000  # vectors per group below which search is exact
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def _group_name(embedder: str, signature: str) -> str:
+    return hashlib.sha256(f"{embedder}\0{signature}".encode()).hexdigest()[:16]
+
+
+class _Group:
+    """Rows of one (embedder, space signature) pair and their FAISS index."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.rows: list[int] = []
+        self.index = None  # built on demand
+
+
+class MemoryStore:
+    def __init__(self, path: str | Path, exact_threshold: int = EXACT_THRESHOLD, nprobe: int = 16) -> None:
+        self.path = Path(path)
+        self.exact_threshold = exact_threshold
+        self.nprobe = nprobe
+        self.problems: list[str] = []
+        for sub in ("parts", "index"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        for tmp in self.path.glob("*/.*.tmp"):  # left by a writer killed mid-write
+            tmp.unlink(missing_ok=True)
+        self._tables: list[pa.Table] = []
+        self._table: pa.Table | None = None
+        self._parts: list[str] = []
+        self._rows_by_key: dict[str, int] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._load()
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _load(self) -> None:
+        for part in sorted((self.path / "parts").glob("part-*.parquet")):
+            try:
+                table = pq.read_table(part, schema=ARROW_SCHEMA)
+            except Exception as err:  # any unreadable part: set aside, report, go on
+                self._quarantine(part, err)
+                continue
+            self._add_table(part.name, table)
+        self._load_indexes()
+
+    def _quarantine(self, part: Path, err: Exception) -> None:
+        target = self.path / "quarantine" / part.name
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(str(part), target)
+        msg = f"corrupt part {part.name} moved to {target}: {err}"
+        self.problems.append(msg)
+        log.warning("memory %s: %s", self.path, msg)
+
+    def _add_table(self, part_name: str, table: pa.Table) -> None:
+        start = len(self)
+        self._tables.append(table)
+        self._table = None
+        self._parts.append(part_name)
+        keys = table.column("key").to_pylist()
+        embedders = table.column("embedder").to_pylist()
+        signatures = table.column("space_signature").to_pylist()
+        dims = pc_list_lengths(table.column("embedding"))
+        for i, key in enumerate(keys):
+            self._rows_by_key[key] = start + i
+            group = self._groups.setdefault((embedders[i], signatures[i]), _Group(int(dims[i])))
+            group.rows.append(start + i)
+
+    def _load_indexes(self) -> None:
+        manifest_path = self.path / "index" / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            manifest = {}
+        import faiss
+
+        for (embedder, signature), group in self._groups.items():
+            name = _group_name(embedder, signature)
+            entry = manifest.get(name)
+            file = self.path / "index" / f"{name}.faiss"
+            if not entry or entry.get("rows") != len(group.rows) or entry.get("parts") != self._parts:
+                continue  # stale or never saved: built when first queried
+            try:
+                index = faiss.deserialize_index(np.frombuffer(file.read_bytes(), dtype=np.uint8))
+                if index.ntotal != len(group.rows):
+                    raise ValueError(f"index holds {index.ntotal} vectors, the group {len(group.rows)}")
+                group.index = index
+            except Exception as err:
+                log.warning("memory %s: index %s unreadable (%s); rebuilding it from Parquet", self.path, file.name, err)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def append(self, records: Iterable[TaskRecord]) -> int:
+        """Append the records whose key is new; return how many were written. Writes one
+        Parquet part atomically, then updates (and persists) the affected indexes."""
+        fresh: list[TaskRecord] = []
+        seen: set[str] = set()
+        for r in records:
+            if not isinstance(r, TaskRecord):
+                raise TypeError(f"append takes TaskRecord objects, got {type(r).__name__}")
+            if r.key in self._rows_by_key or r.key in seen:
+                continue
+            group = self._groups.get((r.embedder, r.space_signature))
+            if group is not None and group.dim != len(r.embedding):
+                raise ValueError(f"record {r.key!r}: embedding has {len(r.embedding)} dims, its group has {group.dim}")
+            seen.add(r.key)
+            fresh.append(r)
+        if not fresh:
+            return 0
+        table = records_to_table(fresh)
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        name = f"part-{len(self._parts) + len(self.problems):08d}-{hashlib.sha1(fresh[0].key.encode()).hexdigest()[:8]}.parquet"
+        atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
+        start = len(self)
+        self._add_table(name, table)
+        touched = {(r.embedder, r.space_signature) for r in fresh}
+        emb = np.stack([r.embedding for r in fresh])
+        for key in touched:
+            group = self._groups[key]
+            if group.index is not None:
+                mine = [i for i, r in enumerate(fresh) if (r.embedder, r.space_signature) == key]
+                self._add_to_index(group, emb[mine], np.asarray([start + i for i in mine]))
+        self.save_index()
+        return len(fresh)
+
+    def _add_to_index(self, group: _Group, vectors: np.ndarray, rows: np.ndarray) -> None:
+        import faiss
+
+        if group.index.ntotal + len(vectors) > self.exact_threshold and isinstance(group.index, faiss.IndexFlat):
+            group.index = None  # crossed the threshold: rebuild as an approximate index
+            return
+        group.index.add(_normalise(vectors))
+
+    def save_index(self) -> None:
+        """Persist every built index and the manifest (atomically)."""
+        import faiss
+
+        manifest = {}
+        for (embedder, signature), group in self._groups.items():
+            if group.index is None:
+                continue
+            name = _group_name(embedder, signature)
+            atomic_write_bytes(self.path / "index" / f"{name}.faiss", faiss.serialize_index(group.index).tobytes())
+            manifest[name] = {"embedder": embedder, "space_signature": signature, "rows": len(group.rows), "parts": self._parts}
+        atomic_write_json(self.path / "index" / "manifest.json", manifest)
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            self._table = pa.concat_tables(self._tables) if self._tables else ARROW_SCHEMA.empty_table()
+            self._tables = [self._table]
+        return self._table
+
+    def __len__(self) -> int:
+        return len(self._rows_by_key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._rows_by_key
+
+    def keys(self) -> list[str]:
+        return list(self._rows_by_key)
+
+    def get(self, key: str) -> TaskRecord:
+        return row_to_record(self.table, self._rows_by_key[key])
+
+    def _build_index(self, group: _Group) -> None:
+        import faiss
+
+        rows = np.asarray(group.rows)
+        vectors = _normalise(np.stack(self.table.column("embedding").take(pa.array(rows)).to_numpy(zero_copy_only=False)))
+        if len(rows) <= self.exact_threshold:
+            index = faiss.IndexFlatIP(group.dim)
+        else:
+            nlist = int(4 * np.sqrt(len(rows)))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(group.dim), group.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors[np.random.default_rng(0).permutation(len(rows))[: 64 * nlist]])
+        index.add(vectors)
+        group.index = index
+
+    def nearest(
+        self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
+    ) -> list[tuple[TaskRecord, float]]:
+        """The k most similar records (cosine) of this space and embedder, best first."""
+        group = self._groups.get((embedder, space_signature))
+        if group is None or k <= 0:
+            return []
+        query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != group.dim:
+            raise ValueError(f"query has {query.shape[1]} dims; embedder {embedder!r} records have {group.dim}")
+        if group.index is None:
+            self._build_index(group)
+        if hasattr(group.index, "nprobe"):
+            group.index.nprobe = self.nprobe
+        fetch = min(len(group.rows), k if family is None else 8 * k)
+        sims, ids = group.index.search(_normalise(query), fetch)
+        out = []
+        for sim, i in zip(sims[0], ids[0]):
+            if i < 0:
+                continue
+            record = row_to_record(self.table, group.rows[i])
+            if family is None or record.family == family:
+                out.append((record, float(sim)))
+            if len(out) == k:
+                break
+        return out
+
+    def records(self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None) -> list[TaskRecord]:
+        t = self.table
+        out = []
+        for row in range(t.num_rows):
+            if space_signature and t.column("space_signature")[row].as_py() != space_signature:
+                continue
+            if family and t.column("family")[row].as_py() != family:
+                continue
+            if embedder and t.column("embedder")[row].as_py() != embedder:
+                continue
+            out.append(row_to_record(t, row))
+        return out
+
+    def stats(self) -> dict:
+        t = self.table
+        return {
+            "records": len(self),
+            "parts": len(self._parts),
+            "families": dict(Counter(t.column("family").to_pylist())),
+            "spaces": dict(Counter(t.column("space_signature").to_pylist())),
+            "embedders": dict(Counter(t.column("embedder").to_pylist())),
+            "problems": list(self.problems),
+        }
+
+    def export(self, path: str | Path) -> None:
+        buf = io.BytesIO()
+        pq.write_table(self.table, buf)
+        atomic_write_bytes(path, buf.getvalue())
+
+
+def pc_list_lengths(column: pa.ChunkedArray) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False)

@@ -1,0 +1,146 @@
+"""The memory store: idempotent appends, space isolation, crash safety, repair on load."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from metanas.memory.records import ARROW_SCHEMA, TaskRecord
+from metanas.memory.store import MemoryStore
+
+
+def rec(i: int, space: str = "s1", family: str = "f", dim: int = 8, embedder: str = "e", rng=None) -> TaskRecord:
+    rng = rng or np.random.default_rng(i)
+    return TaskRecord(
+        key=f"{space}/{i}",
+        task_id=f"t{i}",
+        family=family,
+        embedder=embedder,
+        embedding=rng.standard_normal(dim).astype(np.float32),
+        space_signature=space,
+        best_config={"x": i},
+        best_score=float(i),
+        trials=[{"config": {"x": i}, "score": float(i), "budget": None}],
+        searcher="optuna",
+    )
+
+
+def test_append_is_idempotent_by_key_and_round_trips(tmp_path):
+    store = MemoryStore(tmp_path)
+    records = [rec(i) for i in range(20)]
+    assert store.append(records + [records[0]]) == 20  # a repeat inside the batch
+    assert store.append(records[:5]) == 0  # and across calls
+    again = MemoryStore(tmp_path)
+    assert len(again) == 20 and again.get("s1/7").trials == records[7].trials
+    hit, sim = again.nearest(records[3].embedding, 1, "s1", "e")[0]
+    assert hit.key == "s1/3" and sim == pytest.approx(1.0, abs=1e-5)
+    assert np.array_equal(hit.embedding, records[3].embedding)
+
+
+def test_queries_never_cross_spaces_or_embedders_and_filter_families(tmp_path):
+    store = MemoryStore(tmp_path)
+    store.append([rec(i, "s1", family="a" if i % 2 else "b") for i in range(30)] + [rec(i, "s2") for i in range(30)])
+    store.append([rec(100 + i, "s1", embedder="other", dim=4) for i in range(5)])
+    for r, _ in store.nearest(rec(0, "s2").embedding, 10, "s1", "e"):
+        assert r.space_signature == "s1" and r.embedder == "e"
+    assert {r.family for r, _ in store.nearest(rec(0).embedding, 5, "s1", "e", family="a")} == {"a"}
+    assert store.nearest(rec(0).embedding, 5, "s3", "e") == []
+    with pytest.raises(ValueError, match="dims"):
+        store.nearest(np.ones(3), 1, "s1", "e")
+
+
+WRITER = """
+import sys, numpy as np
+from metanas.memory.store import MemoryStore
+from metanas.memory.records import TaskRecord
+store = MemoryStore(sys.argv[1])
+for batch in range(10_000):
+    store.append([TaskRecord(key=f"{batch}/{i}", task_id=str(i), family="f", embedder="e",
+        embedding=np.random.rand(16).astype("float32"), space_signature="s", best_config={}, best_score=1.0)
+        for i in range(200)])
+    print(batch, flush=True)
+"""
+
+
+def test_writer_killed_mid_append_leaves_a_loadable_store(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    for _ in range(5):  # five batches committed
+        proc.stdout.readline()
+    time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = MemoryStore(tmp_path)
+    assert len(store) >= 5 * 200 and len(store) % 200 == 0  # whole parts only
+    assert len(set(store.keys())) == len(store)
+    assert not store.problems
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_truncated_index_is_rebuilt_with_a_warning(tmp_path, caplog):
+    store = MemoryStore(tmp_path)
+    records = [rec(i) for i in range(50)]
+    store.append(records)
+    store.nearest(records[0].embedding, 1, "s1", "e")  # builds the index
+    store.save_index()
+    index_file = next((tmp_path / "index").glob("*.faiss"))
+    index_file.write_bytes(index_file.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        reopened = MemoryStore(tmp_path)
+    assert any("rebuilding" in m for m in caplog.messages)
+    assert reopened.nearest(records[9].embedding, 1, "s1", "e")[0][0].key == "s1/9"
+
+
+def test_corrupt_part_is_set_aside_and_reported_while_the_rest_loads(tmp_path, caplog):
+    store = MemoryStore(tmp_path)
+    store.append([rec(i) for i in range(10)])
+    store.append([rec(i) for i in range(10, 20)])
+    store.append([rec(i) for i in range(20, 30)])
+    parts = sorted((tmp_path / "parts").glob("*.parquet"))
+    parts[1].write_bytes(b"not parquet at all")
+    with caplog.at_level(logging.WARNING):
+        reopened = MemoryStore(tmp_path)
+    assert len(reopened) == 20 and "s1/15" not in reopened and "s1/25" in reopened
+    assert len(reopened.problems) == 1 and parts[1].name in reopened.problems[0]
+    assert (tmp_path / "quarantine" / parts[1].name).exists()
+    assert any("corrupt" in m for m in caplog.messages)
+
+
+def test_approximate_index_past_the_threshold_keeps_recall(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 16))
+    records = []
+    for i in range(3000):
+        e = centres[i % 20] + 0.3 * rng.standard_normal(16)
+        records.append(TaskRecord(key=str(i), task_id=str(i), family="f", embedder="e", embedding=e.astype(np.float32),
+                                  space_signature="s", best_config={}, best_score=0.0))
+    store = MemoryStore(tmp_path, exact_threshold=500)
+    store.append(records)
+    E = np.stack([r.embedding for r in records])
+    E = E / np.linalg.norm(E, axis=1, keepdims=True)
+    recalls = []
+    for q in range(0, 3000, 150):
+        exact = set(np.argsort(-E @ E[q])[:10].tolist())
+        got = {int(r.key) for r, _ in store.nearest(records[q].embedding, 10, "s", "e")}
+        recalls.append(len(exact & got) / 10)
+    assert type(store._groups[("e", "s")].index).__name__ == "IndexIVFFlat"
+    assert np.mean(recalls) >= 0.9
+
+
+def test_nothing_in_the_store_is_a_pickle(tmp_path):
+    store = MemoryStore(tmp_path)
+    store.append([rec(i) for i in range(5)])
+    store.nearest(rec(0).embedding, 1, "s1", "e")
+    store.save_index()
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert f.suffix in (".parquet", ".json", ".faiss"), f
+    part = next((tmp_path / "parts").glob("*.parquet"))
+    assert pq.read_schema(part).remove_metadata() == ARROW_SCHEMA
