@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "run_campaign", "load_campaign", "SearchSpace", "CellSpace", "Learner", "__version__"]
+__all__ = ["load", "search", "run_campaign", "load_campaign", "SearchSpace", "CellSpace", "Learner", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,6 +16,10 @@ def __getattr__(name: str) -> Any:
         from metanas.platform.learner import load
 
         return load
+    if name == "search":
+        from metanas.platform.search import search
+
+        return search
     if name == "Learner":
         from metanas.platform.learner import Learner
 

@@ -96,3 +96,21 @@ class MetaLearner:
 
         save_tensors(path, {f"{name}/{k}": v for name, p in self.params.items() for k, v in p.items()})
         return dict(self.version)
+
+
+@ray.remote(max_restarts=3, max_task_retries=3)
+class MemoryWriter:
+    """The single writer of a task memory: producers anywhere in the cluster append
+    through it, so Parquet parts are never written concurrently. Appends are idempotent by
+    record key, which makes Ray's automatic retries safe."""
+
+    def __init__(self, path: str) -> None:
+        from metanas.memory.store import MemoryStore
+
+        self.store = MemoryStore(path)
+
+    def append(self, records: list) -> int:
+        return self.store.append(records)
+
+    def count(self) -> int:
+        return len(self.store)

@@ -14,10 +14,11 @@ from collections import defaultdict, deque
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from metanas.cluster.actors import MetaLearner, TaskWorker
+from metanas.cluster.actors import MemoryWriter, MetaLearner, TaskWorker
 from metanas.cluster.connect import connect
 from metanas.platform.checkpoint import atomic_write_json
 from metanas.platform.config import Campaign
@@ -60,11 +61,14 @@ class CampaignDriver:
             for i in range(w.count)
         ]
         self.meta_learner = None
+        memory = campaign.memory or str(run.root / "memory")
+        self.memory_writer = MemoryWriter.options(num_cpus=0).remote(memory)
+        self.pending_records: list = []
         self.counts: dict[str, int] = defaultdict(int)
         self.tasks_by_pid: dict[int, int] = defaultdict(int)
 
     def close(self) -> None:
-        for actor in self.workers + ([self.meta_learner] if self.meta_learner else []):
+        for actor in self.workers + [self.memory_writer] + ([self.meta_learner] if self.meta_learner else []):
             ray.kill(actor)
 
     def _run_queue(self, queue: deque, submit: Callable[[Any, int], Any], what: str) -> Iterator[tuple[Any, Any]]:
@@ -201,6 +205,8 @@ class CampaignDriver:
             self.tasks_by_pid[out["pid"]] += 1
             deltas[name].append(delta_refs[ref])
             accs[name].append(out["query_accuracy"])
+            if out["genotype"] is not None:
+                self.pending_records.append(self._task_record(out))
         versions = ray.get(
             [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
         )
@@ -211,11 +217,40 @@ class CampaignDriver:
             row[name] = sum(accs[name]) / len(accs[name]) if accs[name] else float("nan")
         return row
 
+    def _task_record(self, out: dict[str, Any]):
+        """One memory record per finished meta-train task search (the supernet's)."""
+        from metanas.memory.embedders import support_embedder_name
+        from metanas.memory.records import TaskRecord
+
+        c = self.campaign
+        space = c.space.cell_space()
+        task = f"{c.name}-seed{c.seed}/meta_train/{out['iteration']}/{out['slot']}"
+        config = space.genotype_to_config(tuple(out["genotype"]))
+        score = out["query_accuracy_after"]
+        return TaskRecord(
+            key=task,
+            task_id=task,
+            family=c.data.source,
+            embedder=support_embedder_name(space),
+            embedding=np.asarray(out["embedding"], dtype=np.float32),
+            space_signature=space.search_space.signature,
+            best_config=config,
+            best_score=score,
+            trials=[{"config": config, "score": score, "budget": float(c.meta_train.inner.steps)}],
+            searcher="darts",
+            campaign_id=c.name,
+            created_at=time.time(),
+        )
+
     def _checkpoint(self, done: int, curve: list, state: dict, session_start: float) -> dict:
         """Save the meta-parameters, then the driver's state (written last: its presence marks
         a complete checkpoint)."""
         tensors, state_path = self.run_dir.checkpoint_paths(done)
         ray.get(self.meta_learner.save.remote(str(tensors)), timeout=WAIT_TIMEOUT_S)
+        # Records of the iterations since the last checkpoint; after a crash those
+        # iterations re-run and re-append under the same keys, which the store ignores.
+        ray.get(self.memory_writer.append.remote(self.pending_records), timeout=WAIT_TIMEOUT_S)
+        self.pending_records = []
         # Workers of earlier (killed) driver sessions keep their entries; ours are refreshed.
         ours = {info["pid"] for info in self.worker_info}
         workers = [w for w in state["workers"] if w["pid"] not in ours]

@@ -78,13 +78,18 @@ class LandmarkEmbedder:
         return self.embed_scores(scores), scores
 
 
+def support_embedder_name(space: Any) -> str:
+    """Shared by campaigns (which embed their meta-train tasks) and by this embedder."""
+    return f"support_features_{space.channels}c_{space.cells}x{space.nodes}_{space.norm}"
+
+
 class SupportSetEmbedder:
     """For image few-shot tasks: the mean and spread of the support set's features under a
     meta-learned network (from `metanas.load(run_dir)`)."""
 
     def __init__(self, learner: Any) -> None:
         self.learner = learner
-        self.name = f"support_features_{learner.space.channels}c_{learner.space.cells}x{learner.space.nodes}"
+        self.name = support_embedder_name(learner.space)
 
     def embed(self, images: Any) -> np.ndarray:
         import torch

@@ -119,6 +119,9 @@ class Campaign(_Strict):
     meta_train: MetaTrainSettings
     meta_test: MetaTestSettings
     workers: WorkerSettings = WorkerSettings()
+    # The task memory every finished task search is appended to; default OUT/memory.
+    # Point several campaigns at one directory to share what they learn.
+    memory: Optional[str] = None
 
     @model_validator(mode="after")
     def _fixed_genotype_fits(self) -> "Campaign":

@@ -48,7 +48,8 @@ class TrainOutcome:
     query_accuracy: float  # prototype head on the meta-parameters' features, before adaptation
     query_accuracy_after: float  # after adaptation (optimistic when the w steps saw the query)
     seconds: float  # time inside the inner loop
-    pid: int = 0
+    genotype: tuple[str, ...] | None = None  # the supernet's derived architecture after adaptation
+    embedding: list[float] | None = None  # support-set features under the meta-parameters
 
 
 def pixel_prototype_accuracy(ep: Episode) -> float:
@@ -59,6 +60,13 @@ def pixel_prototype_accuracy(ep: Episode) -> float:
     protos = np.stack([s[ep.support_y == k].mean(0) for k in range(n_way)])
     dist = ((q[:, None, :] - protos[None]) ** 2).sum(-1)
     return float((dist.argmin(1) == ep.query_y).mean())
+
+
+@torch.no_grad()
+def support_embedding(net: torch.nn.Module, support_x: torch.Tensor) -> list[float]:
+    """The task's embedding for the memory: mean and spread of its support-set features."""
+    feats = net.features(support_x)
+    return torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).cpu().tolist()
 
 
 class TaskRunner:
@@ -105,6 +113,7 @@ class TaskRunner:
         set_params(net, {k: v.to(self.device) for k, v in theta.items()})
         init_head_from_prototypes(net, sx, sy)
         before = evaluate(net, qx, qy)[0]
+        embedding = support_embedding(net, sx) if learner == "metanas" else None
         mt = self.campaign.meta_train
         settings = AdaptSettings(mt.inner.steps, mt.inner.lr_w, mt.inner.lr_alpha, mt.inner.batch_size, update_alpha)
         wx, wy = (torch.cat([sx, qx]), torch.cat([sy, qy])) if mt.w_sees_query else (sx, sy)
@@ -112,7 +121,8 @@ class TaskRunner:
         after = evaluate(net, qx, qy)[0]
         new = get_params(net)
         delta = {k: new[k] - theta[k].cpu() for k in theta}
-        outcome = TrainOutcome(learner, iteration, slot, before, after, time.perf_counter() - start)
+        genotype = net.genotype() if learner == "metanas" else None
+        outcome = TrainOutcome(learner, iteration, slot, before, after, time.perf_counter() - start, genotype, embedding)
         return delta, outcome
 
     def meta_test_task(self, index: int, params: dict[str, Params]) -> dict[str, Any]:

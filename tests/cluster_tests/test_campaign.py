@@ -113,3 +113,22 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campai
     assert summary["meta_train"]["iterations"] == 40
     assert summary["meta_train"]["tasks_completed"] >= (40 - summary["meta_train"]["resumed_from_iteration"]) * 4
     assert "metanas" in done.stdout  # the results table
+    from metanas.memory.store import MemoryStore
+
+    # iterations re-run after the kill re-appended under the same keys: still one per task
+    assert len(MemoryStore(out / "memory")) == 40 * 2
+
+
+def test_campaign_writes_one_memory_record_per_finished_task(finished_run):
+    from metanas.memory.store import MemoryStore
+    from metanas.platform.darts_space import CellSpace
+
+    out, summary = finished_run
+    store = MemoryStore(out / "memory")
+    keys = store.keys()
+    # one record per supernet task (reptile_fixed tasks are not searches)
+    assert len(keys) == len(set(keys)) == summary["meta_train"]["tasks_completed"] // 2
+    record = store.get(keys[0])
+    assert record.searcher == "darts" and record.family == "digits"
+    assert record.space_signature == CellSpace(nodes=1, channels=4, cells=1).search_space.signature
+    assert CellSpace(nodes=1, channels=4, cells=1).config_to_genotype(record.best_config)
