@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from metanas.memory.warmstart import PastTask, portfolio, rank_configs, select_warm_start
+from metanas.memory.warmstart import PastTask, portfolio, probe_and_rank
 from metanas.platform.space import Categorical, SearchSpace
 from metanas.searchers.base import WarmStart
 from metanas.searchers.optuna_search import OptunaSearcher
@@ -66,46 +66,14 @@ def load_table(bench_cls: Any, dataset: str) -> TableTask:
     return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)))
 
 
-def _surrogate(space: SearchSpace, trials: list[dict[str, Any]]) -> Callable[[dict[str, Any]], float]:
-    """1-nearest-neighbour on encoded configs: a stored task's best guess at a config's
-    score, from its own trials only (the memory has no access to its objective)."""
-    X = np.asarray([space.encode(t["config"]) for t in trials])
-    y = np.asarray([t["score"] for t in trials])
-
-    def predict(config: dict[str, Any]) -> float:
-        d = ((X - np.asarray(space.encode(config))) ** 2).sum(1)
-        near = np.argsort(d)[:3]
-        return float(y[near].mean())
-
-    return predict
-
-
-def _spearman(a: list[float], b: list[float]) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if np.std(ra) == 0 or np.std(rb) == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def metanas_memory_search(task: TableTask, memory: list[PastTask], budget: int, seed: int, n_probes: int = 5, n_warm: int = 5):
-    """Probes are the memory's portfolio (good configs, so they are never wasted
-    evaluations: measured, 3 probes lost to the plain portfolio on HPOBench at 10
-    evaluations, 5 beat it); the next warm starts come from stored tasks weighted by how
-    well their trials rank the probes; TPE continues from everything seen."""
+def metanas_memory_search(task: TableTask, memory: list[PastTask], budget: int, seed: int) -> list[float]:
+    """Exactly what `metanas.search(..., warm_start="memory")` does for a black-box
+    objective: portfolio probes, similarity-weighted warm start, then TPE."""
     space, objective = task.space, task.objective()
-    probes, _ = portfolio(space, memory, n_probes)
-    probe_scores = [objective(p.config) for p in probes]
-    past = []
-    for stored in memory:
-        predict = _surrogate(space, list(stored.trials))
-        sim = _spearman(probe_scores, [predict(p.config) for p in probes]) if len(probes) > 1 else 0.0
-        past.append(PastTask(stored.task_id, stored.trials, (1.0 + sim) / 2.0))
-    ranked = rank_configs(past, similarity_power=4.0)
-    known = {tuple(sorted(p.config.items())) for p in probes}
-    warm, _ = select_warm_start(space, [(c, s) for c, s in ranked if tuple(sorted(c.items())) not in known], n_warm)
-    told = [WarmStart(p.config, s) for p, s in zip(probes, probe_scores)]
-    result = OptunaSearcher(seed=seed).search(objective, space, budget - len(probes), warm_start=told + warm)
-    return [t.score for t in result.trials if t.source == "known"] + [t.score for t in result.evaluated]
+    plan = probe_and_rank(space, memory, objective)
+    told = [WarmStart(c, s) for c, s in zip(plan.probes, plan.probe_scores)]
+    result = OptunaSearcher(seed=seed).search(objective, space, budget - len(told), warm_start=told + plan.warm_start)
+    return plan.probe_scores + [t.score for t in result.evaluated]
 
 
 def _run_method(method: str, task: TableTask, memory: list[PastTask], budget: int, seed: int) -> list[float]:

@@ -14,7 +14,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -101,3 +101,67 @@ def portfolio(space: SearchSpace, past: Sequence[PastTask], n: int) -> tuple[lis
 
 def memory_warm_start(space: SearchSpace, neighbours: Sequence[PastTask], n: int) -> tuple[list[WarmStart], int]:
     return select_warm_start(space, rank_configs(neighbours), n)
+
+
+def surrogate(space: SearchSpace, trials: Sequence[dict[str, Any]]) -> Callable[[dict[str, Any]], float]:
+    """A stored task's guess at a config's score from its own trials only (mean of the 3
+    nearest encoded configs): the memory never has the stored task's objective."""
+    finite = [t for t in trials if t.get("score") is not None and math.isfinite(t["score"])]
+    X = np.asarray([space.encode(t["config"]) for t in finite])
+    y = np.asarray([t["score"] for t in finite])
+
+    def predict(config: dict[str, Any]) -> float:
+        d = ((X - np.asarray(space.encode(config))) ** 2).sum(1)
+        return float(y[np.argsort(d)[:3]].mean())
+
+    return predict
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+@dataclass
+class ProbedWarmStart:
+    probes: list[dict[str, Any]]  # evaluated on the new task (they count in its budget)
+    probe_scores: list[float]
+    warm_start: list[WarmStart]  # to evaluate next, best first
+    dropped: int
+    similarity: dict[str, float]  # stored task -> similarity in [0, 1]
+
+
+def probe_and_rank(
+    space: SearchSpace,
+    past: Sequence[PastTask],
+    objective: Callable[[dict[str, Any]], float],
+    n_probes: int = 5,
+    n_warm: int = 5,
+) -> ProbedWarmStart:
+    """The `memory` policy for black-box objectives.
+
+    1. Probe the new task with the memory's portfolio (configs good across stored tasks, so
+       no probe is a wasted evaluation). 2. Weight every stored task by how well its own
+       trials rank those probes (Spearman of its surrogate vs the observed scores): a task
+       that ranks them the opposite way gets weight ~0, which guards against negative
+       transfer. 3. Warm-start from every stored trial, weighted that way.
+    Measured on NAS-Bench-201 and HPOBench (README): 5 probes beat both 3 probes and the
+    plain portfolio at 10 evaluations."""
+    probes, dropped = portfolio(space, past, n_probes)
+    configs = [p.config for p in probes]
+    scores = [float(objective(c)) for c in configs]
+    weighted, similarity = [], {}
+    for task in past:
+        if len(configs) > 1 and [t for t in task.trials if t.get("score") is not None]:
+            predict = surrogate(space, task.trials)
+            sim = (1.0 + spearman(scores, [predict(c) for c in configs])) / 2.0
+        else:
+            sim = 0.5
+        similarity[task.task_id] = sim
+        weighted.append(PastTask(task.task_id, task.trials, sim))
+    probed = {_config_key(c) for c in configs}
+    ranked = [(c, v) for c, v in rank_configs(weighted, similarity_power=4.0) if _config_key(c) not in probed]
+    warm, more_dropped = select_warm_start(space, ranked, n_warm)
+    return ProbedWarmStart(configs, scores, warm, dropped + more_dropped, similarity)

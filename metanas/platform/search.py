@@ -2,9 +2,11 @@
 
     result = metanas.search(objective, space, task_id="t7", memory="mem/", budget=50)
 
-Embeds the task (landmark probes by default: their evaluations count in the budget and are
-trials of the search), retrieves the most similar past tasks of the same space and
-embedder, warm-starts the searcher with what they learned, searches, and appends the
+With a precomputed `embedding` (e.g. dataset meta-features) the most similar past tasks
+are retrieved from the FAISS index. For a black-box objective, the `memory` policy probes
+the task with the memory's portfolio (those evaluations count in the budget and are trials
+of the search), weights every past task of the same space by how well its trials rank the
+probes, and warm-starts from their weighted trials. Then it searches and appends the
 result to the memory (idempotent by key, so a retried search never duplicates a record).
 """
 
@@ -19,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from metanas.memory.embedders import LandmarkEmbedder
-from metanas.memory.warmstart import POLICIES, PastTask, memory_warm_start, portfolio
+from metanas.memory.warmstart import POLICIES, PastTask, memory_warm_start, portfolio, probe_and_rank, surrogate
 from metanas.platform.space import SearchSpace
 from metanas.searchers.base import Objective, SearchResult, Trial, WarmStart
 
@@ -44,11 +46,29 @@ def make_searcher(name: str, seed: int, **options: Any):
     raise ValueError(f"searcher: expected one of {SEARCHERS}, got {name!r}")
 
 
+def estimated_landmarks(space: SearchSpace, trials: list[dict[str, Any]], n: int = 8) -> tuple[str, np.ndarray]:
+    """Embed a finished black-box search without extra evaluations: its own trials estimate
+    the scores of the space's fixed probe configs. Every such record of a space shares the
+    embedder name, so `metanas memory query` and FAISS can compare them."""
+    embedder = LandmarkEmbedder(default_probes(space, n))
+    predict = surrogate(space, trials)
+    return f"estimated_{embedder.name}", embedder.embed_scores([predict(p) for p in embedder.probes])
+
+
 def default_probes(space: SearchSpace, n: int = 3) -> list[dict[str, Any]]:
     """Fixed probe configs of a space (derived from its signature, so every search in the
     space probes the same configs and their landmark embeddings are comparable)."""
     rng = random.Random(int(space.signature, 16))
     return [space.sample(rng) for _ in range(n)]
+
+
+MAX_PAST_TASKS = 500  # the most recent same-space records a black-box warm start weighs
+
+
+def _past_tasks(store, space: SearchSpace, family: str | None, task_id: str) -> list[PastTask]:
+    records = [r for r in store.records(space_signature=space.signature, family=family) if r.task_id != task_id]
+    records.sort(key=lambda r: r.created_at)
+    return [PastTask(r.task_id, r.trials) for r in records[-MAX_PAST_TASKS:]]
 
 
 def search(
@@ -71,10 +91,10 @@ def search(
 ) -> SearchResult:
     """Search `space` for the config that maximises `objective` on one task.
 
-    `embedding=(name, vector)` uses a precomputed task embedding (e.g. meta-features) and
-    spends no evaluation on probes; otherwise a landmark `embedder` (default: 3 fixed probe
-    configs of the space) is evaluated on the task. Returns the searcher's result, with the
-    probe evaluations among its trials."""
+    `embedding=(name, vector)` uses a precomputed task embedding; an explicit landmark
+    `embedder` is evaluated on the task and embeds it; otherwise the record's embedding is
+    estimated from the search's own trials (no extra evaluation). Returns the searcher's
+    result, probe evaluations included among its trials."""
     if warm_start not in POLICIES:
         raise ValueError(f"warm_start: expected one of {POLICIES}, got {warm_start!r}")
     if not task_id:
@@ -87,28 +107,34 @@ def search(
         from metanas.memory.store import MemoryStore
 
         store = MemoryStore(Path(memory))
+    family_filter = None if family == "default" else family
     known: list[WarmStart] = []
-    if embedding is not None:
-        embedder_name, vector = embedding[0], np.asarray(embedding[1], dtype=np.float32)
-    else:
-        embedder = embedder or LandmarkEmbedder(default_probes(space))
-        if len(embedder.probes) >= budget:
-            raise ValueError(f"budget {budget} leaves nothing after {len(embedder.probes)} landmark probes")
-        vector, scores = embedder.embed(obj)
-        embedder_name = embedder.name
-        known = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
-
     warm: list[WarmStart] = []
     dropped = 0
-    if store is not None and warm_start != "none":
-        if warm_start == "memory":
-            hits = store.nearest(vector, k, space.signature, embedder_name, family=None if family == "default" else family)
+    if embedding is not None:
+        # A precomputed embedding (e.g. dataset meta-features): FAISS finds the neighbours.
+        embedder_name, vector = embedding[0], np.asarray(embedding[1], dtype=np.float32)
+        if store is not None and warm_start == "memory":
+            hits = store.nearest(vector, k, space.signature, embedder_name, family=family_filter)
             past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
             warm, dropped = memory_warm_start(space, past, n_warm_start)
-        else:
-            past = [PastTask(r.task_id, r.trials) for r in store.records(space_signature=space.signature)]
+    else:
+        past = _past_tasks(store, space, family_filter, task_id) if store is not None and warm_start != "none" else []
+        if embedder is not None:  # explicit landmarks: evaluated on the task, they embed it
+            if len(embedder.probes) >= budget:
+                raise ValueError(f"budget {budget} leaves nothing after {len(embedder.probes)} landmark probes")
+            vector, scores = embedder.embed(obj)
+            embedder_name = embedder.name
+            known = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
+        if warm_start == "memory" and past:
+            # Black box: probe with the memory's portfolio, weight stored tasks by how well
+            # their trials rank the probes (the policy `metanas bench warmstart` measures).
+            plan = probe_and_rank(space, past, obj, n_probes=min(5, budget - len(known) - 1), n_warm=n_warm_start)
+            known += [WarmStart(c, s) for c, s in zip(plan.probes, plan.probe_scores)]
+            warm, dropped = plan.warm_start, plan.dropped
+        elif warm_start == "portfolio" and past:
             warm, dropped = portfolio(space, past, n_warm_start)
-        log.info("task %s: %d warm-start configs from the memory (%d did not fit the space)", task_id, len(warm), dropped)
+    log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(known), len(warm), dropped)
 
     inner_budget = budget - len(known)
     result = make_searcher(searcher, seed).search(obj, space, inner_budget, warm_start=known + warm)
@@ -119,6 +145,8 @@ def search(
     if store is not None:
         from metanas.memory.records import TaskRecord
 
+        if embedding is None and embedder is None:
+            embedder_name, vector = estimated_landmarks(space, [t.to_dict() for t in result.trials])
         best = result.best
         record = TaskRecord(
             key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}",

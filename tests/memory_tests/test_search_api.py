@@ -45,14 +45,17 @@ def test_memory_warm_start_reaches_the_target_sooner_than_cold_tpe(tmp_path):
         cold.append(evals_to_target(c, 0.5))
     print("evals to target: warm", warm, "cold", cold)
     assert np.mean(warm) < np.mean(cold), (warm, cold)
-    # the new searches were appended to the memory under their keys
-    assert "w0" in MemoryStore(memory)
+    # the new searches were appended to the memory under their keys, and every black-box
+    # record of the space shares one (estimated landmark) embedder, so FAISS can compare them
+    store = MemoryStore(memory)
+    assert "w0" in store and len({store.get(k).embedder for k in store.keys()}) == 1
+    assert len(store.nearest(store.get("w0").embedding, 3, SPACE.signature, store.get("w0").embedder)) == 3
 
 
 def test_search_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="warm_start"):
         metanas.search(family_member(0.5), SPACE, task_id="t", warm_start="magic")
     with pytest.raises(ValueError, match="budget"):
-        metanas.search(family_member(0.5), SPACE, task_id="t", budget=3)
+        metanas.search(family_member(0.5), SPACE, task_id="t", budget=0)
     with pytest.raises(ValueError, match="searcher"):
         metanas.search(family_member(0.5), SPACE, task_id="t", searcher="grid", budget=10)
