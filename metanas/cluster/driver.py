@@ -41,6 +41,16 @@ def _initial_params(campaign: Campaign) -> dict[str, dict]:
     }
 
 
+def missing_resources(count: int, cpus: float, gpus: float, cluster: dict[str, float]) -> str:
+    """Say which resource the workers ask for beyond what the cluster has."""
+    needs = {"CPU": count * cpus, "GPU": count * gpus}
+    short = [f"{need:g} {name} ({count} x {per:g}) but the cluster has {cluster.get(name, 0):g} {name}"
+             for (name, need), per in zip(needs.items(), (cpus, gpus)) if need > cluster.get(name, 0)]
+    if short:
+        return "they need " + "; ".join(short) + ". Lower workers.count or the per-worker resources, or add nodes."
+    return f"the cluster has {cluster} in all, but not free: other jobs may hold it (see `ray status`)."
+
+
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
@@ -115,11 +125,11 @@ class CampaignDriver:
         when the cluster cannot place them instead of hanging."""
         w = self.campaign.workers
         try:
-            return ray.get([actor.info.remote() for actor in self.workers], timeout=WAIT_TIMEOUT_S)
+            return ray.get([actor.info.remote() for actor in self.workers], timeout=w.start_timeout_s)
         except GetTimeoutError:
             raise TimeoutError(
-                f"the {w.count} TaskWorkers (each {w.cpus_per_worker} CPU, {w.gpus_per_worker} GPU) did not start "
-                f"within {WAIT_TIMEOUT_S:.0f} s; the cluster has {ray.available_resources()} available"
+                f"the {w.count} TaskWorkers did not start within workers.start_timeout_s={w.start_timeout_s:g} s: "
+                + missing_resources(w.count, w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
             ) from None
 
     def meta_train_warmup(self) -> None:

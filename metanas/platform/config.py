@@ -108,6 +108,9 @@ class WorkerSettings(_Strict):
     count: PositiveInt = 2
     cpus_per_worker: PositiveFloat = 1.0
     gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
+    # How long to wait for the cluster to place every worker before failing with a message
+    # naming the missing resource (instead of hanging in PENDING).
+    start_timeout_s: PositiveFloat = 120.0
 
 
 class Campaign(_Strict):

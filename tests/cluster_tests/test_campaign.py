@@ -132,3 +132,12 @@ def test_campaign_writes_one_memory_record_per_finished_task(finished_run):
     assert record.searcher == "darts" and record.family == "digits"
     assert record.space_signature == CellSpace(nodes=1, channels=4, cells=1).search_space.signature
     assert CellSpace(nodes=1, channels=4, cells=1).config_to_genotype(record.best_config)
+
+
+@pytest.mark.timeout(120)
+def test_asking_for_more_gpus_than_exist_fails_in_time_naming_the_gpus(ray_session, tiny_campaign_dict, tmp_path):
+    tiny_campaign_dict["workers"].update(count=2, gpus_per_worker=1, start_timeout_s=3)
+    start = time.time()
+    with pytest.raises(TimeoutError, match=r"need 2 GPU \(2 x 1\) but the cluster has 0 GPU"):
+        run_campaign(parse_campaign(tiny_campaign_dict), tmp_path / "run", progress=False)
+    assert time.time() - start < 60
