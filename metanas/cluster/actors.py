@@ -60,18 +60,29 @@ class TaskWorker:
         return {**out, "pid": os.getpid(), "worker_id": self.worker_id}
 
 
-@ray.remote(max_restarts=0)
+@ray.remote(max_restarts=3, max_task_retries=3)
 class MetaLearner:
     """Holds versioned meta-parameters per learner. `apply` is idempotent per iteration: an
     update for an iteration that was already applied is ignored, so a retried call can never
-    apply the same meta-update twice."""
+    apply the same meta-update twice. If its process dies, Ray restarts it and it reloads
+    the newest complete checkpoint of `run_dir`; the driver sees the older version and
+    re-runs the iterations since then."""
 
-    def __init__(self, params: dict[str, dict], schedule: dict[str, Any], iteration: int) -> None:
+    def __init__(self, params: dict[str, dict], schedule: dict[str, Any], iteration: int, run_dir: str) -> None:
+        from metanas.platform.campaign import RunDir
         from metanas.platform.reptile import MetaSchedule
 
+        checkpoint = RunDir(run_dir).latest_checkpoint()
+        if checkpoint is not None and checkpoint.iteration >= iteration:
+            params = {name: checkpoint.params(name) for name in params}
+            iteration = checkpoint.iteration
         self.params = params
         self.schedule = MetaSchedule(**schedule)
         self.version = {name: iteration for name in params}
+        self.updates_applied = 0
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def get(self, learner: str) -> dict:
         return self.params[learner]
@@ -88,6 +99,7 @@ class MetaLearner:
         beta_w, beta_alpha = self.schedule.betas(iteration)
         self.params[learner] = reptile_step(self.params[learner], list(deltas), beta_w, beta_alpha)
         self.version[learner] = iteration + 1
+        self.updates_applied += len(deltas)
         return self.version[learner]
 
     def save(self, path: str) -> dict[str, int]:

@@ -41,6 +41,14 @@ def _initial_params(campaign: Campaign) -> dict[str, dict]:
     }
 
 
+class MetaLearnerRestarted(RuntimeError):
+    """The MetaLearner came back from a crash holding an older version of the parameters."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the MetaLearner restarted from its checkpoint at iteration {version}")
+        self.version = version
+
+
 def missing_resources(count: int, cpus: float, gpus: float, cluster: dict[str, float]) -> str:
     """Say which resource the workers ask for beyond what the cluster has."""
     needs = {"CPU": count * cpus, "GPU": count * gpus}
@@ -74,6 +82,7 @@ class CampaignDriver:
         memory = campaign.memory or str(run.root / "memory")
         self.memory_writer = MemoryWriter.options(num_cpus=0).remote(memory)
         self.pending_records: list = []
+        self.meta_learner_restarts = 0
         self.counts: dict[str, int] = defaultdict(int)
         self.tasks_by_pid: dict[int, int] = defaultdict(int)
 
@@ -140,7 +149,8 @@ class CampaignDriver:
         c = self.campaign
         mt = c.meta_train
         schedule = MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
-        state: dict[str, Any] = {"iteration": 0, "curve": [], "counts": {}, "workers": [], "wall_s": 0.0}
+        fresh: dict[str, Any] = {"iteration": 0, "curve": [], "counts": {}, "workers": [], "wall_s": 0.0}
+        state = fresh
         if checkpoint is not None:
             state = checkpoint.state
             params = {name: checkpoint.params(name) for name in LEARNERS}
@@ -150,19 +160,35 @@ class CampaignDriver:
         resumed_from = state["iteration"]
         self.counts.update(state["counts"])
         self.wall_before = state["wall_s"]
-        self.meta_learner = MetaLearner.remote(params, asdict(schedule), state["iteration"])
+        self.meta_learner = MetaLearner.remote(params, asdict(schedule), state["iteration"], str(self.run_dir.root))
         self.worker_info = self._wait_for_workers()
         session_start = time.time()
         curve = list(state["curve"])
         bar = _progress(mt.iterations, state["iteration"], "meta-train", self.progress)
-        for iteration in range(state["iteration"], mt.iterations):
-            row = self._meta_train_iteration(iteration, schedule.alpha_active(iteration))
+        iteration = state["iteration"]
+        while iteration < mt.iterations:
+            try:
+                row = self._meta_train_iteration(iteration, schedule.alpha_active(iteration))
+            except MetaLearnerRestarted as err:
+                # Back to the checkpoint the restarted MetaLearner loaded: its counts, curve
+                # and records are the ones that match the parameters it holds.
+                log.warning("%s; re-running from iteration %d", err, err.version)
+                checkpoint = self.run_dir.latest_checkpoint()
+                state = checkpoint.state if checkpoint is not None and checkpoint.iteration == err.version else fresh
+                self.counts = defaultdict(int, state["counts"])
+                self.meta_learner_restarts += 1
+                self.pending_records = []
+                curve = list(state["curve"])
+                iteration = state["iteration"]
+                bar.reset(total=mt.iterations)
+                bar.update(iteration)
+                continue
             curve.append(row)
             bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row['reptile_fixed']:.3f}")
             bar.update(1)
-            done = iteration + 1
-            if done % mt.checkpoint_every == 0 or done == mt.iterations:
-                state = self._checkpoint(done, curve, state, session_start)
+            iteration += 1
+            if iteration % mt.checkpoint_every == 0 or iteration == mt.iterations:
+                state = self._checkpoint(iteration, curve, state, session_start)
         bar.close()
         summary = {
             "iterations": mt.iterations,
@@ -170,6 +196,9 @@ class CampaignDriver:
             "tasks_completed": self.counts["completed"],
             "tasks_failed": self.counts["failed"],
             "tasks_retried": self.counts["retried"],
+            "updates_applied": self.counts["applied"],
+            "stale_updates": 0,  # synchronous meta-updates: every update is for the current version
+            "meta_learner_restarts": self.meta_learner_restarts,
             "resumed_from_iteration": resumed_from,
             "wall_s": round(state["wall_s"], 2),
             "inner_loop_s": round(self.counts["inner_ms"] / 1000.0, 2),
@@ -221,7 +250,8 @@ class CampaignDriver:
             [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
         )
         if any(v != iteration + 1 for v in versions):
-            raise RuntimeError(f"meta-learner versions {versions} after applying iteration {iteration}")
+            raise MetaLearnerRestarted(min(versions))
+        self.counts["applied"] += sum(len(d) for d in deltas.values())
         row: dict[str, float] = {"iteration": iteration}
         for name in LEARNERS:
             row[name] = sum(accs[name]) / len(accs[name]) if accs[name] else float("nan")
