@@ -44,9 +44,14 @@ class TaskRecord:
     created_at: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("key", "task_id", "embedder", "space_signature"):
-            if not getattr(self, name):
-                raise ValueError(f"TaskRecord.{name} must be a non-empty string")
+        for name in ("key", "task_id", "family", "embedder", "space_signature"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"TaskRecord.{name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.best_config, dict):
+            raise ValueError(f"TaskRecord.best_config must be a dict (record {self.key!r})")
+        if not isinstance(self.trials, list) or not all(isinstance(t, dict) for t in self.trials):
+            raise ValueError(f"TaskRecord.trials must be a list of dicts (record {self.key!r})")
         emb = np.asarray(self.embedding, dtype=np.float32)
         if emb.ndim != 1 or len(emb) == 0 or not np.isfinite(emb).all():
             raise ValueError(f"TaskRecord.embedding must be a non-empty finite 1-D vector (record {self.key!r})")

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -34,6 +35,7 @@ EXACT_THRESHOLD = 20_000  # vectors per group below which search is exact
 # One query at a time is the store's workload: OpenMP's thread start-up costs more than a
 # single small search gains from it (measured: p50 1.2 ms -> see README at 1M records).
 SEARCH_THREADS = 1
+PERSIST_EVERY_APPEND = 100_000  # groups up to this size re-save their index on every append
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -52,7 +54,9 @@ class _Group:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.rows = np.zeros(0, dtype=np.int64)  # store rows, in index id order
+        self.parts: list[str] = []  # parts holding this group's rows: the index's fingerprint
         self.index = None  # built on demand
+        self.trained_on = 0  # group size an approximate index was trained at
 
 
 class MemoryStore:
@@ -63,8 +67,7 @@ class MemoryStore:
         self.problems: list[str] = []
         for sub in ("parts", "index"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
-        for tmp in self.path.glob("*/.*.tmp"):  # left by a writer killed mid-write
-            tmp.unlink(missing_ok=True)
+        self._cleaned = False
         self._tables: list[pa.Table] = []
         self._table: pa.Table | None = None
         self._parts: list[str] = []
@@ -112,6 +115,7 @@ class MemoryStore:
             embedder, signature = pair.split("\0", 1)
             group = self._groups.setdefault((embedder, signature), _Group(int(dims[rows[0]])))
             group.rows = np.concatenate([group.rows, start + rows])
+            group.parts.append(part_name)
 
     def _load_indexes(self) -> None:
         manifest_path = self.path / "index" / "manifest.json"
@@ -125,13 +129,14 @@ class MemoryStore:
             name = _group_name(embedder, signature)
             entry = manifest.get(name)
             file = self.path / "index" / f"{name}.faiss"
-            if not entry or entry.get("rows") != len(group.rows) or entry.get("parts") != self._parts:
+            if not entry or entry.get("rows") != len(group.rows) or entry.get("parts") != group.parts:
                 continue  # stale or never saved: built when first queried
             try:
                 index = faiss.deserialize_index(np.frombuffer(file.read_bytes(), dtype=np.uint8))
                 if index.ntotal != len(group.rows):
                     raise ValueError(f"index holds {index.ntotal} vectors, the group {len(group.rows)}")
                 group.index = index
+                group.trained_on = entry.get("trained_on", 0)
             except Exception as err:
                 log.warning("memory %s: index %s unreadable (%s); rebuilding it from Parquet", self.path, file.name, err)
 
@@ -147,13 +152,12 @@ class MemoryStore:
                 raise TypeError(f"append takes TaskRecord objects, got {type(r).__name__}")
             if r.key in self._rows_by_key or r.key in seen:
                 continue
-            group = self._groups.get((r.embedder, r.space_signature))
-            if group is not None and group.dim != len(r.embedding):
-                raise ValueError(f"record {r.key!r}: embedding has {len(r.embedding)} dims, its group has {group.dim}")
             seen.add(r.key)
             fresh.append(r)
         if not fresh:
             return 0
+        self._check_dims(fresh)
+        self._clean_stale_tmp()
         table = records_to_table(fresh)
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
@@ -162,35 +166,67 @@ class MemoryStore:
         start = len(self)
         self._add_table(name, table)
         touched = {(r.embedder, r.space_signature) for r in fresh}
-        emb = np.stack([r.embedding for r in fresh])
         for key in touched:
             group = self._groups[key]
             if group.index is not None:
                 mine = [i for i, r in enumerate(fresh) if (r.embedder, r.space_signature) == key]
-                self._add_to_index(group, emb[mine], np.asarray([start + i for i in mine]))
-        self.save_index()
+                self._add_to_index(group, np.stack([fresh[i].embedding for i in mine]))
+        # Small indexes are persisted at once; big ones (rewriting hundreds of MB per
+        # append would dominate) when save_index() is called, else rebuilt on next open.
+        self.save_index([k for k in touched if len(self._groups[k].rows) <= PERSIST_EVERY_APPEND])
         return len(fresh)
 
-    def _add_to_index(self, group: _Group, vectors: np.ndarray, rows: np.ndarray) -> None:
+    def _check_dims(self, records: Sequence[TaskRecord]) -> None:
+        """All embeddings of one (embedder, space) group share one dimension, checked before
+        anything is written so a bad batch cannot poison the group."""
+        dims: dict[tuple[str, str], int] = {k: g.dim for k, g in self._groups.items()}
+        for r in records:
+            dim = dims.setdefault((r.embedder, r.space_signature), len(r.embedding))
+            if dim != len(r.embedding):
+                raise ValueError(f"record {r.key!r}: embedding has {len(r.embedding)} dims, its (embedder, space) group has {dim}")
+
+    def _clean_stale_tmp(self) -> None:
+        """Remove temporary files a killed writer left behind. Only the (single) writer
+        does this, and only for files older than a minute, so it never races a live write."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        cutoff = time.time() - 60
+        for tmp in self.path.glob("*/.*.tmp"):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink(missing_ok=True)
+
+    def _add_to_index(self, group: _Group, vectors: np.ndarray) -> None:
         import faiss
 
-        if group.index.ntotal + len(vectors) > self.exact_threshold and isinstance(group.index, faiss.IndexFlat):
-            group.index = None  # crossed the threshold: rebuild as an approximate index
+        size = group.index.ntotal + len(vectors)
+        exact = isinstance(group.index, faiss.IndexFlat)
+        if (exact and size > self.exact_threshold) or (not exact and size > 4 * group.trained_on):
+            # Crossed the threshold, or outgrew the lists it was trained with: rebuild lazily.
+            group.index = None
             return
         group.index.add(_normalise(vectors))
 
-    def save_index(self) -> None:
-        """Persist every built index and the manifest (atomically)."""
+    def save_index(self, groups: Iterable[tuple[str, str]] | None = None) -> None:
+        """Persist the built indexes of `groups` (default: all) and the manifest, atomically."""
         import faiss
 
-        manifest = {}
-        for (embedder, signature), group in self._groups.items():
+        manifest_path = self.path / "index" / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+        except (OSError, json.JSONDecodeError):
+            manifest = {}
+        for key in self._groups if groups is None else groups:
+            group = self._groups[key]
             if group.index is None:
                 continue
-            name = _group_name(embedder, signature)
+            name = _group_name(*key)
             atomic_write_bytes(self.path / "index" / f"{name}.faiss", faiss.serialize_index(group.index).tobytes())
-            manifest[name] = {"embedder": embedder, "space_signature": signature, "rows": len(group.rows), "parts": self._parts}
-        atomic_write_json(self.path / "index" / "manifest.json", manifest)
+            manifest[name] = {
+                "embedder": key[0], "space_signature": key[1], "rows": len(group.rows),
+                "parts": group.parts, "trained_on": group.trained_on,
+            }
+        atomic_write_json(manifest_path, manifest)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -230,6 +266,7 @@ class MemoryStore:
             nlist = int(np.sqrt(len(rows)))
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(group.dim), group.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             index.train(vectors[np.random.default_rng(0).permutation(len(rows))[: 40 * nlist]])
+            group.trained_on = len(rows)
         index.add(vectors)
         group.index = index
 
@@ -255,8 +292,10 @@ class MemoryStore:
         self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
     ) -> list[tuple[TaskRecord, float]]:
         """The k most similar records (cosine) of this space and embedder, best first."""
+        if not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
         group = self._groups.get((embedder, space_signature))
-        if group is None or k <= 0:
+        if group is None:
             return []
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != group.dim:
@@ -268,16 +307,24 @@ class MemoryStore:
         import faiss
 
         fetch = min(len(group.rows), k if family is None else 8 * k)
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(SEARCH_THREADS)
-        try:
-            sims, ids = group.index.search(_normalise(query), fetch)
-        finally:
-            faiss.omp_set_num_threads(threads)
-        hits = [(int(group.rows[i]), float(sim)) for sim, i in zip(sims[0], ids[0]) if i >= 0]
+        while True:
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(SEARCH_THREADS)
+            try:
+                sims, ids = group.index.search(_normalise(query), fetch)
+            finally:
+                faiss.omp_set_num_threads(threads)
+            hits = [(int(group.rows[i]), float(sim)) for sim, i in zip(sims[0], ids[0]) if i >= 0]
+            if family is not None:
+                families = self.table.column("family").take(pa.array([row for row, _ in hits], type=pa.int64())).to_pylist()
+                hits = [h for h, fam in zip(hits, families) if fam == family]
+            # A rare family may need a wider net: widen until k hits or the whole group.
+            if len(hits) >= k or fetch >= len(group.rows):
+                break
+            fetch = min(len(group.rows), fetch * 8)
+        hits = hits[:k]
         records = self._records_at([row for row, _ in hits])
-        out = [(r, sim) for r, (_, sim) in zip(records, hits) if family is None or r.family == family]
-        return out[:k]
+        return [(r, sim) for r, (_, sim) in zip(records, hits)]
 
     def records(self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None) -> list[TaskRecord]:
         """Every record matching all the given filters."""

@@ -45,6 +45,22 @@ def test_append_is_idempotent_by_key_and_round_trips(tmp_path):
     assert np.array_equal(hit.embedding, records[3].embedding)
 
 
+def test_a_batch_with_mixed_dimensions_is_rejected_before_anything_is_written(tmp_path):
+    store = MemoryStore(tmp_path)
+    with pytest.raises(ValueError, match="dims"):
+        store.append([rec(0, "s9", dim=8), rec(1, "s9", dim=5)])
+    assert len(MemoryStore(tmp_path)) == 0 and not list((tmp_path / "parts").glob("*.parquet"))
+    with pytest.raises(ValueError, match="k must be"):
+        store.nearest(np.ones(8), 0, "s9", "e")
+
+
+def test_a_rare_family_is_found_among_many_others(tmp_path):
+    store = MemoryStore(tmp_path)
+    store.append([rec(i, family="common") for i in range(199)] + [rec(500, family="rare")])
+    hits = store.nearest(rec(3).embedding, 1, "s1", "e", family="rare")
+    assert [r.key for r, _ in hits] == ["s1/500"]
+
+
 def test_queries_never_cross_spaces_or_embedders_and_filter_families(tmp_path):
     store = MemoryStore(tmp_path)
     store.append([rec(i, "s1", family="a" if i % 2 else "b") for i in range(30)] + [rec(i, "s2") for i in range(30)])
@@ -81,6 +97,14 @@ def test_writer_killed_mid_append_leaves_a_loadable_store(tmp_path):
     assert len(store) >= 5 * 200 and len(store) % 200 == 0  # whole parts only
     assert len(set(store.keys())) == len(store)
     assert not store.problems
+    # a temporary file left by the killed writer is ignored on open, and removed by the
+    # next writer once it is old enough not to belong to a live write
+    leftover = tmp_path / "parts" / ".part-x.parquet.123.tmp"
+    leftover.write_bytes(b"half a part")
+    for f in tmp_path.rglob("*.tmp"):
+        os.utime(f, (time.time() - 3600, time.time() - 3600))
+    assert len(MemoryStore(tmp_path)) == len(store)
+    store.append([rec(10_000, "s", dim=16)])
     assert not list(tmp_path.rglob("*.tmp"))
 
 
