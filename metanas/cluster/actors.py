@@ -53,7 +53,7 @@ class TaskWorker:
     @ray.method(num_returns=2)
     def meta_train(self, learner: str, theta: dict, iteration: int, slot: int, update_alpha: bool):
         delta, outcome = self.runner.meta_train_task(learner, theta, iteration, slot, update_alpha)
-        return delta, {**asdict(outcome), "pid": os.getpid(), "worker_id": self.worker_id}
+        return delta, {**asdict(outcome), **self.info()}
 
     def meta_test(self, index: int, metanas_params: dict, fixed_params: dict) -> dict[str, Any]:
         out = self.runner.meta_test_task(index, {"metanas": metanas_params, "reptile_fixed": fixed_params})

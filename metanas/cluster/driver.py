@@ -72,34 +72,47 @@ class CampaignDriver:
         self.progress = progress
         w = campaign.workers
         connect(address)
+        # SPREAD puts workers on distinct nodes where it can (a node lost costs fewer
+        # workers); PACK leaves Ray's default, which fills nodes one after another.
+        strategy = "SPREAD" if w.placement == "spread" else "DEFAULT"
         self.workers = [
-            TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker).remote(
+            TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy).remote(
                 campaign.model_dump(mode="json"), i, w.cpus_per_worker
             )
             for i in range(w.count)
         ]
         self.meta_learner = None
         memory = campaign.memory or str(run.root / "memory")
-        self.memory_writer = MemoryWriter.options(num_cpus=0).remote(memory)
+        self.memory_writer = MemoryWriter.options(num_cpus=0).remote(memory)  # light: fits on any node
         self.pending_records: list = []
         self.meta_learner_restarts = 0
+        self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task
+        self._last_worker = 0
         self.counts: dict[str, int] = defaultdict(int)
         self.tasks_by_pid: dict[int, int] = defaultdict(int)
+        self.process_info: dict[int, dict[str, Any]] = {}  # every worker process seen, restarts included
 
     def close(self) -> None:
         for actor in self.workers + [self.memory_writer] + ([self.meta_learner] if self.meta_learner else []):
             ray.kill(actor)
 
     def _run_queue(self, queue: deque, submit: Callable[[Any, int], Any], what: str) -> Iterator[tuple[Any, Any]]:
-        """Feed jobs to the least-loaded worker, at most two in flight per worker (one
-        running, one queued behind it to hide the round trip), and yield (job, result ref)
-        as each finishes. The caller may append retries to `queue` while iterating."""
+        """Feed jobs to the least-loaded healthy worker, at most two in flight per worker
+        (one running, one queued behind it to hide the round trip), and yield (job, result
+        ref) as each finishes. The caller may append retries to `queue` while iterating.
+
+        A worker whose task was lost with its process is suspect: it gets no new jobs until
+        it answers a ping (Ray restarted it), so a worker that cannot come back (its node is
+        gone and nothing else fits it) never swallows the retries."""
         in_flight: dict[Any, tuple[Any, int]] = {}
         load = [0] * len(self.workers)
 
         def fill() -> None:
             while queue:
-                w = min(range(len(load)), key=load.__getitem__)
+                healthy = [w for w in range(len(load)) if w not in self.suspects]
+                if not healthy:
+                    return
+                w = min(healthy, key=load.__getitem__)
                 if load[w] >= 2:
                     return
                 job = queue.popleft()
@@ -107,17 +120,36 @@ class CampaignDriver:
                 load[w] += 1
 
         fill()
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        while in_flight or (queue and self.suspects):
+            pings = {ref: w for w, ref in self.suspects.items()}
+            ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=WAIT_TIMEOUT_S)
             if not ready:
                 raise TimeoutError(
-                    f"{what}: no task finished within {WAIT_TIMEOUT_S:.0f} s; are the workers' resources "
-                    "available? (see `ray status`)"
+                    f"{what}: no task finished within {WAIT_TIMEOUT_S:.0f} s and no lost worker came back; "
+                    "are the workers' resources available? (see `ray status`)"
                 )
+            if ready[0] in pings:
+                w = pings[ready[0]]
+                try:
+                    ray.get(ready[0])
+                    del self.suspects[w]  # restarted: back in service
+                    log.info("worker %d is back", w)
+                except RayActorError:
+                    self.suspects[w] = self.workers[w].info.remote()  # still restarting: ask again
+                    time.sleep(0.5)
+                fill()
+                continue
             job, w = in_flight.pop(ready[0])
             load[w] -= 1
+            self._last_worker = w
             yield job, ready[0]
             fill()
+
+    def _suspect_last_worker(self) -> None:
+        """Called when the job just yielded by `_run_queue` was lost with its worker."""
+        w = self._last_worker
+        if w not in self.suspects:
+            self.suspects[w] = self.workers[w].info.remote()
 
     # -- meta-training -------------------------------------------------------------------
 
@@ -160,7 +192,7 @@ class CampaignDriver:
         resumed_from = state["iteration"]
         self.counts.update(state["counts"])
         self.wall_before = state["wall_s"]
-        self.meta_learner = MetaLearner.remote(params, asdict(schedule), state["iteration"], str(self.run_dir.root))
+        self.meta_learner = MetaLearner.options(num_cpus=0).remote(params, asdict(schedule), state["iteration"], str(self.run_dir.root))
         self.worker_info = self._wait_for_workers()
         session_start = time.time()
         curve = list(state["curve"])
@@ -176,6 +208,7 @@ class CampaignDriver:
                 checkpoint = self.run_dir.latest_checkpoint()
                 state = checkpoint.state if checkpoint is not None and checkpoint.iteration == err.version else fresh
                 self.counts = defaultdict(int, state["counts"])
+                self.tasks_by_pid = defaultdict(int, {w["pid"]: w["tasks"] for w in state["workers"]})
                 self.meta_learner_restarts += 1
                 self.pending_records = []
                 curve = list(state["curve"])
@@ -234,6 +267,7 @@ class CampaignDriver:
                     log.warning("a worker died during task %s/%d/%d; retrying", name, iteration, slot)
                     self.counts["retried"] += 1
                     queue.append((name, slot))
+                self._suspect_last_worker()
                 continue
             except RayTaskError as err:
                 log.error("task %s/%d/%d failed: %s", name, iteration, slot, str(err).splitlines()[0])
@@ -242,6 +276,7 @@ class CampaignDriver:
             self.counts["completed"] += 1
             self.counts["inner_ms"] += int(out["seconds"] * 1000)
             self.tasks_by_pid[out["pid"]] += 1
+            self.process_info[out["pid"]] = {k: out[k] for k in ("worker_id", "node_id", "pid", "device")}
             deltas[name].append(delta_refs[ref])
             accs[name].append(out["query_accuracy"])
             if out["genotype"] is not None:
@@ -291,10 +326,11 @@ class CampaignDriver:
         # iterations re-run and re-append under the same keys, which the store ignores.
         ray.get(self.memory_writer.append.remote(self.pending_records), timeout=WAIT_TIMEOUT_S)
         self.pending_records = []
-        # Workers of earlier (killed) driver sessions keep their entries; ours are refreshed.
-        ours = {info["pid"] for info in self.worker_info}
+        # Worker processes of earlier (killed) driver sessions keep their entries; ours,
+        # including processes Ray restarted, are refreshed.
+        ours = {info["pid"]: info for info in self.worker_info} | self.process_info
         workers = [w for w in state["workers"] if w["pid"] not in ours]
-        workers += [{**info, "tasks": self.tasks_by_pid.get(info["pid"], 0)} for info in self.worker_info]
+        workers += [{**info, "tasks": self.tasks_by_pid.get(pid, 0)} for pid, info in ours.items()]
         new_state = {
             "iteration": done,
             "curve": curve,
@@ -331,6 +367,7 @@ class CampaignDriver:
                     raise
                 log.warning("a worker died during meta-test task %d; retrying", index)
                 queue.append(index)
+                self._suspect_last_worker()
                 continue
             bar.update(1)
         bar.close()

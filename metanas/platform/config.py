@@ -107,7 +107,8 @@ class MetaTestSettings(_Strict):
 class WorkerSettings(_Strict):
     count: PositiveInt = 2
     cpus_per_worker: PositiveFloat = 1.0
-    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0  # fractions share a GPU between small workers
+    placement: Literal["spread", "pack"] = "spread"
     # How long to wait for the cluster to place every worker before failing with a message
     # naming the missing resource (instead of hanging in PENDING).
     start_timeout_s: PositiveFloat = 120.0

@@ -1,0 +1,71 @@
+"""A campaign on a simulated multi-node cluster (`ray.cluster_utils.Cluster`): a CPU-only
+head and 3 worker nodes declaring 1 GPU each (no real GPU: the workers say so and use the
+CPU). Optionally removes a worker node mid-campaign. Run as its own process by the tests,
+because a process can join only one Ray cluster; prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ray
+from ray.cluster_utils import Cluster
+
+
+def main(out: Path, remove_node: bool) -> None:
+    from metanas.cluster.driver import CampaignDriver
+    from metanas.memory.store import MemoryStore
+    from metanas.platform.campaign import RunDir
+    from metanas.platform.config import parse_campaign
+    from tests.conftest import TINY_CAMPAIGN
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
+    nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(3)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="ERROR")
+    cfg = json.loads(json.dumps(TINY_CAMPAIGN))
+    cfg["meta_train"].update(iterations=14, checkpoint_every=2)
+    cfg["meta_train"]["inner"]["steps"] = 25
+    cfg["workers"] = {"count": 3, "cpus_per_worker": 1, "gpus_per_worker": 1, "placement": "spread", "start_timeout_s": 60}
+    campaign = parse_campaign(cfg)
+    run = RunDir(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.save_campaign(campaign)
+    driver = CampaignDriver(campaign, run, address=cluster.address, progress=False)
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["summary"] = driver.run(None, time.time())
+        except BaseException as err:
+            result["error"] = repr(err)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while not (out / "checkpoints" / "iter_000004.json").exists() and thread.is_alive():
+        time.sleep(0.02)
+    placed = [info["node_id"] for info in driver.worker_info]
+    gpu_nodes = [n.node_id for n in nodes]
+    if remove_node:
+        cluster.remove_node(nodes[2])
+    thread.join(timeout=400)
+    keys = MemoryStore(out / "memory").keys()
+    print(json.dumps({
+        "error": result.get("error"),
+        "summary": result.get("summary"),
+        "worker_nodes": placed,
+        "gpu_nodes": gpu_nodes,
+        "devices": [info["device"] for info in driver.worker_info],
+        "memory_keys": len(keys),
+        "memory_unique": len(set(keys)),
+    }))
+    driver.close()
+    ray.shutdown()
+    cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), remove_node=sys.argv[2] == "remove")

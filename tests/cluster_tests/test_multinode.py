@@ -1,0 +1,37 @@
+"""Multi-node behaviour on one machine: a simulated cluster in its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+
+def _scenario(tmp_path, mode: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.cluster_tests.multinode_scenario", str(tmp_path / "run"), mode],
+        capture_output=True, text=True, timeout=550, cwd=REPO,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    return json.loads(lines[-1])
+
+
+def test_workers_spread_one_per_gpu_node_and_survive_losing_a_node(tmp_path):
+    r = _scenario(tmp_path, "remove")
+    assert r["error"] is None, r["error"]
+    # one TaskWorker on each GPU node; no real GPU here, so each said so and used the CPU
+    assert sorted(r["worker_nodes"]) == sorted(r["gpu_nodes"])
+    assert r["devices"] == ["cpu"] * 3
+    mt = r["summary"]["meta_train"]
+    # the node's in-flight tasks were retried on the other nodes; nothing lost or doubled
+    assert mt["tasks_completed"] + mt["tasks_failed"] == mt["tasks_planned"] == 14 * 2 * 2
+    assert mt["tasks_failed"] == 0 and mt["updates_applied"] == mt["tasks_completed"]
+    assert r["memory_keys"] == r["memory_unique"] == 14 * 2
+    assert r["summary"]["meta_test"]["tasks"] == 6
