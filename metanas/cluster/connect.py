@@ -20,6 +20,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         return
     # Worker processes import the package from wherever the driver found it.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    address = address or os.environ.get("RAY_ADDRESS")  # set when running as a Ray job
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, logging_level=logging.WARNING)

@@ -60,6 +60,22 @@ def _bench_warmstart(budget: int, seeds: int, plot: Path, as_json: bool) -> int:
     return 0
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from metanas.cluster import jobs
+
+    if args.command == "submit":
+        job_id, state = jobs.submit(args.config, args.address, args.out, args.gpus, wait=not args.no_wait)
+        print(f"{job_id}\t{state}")
+        return 0 if state in ("SUCCEEDED", "PENDING", "RUNNING") else 1
+    if args.command == "status":
+        print(jobs.status(args.job_id, args.address))
+    elif args.command == "logs":
+        print(jobs.logs(args.job_id, args.address), end="")
+    else:
+        print("stopped" if jobs.stop(args.job_id, args.address) else "already finished")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="metanas", description="Meta-learning-guided architecture search on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -71,6 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     run.add_argument("--address", help="join this Ray cluster instead of starting an embedded one")
     run.add_argument("--workers", type=int, help="override workers.count")
+
+    submit = sub.add_parser("submit", help="submit a campaign to a Ray cluster as a Ray job")
+    submit.add_argument("config", type=Path)
+    submit.add_argument("--address", required=True, help="the job server, e.g. http://127.0.0.1:8265")
+    submit.add_argument("--out", default="metanas-runs/campaign", help="output directory on the cluster")
+    submit.add_argument("--gpus", type=float, default=0.0, help="GPUs for the driver (entrypoint)")
+    submit.add_argument("--no-wait", action="store_true", help="return once submitted")
+    for name, text in (("status", "a job's status"), ("logs", "a job's logs"), ("stop", "stop a job")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job_id")
+        p.add_argument("--address", required=True)
 
     demo = sub.add_parser("demo", help="run the demo campaign (5-way 1-shot digits)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -103,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args.config, args.out, args.resume, args.address, args.workers)
         if args.command == "demo":
             return _run(demo_config_path(), args.out, args.resume, None, args.workers)
+        if args.command in ("submit", "status", "logs", "stop"):
+            return _jobs(args)
         if args.command == "bench" and args.bench == "scaling":
             return _bench_scaling(args.iterations, args.json)
         if args.command == "bench" and args.bench == "warmstart":

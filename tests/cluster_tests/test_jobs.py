@@ -1,0 +1,93 @@
+"""Ray Jobs against a real head started by the test (`ray start --head`, 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metanas.platform.cli import main
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    port, dashboard = _free_port(), _free_port()
+    ray_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{ray_bin}:{os.environ['PATH']}"}  # jobs run `python -m metanas`
+    head = subprocess.Popen(
+        [str(ray_bin / "ray"), "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", "--num-cpus=4", "--include-dashboard=true", "--block"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", dashboard), timeout=1):
+                break
+        except OSError:
+            assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
+            time.sleep(0.5)
+    time.sleep(2)  # the job agent starts a moment after the dashboard port opens
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)  # this head only: never `ray stop`, which kills every Ray here
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
+def _config(tmp_path, tiny, iterations: int) -> Path:
+    tiny["meta_train"].update(iterations=iterations, checkpoint_every=1)
+    tiny["meta_test"]["tasks"] = 4
+    path = tmp_path / f"c{iterations}.yaml"
+    path.write_text(yaml.safe_dump(tiny))
+    return path
+
+
+def test_submit_status_logs_and_stop(ray_head, tmp_path, tiny_campaign_dict, capsys):
+    out = tmp_path / "job-out"
+    assert main(["submit", str(_config(tmp_path, dict(tiny_campaign_dict), 3)), "--address", ray_head, "--out", str(out)]) == 0
+    job_id, state = capsys.readouterr().out.strip().split("\t")
+    assert state == "SUCCEEDED"
+    assert json.loads((out / "summary.json").read_text())["meta_train"]["tasks_completed"] == 3 * 2 * 2
+    assert main(["status", job_id, "--address", ray_head]) == 0
+    assert capsys.readouterr().out.strip() == "SUCCEEDED"
+    assert main(["logs", job_id, "--address", ray_head]) == 0
+    assert "metanas" in capsys.readouterr().out  # the results table the job printed
+
+    long_config = _config(tmp_path, dict(tiny_campaign_dict), 5000)
+    assert main(["submit", str(long_config), "--address", ray_head, "--out", str(tmp_path / "long"), "--no-wait"]) == 0
+    second = capsys.readouterr().out.strip().split("\t")[0]
+    assert main(["stop", second, "--address", ray_head]) == 0
+    deadline = time.time() + 60
+    while True:
+        assert main(["status", second, "--address", ray_head]) == 0
+        if capsys.readouterr().out.strip() == "STOPPED":
+            break
+        assert time.time() < deadline, "the second job did not stop"
+        time.sleep(1)
+
+
+def test_submit_rejects_a_bad_campaign_before_uploading(tmp_path, tiny_campaign_dict, capsys):
+    tiny_campaign_dict["episodes"]["k_shot"] = -1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tiny_campaign_dict))
+    assert main(["submit", str(path), "--address", "http://127.0.0.1:1"]) == 2
+    assert "episodes.k_shot" in capsys.readouterr().err
