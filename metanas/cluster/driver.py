@@ -49,6 +49,15 @@ class MetaLearnerRestarted(RuntimeError):
         self.version = version
 
 
+def auto_worker_count(cpus: float, gpus: float, cluster: dict[str, float]) -> int:
+    """workers.count: auto -- as many workers as the cluster's CPUs (and GPUs, when each
+    worker asks for some) can hold at once, at least one."""
+    fits = [cluster.get("CPU", 0) // cpus] if cpus > 0 else []
+    if gpus > 0:
+        fits.append(cluster.get("GPU", 0) // gpus)
+    return max(1, int(min(fits))) if fits else 1
+
+
 def missing_resources(count: int, cpus: float, gpus: float, cluster: dict[str, float]) -> str:
     """Say which resource the workers ask for beyond what the cluster has."""
     needs = {"CPU": count * cpus, "GPU": count * gpus}
@@ -72,6 +81,7 @@ class CampaignDriver:
         self.progress = progress
         w = campaign.workers
         connect(address)
+        self.worker_count = w.count if w.count != "auto" else auto_worker_count(w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
         # SPREAD puts workers on distinct nodes where it can (a node lost costs fewer
         # workers); PACK leaves Ray's default, which fills nodes one after another.
         strategy = "SPREAD" if w.placement == "spread" else "DEFAULT"
@@ -79,7 +89,7 @@ class CampaignDriver:
             TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy).remote(
                 campaign.model_dump(mode="json"), i, w.cpus_per_worker
             )
-            for i in range(w.count)
+            for i in range(self.worker_count)
         ]
         self.meta_learner = None
         memory = campaign.memory or str(run.root / "memory")
@@ -169,8 +179,8 @@ class CampaignDriver:
             return ray.get([actor.info.remote() for actor in self.workers], timeout=w.start_timeout_s)
         except GetTimeoutError:
             raise TimeoutError(
-                f"the {w.count} TaskWorkers did not start within workers.start_timeout_s={w.start_timeout_s:g} s: "
-                + missing_resources(w.count, w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
+                f"the {self.worker_count} TaskWorkers did not start within workers.start_timeout_s={w.start_timeout_s:g} s: "
+                + missing_resources(self.worker_count, w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
             ) from None
 
     def meta_train_warmup(self) -> None:

@@ -105,7 +105,7 @@ class MetaTestSettings(_Strict):
 
 
 class WorkerSettings(_Strict):
-    count: PositiveInt = 2
+    count: Union[PositiveInt, Literal["auto"]] = 2  # auto: as many as the cluster's resources hold
     cpus_per_worker: PositiveFloat = 1.0
     gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0  # fractions share a GPU between small workers
     placement: Literal["spread", "pack"] = "spread"
@@ -150,16 +150,23 @@ class Campaign(_Strict):
 
 
 def _format_errors(err: ValidationError) -> str:
-    parts = []
+    """One line: 'field.path: what is wrong' per field. Union branches pydantic tried
+    (tags like 'constrained-int' or "literal['auto']") collapse into their field."""
+    by_field: dict[str, list[str]] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("digits", "folders")))
+        loc = ".".join(
+            str(p) for p in e["loc"]
+            if not (isinstance(p, str) and (p in ("digits", "folders") or any(ch in p for ch in "-['")))
+        )
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling)"
-        parts.append(f"{loc or '<top level>'}: {msg}")
-    return "; ".join(parts)
+        msgs = by_field.setdefault(loc or "<top level>", [])
+        if msg not in msgs:
+            msgs.append(msg)
+    return "; ".join(f"{loc}: {' or '.join(msgs)}" for loc, msgs in by_field.items())
 
 
 def parse_campaign(data: object, origin: str = "campaign") -> Campaign:

@@ -141,3 +141,12 @@ def test_asking_for_more_gpus_than_exist_fails_in_time_naming_the_gpus(ray_sessi
     with pytest.raises(TimeoutError, match=r"need 2 GPU \(2 x 1\) but the cluster has 0 GPU"):
         run_campaign(parse_campaign(tiny_campaign_dict), tmp_path / "run", progress=False)
     assert time.time() - start < 60
+
+
+def test_auto_worker_count_fits_the_cluster():
+    from metanas.cluster.driver import auto_worker_count
+
+    assert auto_worker_count(1, 0, {"CPU": 16}) == 16
+    assert auto_worker_count(2, 1, {"CPU": 16, "GPU": 3}) == 3  # GPUs are the limit
+    assert auto_worker_count(1, 0.5, {"CPU": 16, "GPU": 3}) == 6  # fractional GPUs share a device
+    assert auto_worker_count(4, 0, {"CPU": 2}) == 1
