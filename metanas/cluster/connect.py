@@ -27,6 +27,9 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         return
     log.info("starting an embedded local Ray (127.0.0.1 only)")
     ray.init(
+        # "local" always starts a new embedded Ray, even when `ray start` left a cluster
+        # running on this machine (plain ray.init() would silently join that one).
+        address="local",
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         include_dashboard=False,

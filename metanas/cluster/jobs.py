@@ -21,21 +21,37 @@ log = logging.getLogger(__name__)
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-def _token_available() -> bool:
+def _token() -> str | None:
+    """The Ray auth token from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
     if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
-    return Path(path).is_file()
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    return path.read_text().strip() if path.is_file() else None
 
 
 def client(address: str):
     """A job client that authenticates when a Ray token is at hand: clusters started by
-    current Ray require one, and Ray's client only sends it when RAY_AUTH_MODE=token."""
-    if "RAY_AUTH_MODE" not in os.environ and _token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
+    current Ray require one, and Ray's own client sends it only when RAY_AUTH_MODE=token.
+    The header is passed explicitly rather than by changing this process's environment,
+    which would also change how it talks to any other Ray it uses."""
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address)
+    token = _token()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return JobSubmissionClient(address, headers=headers)
+
+
+def _submit_with_retry(address: str, timeout_s: float = 60.0, **kwargs) -> str:
+    """A head that has just started answers 'No available agent to submit job' for a few
+    seconds: retry that (only that) until `timeout_s`."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            return client(address).submit_job(**kwargs)
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.time() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def submit(config: Path, address: str, out: str, gpus: float = 0.0, wait: bool = True, timeout_s: float = 3600.0) -> tuple[str, str]:
@@ -46,7 +62,8 @@ def submit(config: Path, address: str, out: str, gpus: float = 0.0, wait: bool =
     package = Path(metanas.__file__).resolve().parent
     with tempfile.TemporaryDirectory(prefix="metanas-job-") as staging:
         shutil.copy(config, Path(staging) / "campaign.yaml")
-        job_id = client(address).submit_job(
+        job_id = _submit_with_retry(
+            address,
             entrypoint=f"python -m metanas run campaign.yaml --out {out}",
             runtime_env={"working_dir": staging, "py_modules": [str(package)]},
             entrypoint_num_gpus=gpus or None,
