@@ -32,7 +32,10 @@ def ray_head(tmp_path_factory):
     env = {**os.environ, "PATH": f"{ray_bin}:{os.environ['PATH']}"}  # jobs run `python -m metanas`
     head = subprocess.Popen(
         [str(ray_bin / "ray"), "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--num-cpus=4", "--include-dashboard=true", "--block"],
+         f"--dashboard-port={dashboard}", "--num-cpus=4", "--include-dashboard=true", "--block",
+         # the session's embedded Ray already holds the default agent ports on this machine
+         f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+         f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     address = f"http://127.0.0.1:{dashboard}"
