@@ -68,14 +68,19 @@ class MetaLearner:
     the newest complete checkpoint of `run_dir`; the driver sees the older version and
     re-runs the iterations since then."""
 
-    def __init__(self, params: dict[str, dict], schedule: dict[str, Any], iteration: int, run_dir: str) -> None:
+    def __init__(self, schedule: dict[str, Any], run_dir: str) -> None:
+        """Starts (and restarts) from the newest complete checkpoint of `run_dir`: the driver
+        writes an iteration-0 checkpoint before creating this actor, so the constructor
+        takes no tensors (Ray could not restart an actor whose arguments were lost)."""
         from metanas.platform.campaign import RunDir
         from metanas.platform.reptile import MetaSchedule
+        from metanas.platform.task_runner import LEARNERS
 
         checkpoint = RunDir(run_dir).latest_checkpoint()
-        if checkpoint is not None and checkpoint.iteration >= iteration:
-            params = {name: checkpoint.params(name) for name in params}
-            iteration = checkpoint.iteration
+        if checkpoint is None:
+            raise RuntimeError(f"{run_dir}: no checkpoint to start the MetaLearner from")
+        params = {name: checkpoint.params(name) for name in LEARNERS}
+        iteration = checkpoint.iteration
         self.params = params
         self.schedule = MetaSchedule(**schedule)
         self.version = {name: iteration for name in params}

@@ -20,7 +20,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metanas.cluster.actors import MemoryWriter, MetaLearner, TaskWorker
 from metanas.cluster.connect import connect
-from metanas.platform.checkpoint import atomic_write_json
+from metanas.platform.checkpoint import atomic_write_json, save_tensors
 from metanas.platform.config import Campaign
 from metanas.platform.adaptation import ModelSpec, get_params
 from metanas.platform.reptile import MetaSchedule
@@ -195,14 +195,16 @@ class CampaignDriver:
         state = fresh
         if checkpoint is not None:
             state = checkpoint.state
-            params = {name: checkpoint.params(name) for name in LEARNERS}
             log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
         else:
-            params = _initial_params(c)
+            # Iteration 0 is a checkpoint like any other: the MetaLearner starts from it.
+            tensors, state_path = self.run_dir.checkpoint_paths(0)
+            save_tensors(tensors, {f"{name}/{k}": v for name, p in _initial_params(c).items() for k, v in p.items()})
+            atomic_write_json(state_path, fresh)
         resumed_from = state["iteration"]
         self.counts.update(state["counts"])
         self.wall_before = state["wall_s"]
-        self.meta_learner = MetaLearner.options(num_cpus=0).remote(params, asdict(schedule), state["iteration"], str(self.run_dir.root))
+        self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(schedule), str(self.run_dir.root))
         self.worker_info = self._wait_for_workers()
         session_start = time.time()
         curve = list(state["curve"])

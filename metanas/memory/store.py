@@ -163,7 +163,6 @@ class MemoryStore:
         pq.write_table(table, buf, compression="zstd")
         name = f"part-{len(self._parts) + len(self.problems):08d}-{hashlib.sha1(fresh[0].key.encode()).hexdigest()[:8]}.parquet"
         atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
-        start = len(self)
         self._add_table(name, table)
         touched = {(r.embedder, r.space_signature) for r in fresh}
         for key in touched:

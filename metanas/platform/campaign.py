@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from metanas.platform.checkpoint import atomic_write_bytes, atomic_write_json, load_tensors
+from metanas.platform.checkpoint import atomic_write_bytes, load_tensors
 from metanas.platform.config import Campaign, ConfigError, parse_campaign
 from metanas.platform.task_runner import LEARNERS
 
