@@ -84,7 +84,6 @@ class MetaLearner:
         self.params = params
         self.schedule = MetaSchedule(**schedule)
         self.version = {name: iteration for name in params}
-        self.updates_applied = 0
 
     def pid(self) -> int:
         return os.getpid()
@@ -104,7 +103,6 @@ class MetaLearner:
         beta_w, beta_alpha = self.schedule.betas(iteration)
         self.params[learner] = reptile_step(self.params[learner], list(deltas), beta_w, beta_alpha)
         self.version[learner] = iteration + 1
-        self.updates_applied += len(deltas)
         return self.version[learner]
 
     def save(self, path: str) -> dict[str, int]:
