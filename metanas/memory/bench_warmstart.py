@@ -57,10 +57,9 @@ def load_table(bench_cls: Any, dataset: str) -> TableTask:
     choices = list(space_def.values())
     scores = {}
     for key, vals in bench._dataset.items():
-        idx = [int(ch) for ch in key] if len(key) == len(choices) else None
-        if idx is None:
+        if len(key) != len(choices):
             continue
-        config = tuple(choices[i][j] for i, j in enumerate(idx))
+        config = tuple(choices[i][int(ch)] for i, ch in enumerate(key))
         scores[config] = sign * float(np.mean(vals[metric]))
     values = np.asarray(list(scores.values()))
     return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)))

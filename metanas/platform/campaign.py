@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ import yaml
 
 from metanas.platform.checkpoint import atomic_write_bytes, load_tensors
 from metanas.platform.config import Campaign, ConfigError, parse_campaign
-from metanas.platform.task_runner import LEARNERS
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,14 @@ class Checkpoint:
     state: dict[str, Any]
     tensors_path: Path
 
+    @cached_property
+    def _tensors(self) -> dict:
+        # One file holds every learner: read it once, however many learners are asked for.
+        return load_tensors(self.tensors_path)
+
     def params(self, learner: str) -> dict:
         prefix = f"{learner}/"
-        return {k[len(prefix):]: v for k, v in load_tensors(self.tensors_path).items() if k.startswith(prefix)}
+        return {k[len(prefix):]: v for k, v in self._tensors.items() if k.startswith(prefix)}
 
 
 class RunDir:
@@ -110,4 +115,4 @@ def run_campaign(
         driver.close()
 
 
-__all__ = ["RunDir", "Checkpoint", "run_campaign", "LEARNERS"]
+__all__ = ["RunDir", "Checkpoint", "run_campaign"]
