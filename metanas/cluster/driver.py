@@ -16,14 +16,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
 
 from metanas.cluster.actors import MemoryWriter, MetaLearner, TaskWorker
 from metanas.cluster.connect import connect
 from metanas.platform.checkpoint import atomic_write_json, save_tensors
 from metanas.platform.config import Campaign
 from metanas.platform.adaptation import ModelSpec, get_params
-from metanas.platform.reptile import MetaSchedule
+from metanas.platform.reptile import KeySet, MetaSchedule
 from metanas.platform.task_runner import LEARNERS
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,20 @@ def _initial_params(campaign: Campaign) -> dict[str, dict]:
 
 
 class MetaLearnerRestarted(RuntimeError):
-    """The MetaLearner came back from a crash holding an older version of the parameters."""
+    """The MetaLearner came back from a crash holding its last checkpoint's parameters."""
 
-    def __init__(self, version: int) -> None:
-        super().__init__(f"the MetaLearner restarted from its checkpoint at iteration {version}")
-        self.version = version
+    def __init__(self) -> None:
+        super().__init__("the MetaLearner restarted from its last checkpoint")
+
+
+def _curve_row(iteration: int, accs: dict[str, list[float]]) -> dict[str, float]:
+    """One point of the meta-training curve: each learner's mean query accuracy (before
+    adaptation) over the iteration's tasks."""
+    row: dict[str, float] = {"iteration": iteration}
+    for name in LEARNERS:
+        values = accs.get(name, [])
+        row[name] = sum(values) / len(values) if values else float("nan")
+    return row
 
 
 def auto_worker_count(cpus: float, gpus: float, cluster: dict[str, float]) -> int:
@@ -191,118 +200,220 @@ class CampaignDriver:
         c = self.campaign
         mt = c.meta_train
         schedule = MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
-        fresh: dict[str, Any] = {"iteration": 0, "curve": [], "counts": {}, "workers": [], "wall_s": 0.0}
-        state = fresh
         if checkpoint is not None:
             state = checkpoint.state
             log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
         else:
             # Iteration 0 is a checkpoint like any other: the MetaLearner starts from it.
+            state = {"iteration": 0, "curve": [], "counts": {}, "workers": [], "wall_s": 0.0}
             tensors, state_path = self.run_dir.checkpoint_paths(0)
             save_tensors(tensors, {f"{name}/{k}": v for name, p in _initial_params(c).items() for k, v in p.items()})
-            atomic_write_json(state_path, fresh)
+            atomic_write_json(state_path, state)
         resumed_from = state["iteration"]
-        self.counts.update(state["counts"])
-        self.wall_before = state["wall_s"]
-        self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(schedule), str(self.run_dir.root))
+        async_updates = None
+        if mt.updates == "async":
+            async_updates = {"meta_batch": mt.meta_batch, "max_staleness": mt.max_staleness, "stale_policy": mt.stale_policy}
+        self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(schedule), str(self.run_dir.root), async_updates)
         self.worker_info = self._wait_for_workers()
-        session_start = time.time()
-        curve = list(state["curve"])
+        self.session_start = time.time()
+        self.wall_before = state["wall_s"]  # earlier sessions' time (a resumed campaign)
         bar = _progress(mt.iterations, state["iteration"], "meta-train", self.progress)
-        iteration = state["iteration"]
-        while iteration < mt.iterations:
+        loop = self._meta_train_async if async_updates else self._meta_train_sync
+        while True:
+            self._load_state(state)
             try:
-                row = self._meta_train_iteration(iteration, schedule.alpha_active(iteration))
+                state = loop(state, schedule, bar)
+                break
             except MetaLearnerRestarted as err:
                 # Back to the checkpoint the restarted MetaLearner loaded: its counts, curve
                 # and records are the ones that match the parameters it holds.
-                log.warning("%s; re-running from iteration %d", err, err.version)
-                checkpoint = self.run_dir.latest_checkpoint()
-                state = checkpoint.state if checkpoint is not None and checkpoint.iteration == err.version else fresh
-                self.counts = defaultdict(int, state["counts"])
-                self.tasks_by_pid = defaultdict(int, {w["pid"]: w["tasks"] for w in state["workers"]})
+                state = self.run_dir.latest_checkpoint().state
+                log.warning("%s; re-running from iteration %d", err, state["iteration"])
                 self.meta_learner_restarts += 1
-                self.pending_records = []
-                curve = list(state["curve"])
-                iteration = state["iteration"]
                 bar.reset(total=mt.iterations)
-                bar.update(iteration)
-                continue
-            curve.append(row)
-            bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row['reptile_fixed']:.3f}")
-            bar.update(1)
-            iteration += 1
-            if iteration % mt.checkpoint_every == 0 or iteration == mt.iterations:
-                state = self._checkpoint(iteration, curve, state, session_start)
+                bar.update(state["iteration"])
         bar.close()
         summary = {
             "iterations": mt.iterations,
+            "updates": mt.updates,
             "tasks_planned": mt.iterations * mt.meta_batch * len(LEARNERS),
             "tasks_completed": self.counts["completed"],
             "tasks_failed": self.counts["failed"],
             "tasks_retried": self.counts["retried"],
             "updates_applied": self.counts["applied"],
-            "stale_updates": 0,  # synchronous meta-updates: every update is for the current version
+            # async only: updates more than max_staleness meta-steps old (down-weighted or dropped)
+            "stale_updates": self.counts["stale"],
+            "stale_updates_dropped": self.counts["dropped"],
             "meta_learner_restarts": self.meta_learner_restarts,
             "resumed_from_iteration": resumed_from,
             "wall_s": round(state["wall_s"], 2),
             "inner_loop_s": round(self.counts["inner_ms"] / 1000.0, 2),
+            "task_s": round(self.counts["task_ms"] / 1000.0, 2),
             "workers": state["workers"],
         }
-        return summary, curve
+        return summary, state["curve"]
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Take the driver's bookkeeping from a checkpoint's state (or the fresh one)."""
+        self.counts = defaultdict(int, state["counts"])
+        self.tasks_by_pid = defaultdict(int, {w["pid"]: w["tasks"] for w in state["workers"]})
+        self.pending_records = []
+        self.incarnation = ray.get(self.meta_learner.get_incarnation.remote(), timeout=WAIT_TIMEOUT_S)
+
+    def _meta_train_sync(self, state: dict[str, Any], schedule: MetaSchedule, bar) -> dict[str, Any]:
+        """One iteration at a time: its meta_batch tasks per learner, then one Reptile step."""
+        mt = self.campaign.meta_train
+        curve = list(state["curve"])
+        for iteration in range(state["iteration"], mt.iterations):
+            row = self._meta_train_iteration(iteration, schedule.alpha_active(iteration))
+            curve.append(row)
+            bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row['reptile_fixed']:.3f}")
+            bar.update(1)
+            done = iteration + 1
+            if done % mt.checkpoint_every == 0 or done == mt.iterations:
+                state = self._checkpoint(done, {"curve": curve}, state)
+        return state
 
     def _meta_train_iteration(self, iteration: int, update_alpha: bool) -> dict[str, float]:
         mt = self.campaign.meta_train
         theta_refs = {name: self.meta_learner.get.remote(name) for name in LEARNERS}
         # Longest jobs first (the supernet's), so the last jobs of the iteration are short.
-        queue = deque((name, slot) for name in LEARNERS for slot in range(mt.meta_batch))
+        queue = deque((name, iteration, slot) for name in LEARNERS for slot in range(mt.meta_batch))
         delta_refs: dict[Any, Any] = {}
-        attempts: dict[tuple[str, int], int] = defaultdict(int)
+        attempts: dict[tuple, int] = defaultdict(int)
 
-        def submit(job: tuple[str, int], w: int):
-            name, slot = job
+        def submit(job: tuple[str, int, int], w: int):
+            name, _, slot = job
             delta_ref, out_ref = self.workers[w].meta_train.remote(name, theta_refs[name], iteration, slot, update_alpha)
             delta_refs[out_ref] = delta_ref
             return out_ref
 
         deltas: dict[str, list] = defaultdict(list)
         accs: dict[str, list[float]] = defaultdict(list)
-        for (name, slot), ref in self._run_queue(queue, submit, f"meta-train iteration {iteration}"):
-            try:
-                out = ray.get(ref)
-            except RayActorError as err:
-                attempts[(name, slot)] += 1
-                if attempts[(name, slot)] > mt.task_retries:
-                    log.error("task %s/%d/%d failed after %d retries: %s", name, iteration, slot, mt.task_retries, err)
-                    self.counts["failed"] += 1
-                else:
-                    log.warning("a worker died during task %s/%d/%d; retrying", name, iteration, slot)
-                    self.counts["retried"] += 1
-                    queue.append((name, slot))
-                self._suspect_last_worker()
-                continue
-            except RayTaskError as err:
-                log.error("task %s/%d/%d failed: %s", name, iteration, slot, str(err).splitlines()[0])
-                self.counts["failed"] += 1
-                continue
-            self.counts["completed"] += 1
-            self.counts["inner_ms"] += int(out["seconds"] * 1000)
-            self.tasks_by_pid[out["pid"]] += 1
-            self.process_info[out["pid"]] = {k: out[k] for k in ("worker_id", "node_id", "pid", "device")}
-            deltas[name].append(delta_refs[ref])
-            accs[name].append(out["query_accuracy"])
-            if out["genotype"] is not None:
-                self.pending_records.append(self._task_record(out))
+        for job, ref in self._run_queue(queue, submit, f"meta-train iteration {iteration}"):
+            _, out = self._task_result(job, ref, attempts, queue)
+            if out is not None:
+                deltas[job[0]].append(delta_refs[ref])
+                accs[job[0]].append(out["query_accuracy"])
         versions = ray.get(
             [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
         )
         if any(v != iteration + 1 for v in versions):
-            raise MetaLearnerRestarted(min(versions))
+            raise MetaLearnerRestarted()
         self.counts["applied"] += sum(len(d) for d in deltas.values())
-        row: dict[str, float] = {"iteration": iteration}
-        for name in LEARNERS:
-            row[name] = sum(accs[name]) / len(accs[name]) if accs[name] else float("nan")
-        return row
+        return _curve_row(iteration, accs)
+
+    def _meta_train_async(self, state: dict[str, Any], schedule: MetaSchedule, bar) -> dict[str, Any]:
+        """Every task of the campaign streams through the workers with no barrier; each
+        finished task's update goes straight to the MetaLearner, which steps once per
+        meta_batch updates. Tasks are numbered in the sync order (iteration, learner,
+        slot), so a task has the same episode in both modes, and the checkpoint keeps the
+        set of finished task numbers."""
+        mt = self.campaign.meta_train
+        per_iteration = mt.meta_batch * len(LEARNERS)
+        total = mt.iterations * per_iteration
+        finished = KeySet.from_json(state.get("finished"))
+        open_accs = {int(k): v for k, v in state.get("open_accs", {}).items()}
+        curve = list(state["curve"])
+        queue = deque(finished.missing(total))
+        attempts: dict[int, int] = defaultdict(int)
+        delta_refs: dict[Any, Any] = {}
+
+        def job(number: int) -> tuple[str, int, int]:
+            iteration, rest = divmod(number, per_iteration)
+            learner, slot = divmod(rest, mt.meta_batch)
+            return LEARNERS[learner], iteration, slot
+
+        def submit(number: int, w: int):
+            name, iteration, slot = job(number)
+            # The parameters are read when the task is handed out; their version travels
+            # with the task so the MetaLearner can measure its staleness.
+            version_ref, theta_ref = self.meta_learner.snapshot.remote(name)
+            delta_ref, out_ref = self.workers[w].meta_train.remote(
+                name, theta_ref, iteration, slot, schedule.alpha_active(iteration), version_ref
+            )
+            delta_refs[out_ref] = delta_ref
+            return out_ref
+
+        next_checkpoint = (len(finished) // per_iteration // mt.checkpoint_every + 1) * mt.checkpoint_every
+        for number, ref in self._run_queue(queue, submit, "meta-train"):
+            name, iteration, slot = job(number)
+            done, out = self._task_result(number, ref, attempts, queue)
+            delta_ref = delta_refs.pop(ref)
+            if out is not None and not self._submit_update(name, iteration * mt.meta_batch + slot, out, delta_ref):
+                self.counts["completed"] -= 1  # its update was lost with its node: run it again
+                self.counts["retried"] += 1
+                queue.append(number)
+                continue
+            if not done:
+                continue
+            finished.add(number)
+            if out is not None:
+                open_accs.setdefault(iteration, {}).setdefault(name, []).append(out["query_accuracy"])
+            first = iteration * per_iteration
+            if all(n in finished for n in range(first, first + per_iteration)):
+                row = _curve_row(iteration, open_accs.pop(iteration, {}))
+                curve.append(row)
+                curve.sort(key=lambda r: r["iteration"])
+                bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row['reptile_fixed']:.3f}")
+            progress = len(finished) // per_iteration
+            bar.update(progress - bar.n)
+            if progress >= next_checkpoint or len(finished) == total:
+                if len(finished) == total:
+                    ray.get(self.meta_learner.flush.remote(), timeout=WAIT_TIMEOUT_S)
+                extra = {"curve": curve, "finished": finished.to_json(), "open_accs": {str(k): v for k, v in open_accs.items()}}
+                state = self._checkpoint(progress, extra, state)
+                next_checkpoint = (progress // mt.checkpoint_every + 1) * mt.checkpoint_every
+        return state
+
+    def _submit_update(self, learner: str, key: int, out: dict[str, Any], delta_ref) -> bool:
+        """Hand one task's update to the async MetaLearner; False if the update was lost
+        with its node before the MetaLearner could read it."""
+        try:
+            result = ray.get(
+                self.meta_learner.submit.remote(learner, key, out["base_version"], delta_ref, self.incarnation), timeout=WAIT_TIMEOUT_S
+            )
+        except ObjectLostError:
+            return False
+        if result["incarnation"] != self.incarnation:
+            raise MetaLearnerRestarted()
+        outcome = result["outcome"]
+        self.counts["applied"] += outcome in ("applied", "downweighted")
+        self.counts["stale"] += outcome in ("downweighted", "dropped")
+        self.counts["dropped"] += outcome == "dropped"
+        self.counts["duplicate"] += outcome == "duplicate"
+        return True
+
+    def _task_result(self, job, ref, attempts: dict, queue: deque) -> tuple[bool, dict[str, Any] | None]:
+        """(done, outcome) of a meta-train task `_run_queue` yielded: a task lost with its
+        worker is re-queued (not done) until it runs out of retries; one that raised (its
+        loss diverged) is done and failed, with no outcome."""
+        mt = self.campaign.meta_train
+        try:
+            out = ray.get(ref)
+        except RayActorError as err:
+            attempts[job] += 1
+            self._suspect_last_worker()
+            if attempts[job] > mt.task_retries:
+                log.error("task %s failed after %d retries: %s", job, mt.task_retries, err)
+                self.counts["failed"] += 1
+                return True, None
+            log.warning("a worker died during task %s; retrying", job)
+            self.counts["retried"] += 1
+            queue.append(job)
+            return False, None
+        except RayTaskError as err:
+            log.error("task %s failed: %s", job, str(err).splitlines()[0])
+            self.counts["failed"] += 1
+            return True, None
+        self.counts["completed"] += 1
+        self.counts["inner_ms"] += int(out["seconds"] * 1000)
+        self.counts["task_ms"] += int(out["task_seconds"] * 1000)
+        self.tasks_by_pid[out["pid"]] += 1
+        self.process_info[out["pid"]] = {k: out[k] for k in ("worker_id", "node_id", "pid", "device")}
+        if out["genotype"] is not None:
+            self.pending_records.append(self._task_record(out))
+        return True, out
 
     def _task_record(self, out: dict[str, Any]):
         """One memory record per finished meta-train task search (the supernet's)."""
@@ -329,13 +440,15 @@ class CampaignDriver:
             created_at=time.time(),
         )
 
-    def _checkpoint(self, done: int, curve: list, state: dict, session_start: float) -> dict:
+    def _checkpoint(self, done: int, progress: dict[str, Any], state: dict) -> dict:
         """Save the meta-parameters, then the driver's state (written last: its presence marks
-        a complete checkpoint)."""
+        a complete checkpoint). `progress` holds the loop's own state (curve, finished tasks)."""
         tensors, state_path = self.run_dir.checkpoint_paths(done)
-        ray.get(self.meta_learner.save.remote(str(tensors)), timeout=WAIT_TIMEOUT_S)
-        # Records of the iterations since the last checkpoint; after a crash those
-        # iterations re-run and re-append under the same keys, which the store ignores.
+        saved = ray.get(self.meta_learner.save.remote(str(tensors), self.incarnation), timeout=WAIT_TIMEOUT_S)
+        if saved["incarnation"] != self.incarnation:
+            raise MetaLearnerRestarted()  # it saved what it reloaded, not what we counted
+        # Records of the tasks since the last checkpoint; after a crash those tasks re-run
+        # and re-append under the same keys, which the store ignores.
         ray.get(self.memory_writer.append.remote(self.pending_records), timeout=WAIT_TIMEOUT_S)
         self.pending_records = []
         # Worker processes of earlier (killed) driver sessions keep their entries; ours,
@@ -345,10 +458,11 @@ class CampaignDriver:
         workers += [{**info, "tasks": self.tasks_by_pid.get(pid, 0)} for pid, info in ours.items()]
         new_state = {
             "iteration": done,
-            "curve": curve,
+            **progress,
             "counts": dict(self.counts),
             "workers": workers,
-            "wall_s": self.wall_before + (time.time() - session_start),
+            "wall_s": self.wall_before + (time.time() - self.session_start),
+            "meta_learner": {"versions": saved["versions"], "streams": saved["streams"]},
         }
         atomic_write_json(state_path, new_state)
         return new_state

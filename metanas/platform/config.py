@@ -91,6 +91,14 @@ class MetaTrainSettings(_Strict):
     alpha_warmup: NonNegativeInt = 0
     checkpoint_every: PositiveInt = 10
     task_retries: NonNegativeInt = 2
+    # sync: every iteration waits for its meta_batch tasks, then takes one Reptile step.
+    # async: tasks stream without a barrier; the MetaLearner takes a step per meta_batch
+    # updates as they arrive, so a slow worker or node never stalls the others. An update
+    # computed from meta-parameters more than max_staleness steps old is down-weighted or
+    # dropped (stale_policy) and counted in summary.json's meta_train.stale_updates.
+    updates: Literal["sync", "async"] = "sync"
+    max_staleness: NonNegativeInt = 2
+    stale_policy: Literal["downweight", "drop"] = "downweight"
 
 
 class MetaTestSettings(_Strict):

@@ -44,3 +44,127 @@ def reptile_step(theta: Params, deltas: Sequence[Params], beta_w: float, beta_al
         beta = beta_alpha if name == "alpha" else beta_w
         out[name] = value + beta * mean
     return out
+
+
+# -- asynchronous meta-updates ---------------------------------------------------------------
+
+
+class KeySet:
+    """A set of non-negative task keys kept as a low-water mark plus the few keys above it.
+    Tasks finish nearly in the order they were handed out, so a campaign of millions of
+    tasks stays a handful of numbers (and a small JSON object in a checkpoint)."""
+
+    def __init__(self, below: int = 0, above: Sequence[int] = ()) -> None:
+        self.below = below  # every key < below is in the set
+        self.above = set(above)
+        self._compact()
+
+    def _compact(self) -> None:
+        while self.below in self.above:
+            self.above.remove(self.below)
+            self.below += 1
+
+    def __contains__(self, key: int) -> bool:
+        return key < self.below or key in self.above
+
+    def __len__(self) -> int:
+        return self.below + len(self.above)
+
+    def add(self, key: int) -> bool:
+        """Add `key`; False if it was already there."""
+        if key in self:
+            return False
+        self.above.add(key)
+        self._compact()
+        return True
+
+    def missing(self, stop: int) -> list[int]:
+        """The keys in [0, stop) not in the set, in order."""
+        return [k for k in range(self.below, stop) if k not in self.above]
+
+    def to_json(self) -> dict:
+        return {"below": self.below, "above": sorted(self.above)}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "KeySet":
+        data = data or {}
+        return cls(int(data.get("below", 0)), [int(k) for k in data.get("above", [])])
+
+
+@dataclass(frozen=True)
+class StalenessBound:
+    """How an update computed from meta-parameters `staleness` versions old is treated:
+    within `max_staleness` it counts fully; beyond it is dropped or down-weighted by
+    (max_staleness + 1) / (staleness + 1)."""
+
+    max_staleness: int
+    policy: str = "downweight"  # or "drop"
+
+    def weight(self, staleness: int) -> float:
+        if staleness <= self.max_staleness:
+            return 1.0
+        if self.policy == "drop":
+            return 0.0
+        return (self.max_staleness + 1) / (staleness + 1)
+
+
+class AsyncReptile:
+    """Reptile with updates applied as they arrive, so a slow worker never stalls the rest.
+
+    Each update enters a buffer with its staleness weight; every `meta_batch` updates the
+    buffer's weighted mean becomes one meta-step and the version advances (a buffered
+    asynchronous step: with no staleness it equals the synchronous Reptile step over the
+    same tasks). Task keys are remembered, so an update is applied at most once per key.
+    """
+
+    def __init__(
+        self,
+        theta: Params,
+        schedule: MetaSchedule,
+        meta_batch: int,
+        bound: StalenessBound,
+        version: int = 0,
+        seen: KeySet | None = None,
+        buffer: Params | None = None,
+        buffered: int = 0,
+    ) -> None:
+        self.theta = theta
+        self.schedule = schedule
+        self.meta_batch = meta_batch
+        self.bound = bound
+        self.version = version
+        self.seen = seen or KeySet()
+        self.buffer = buffer if buffer is not None else {k: torch.zeros_like(v) for k, v in theta.items()}
+        self.buffered = buffered
+
+    def submit(self, key: int, base_version: int, delta: Params) -> tuple[str, int]:
+        """Take the update of task `key`, computed from version `base_version`; return
+        (outcome, staleness) with outcome 'applied', 'downweighted', 'dropped' or 'duplicate'."""
+        if not self.seen.add(key):
+            return "duplicate", 0
+        staleness = max(0, self.version - base_version)
+        weight = self.bound.weight(staleness)
+        if weight == 0.0:
+            return "dropped", staleness
+        for name, value in delta.items():
+            self.buffer[name] += weight * value.to(self.buffer[name].dtype)
+        self.buffered += 1
+        if self.buffered >= self.meta_batch:
+            self.flush()
+        return ("applied" if weight == 1.0 else "downweighted"), staleness
+
+    def flush(self) -> None:
+        """Turn whatever is buffered into a meta-step (the campaign's last one may be partial)."""
+        if self.buffered == 0:
+            return
+        beta_w, beta_alpha = self.schedule.betas(self.version)
+        for name, value in self.theta.items():
+            beta = beta_alpha if name == "alpha" else beta_w
+            self.theta[name] = value + beta * self.buffer[name] / self.buffered
+            self.buffer[name].zero_()
+        self.buffered = 0
+        self.version += 1
+
+    def state(self) -> dict:
+        """What a checkpoint needs besides `theta` and `buffer` (both tensors)."""
+        return {"version": self.version, "seen": self.seen.to_json(), "buffered": self.buffered}

@@ -83,8 +83,9 @@ def test_existing_run_dir_needs_resume(finished_run):
 
 
 @pytest.mark.timeout(400)
-def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path):
-    tiny_campaign_dict["meta_train"].update(iterations=40, checkpoint_every=5)
+@pytest.mark.parametrize("updates", ["sync", "async"])
+def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path, updates):
+    tiny_campaign_dict["meta_train"].update(iterations=40, checkpoint_every=5, updates=updates)
     tiny_campaign_dict["meta_test"].update(tasks=4)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(tiny_campaign_dict))
@@ -112,11 +113,36 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campai
     assert summary["meta_train"]["resumed_from_iteration"] >= killed_at > 0
     assert summary["meta_train"]["iterations"] == 40
     assert summary["meta_train"]["tasks_completed"] >= (40 - summary["meta_train"]["resumed_from_iteration"]) * 4
+    assert summary["meta_train"]["tasks_completed"] + summary["meta_train"]["tasks_failed"] == 40 * 4
     assert "metanas" in done.stdout  # the results table
     from metanas.memory.store import MemoryStore
 
     # iterations re-run after the kill re-appended under the same keys: still one per task
     assert len(MemoryStore(out / "memory")) == 40 * 2
+
+
+@pytest.mark.timeout(300)
+def test_async_updates_stream_without_barrier_and_count_stale_updates(ray_session, tiny_campaign_dict, tmp_path):
+    # max_staleness 0 with two workers holding two tasks each: a task handed out before
+    # the MetaLearner's latest step is stale, and with stale_policy drop it is dropped.
+    tiny_campaign_dict["meta_train"].update(iterations=6, updates="async", max_staleness=0, stale_policy="drop")
+    out = tmp_path / "run"
+    summary = run_campaign(parse_campaign(tiny_campaign_dict), out, progress=False)
+    mt = summary["meta_train"]
+    assert mt["updates"] == "async"
+    assert mt["tasks_completed"] + mt["tasks_failed"] == mt["tasks_planned"] == 6 * 2 * 2
+    assert mt["stale_updates"] > 0 and mt["stale_updates_dropped"] == mt["stale_updates"]
+    assert mt["updates_applied"] + mt["stale_updates_dropped"] == mt["tasks_completed"]
+    state = RunDir(out).latest_checkpoint().state
+    assert [row["iteration"] for row in state["curve"]] == list(range(6))
+    assert state["iteration"] == 6 and state["finished"] == {"below": 24, "above": []}
+    streams = state["meta_learner"]["streams"]
+    # each learner took a step per meta_batch (2) applied updates, the last one flushed
+    assert all(s["buffered"] == 0 and 1 <= s["version"] <= 6 for s in streams.values())
+    from metanas.memory.store import MemoryStore
+
+    keys = MemoryStore(out / "memory").keys()
+    assert len(keys) == len(set(keys)) == 6 * 2
 
 
 def test_campaign_writes_one_memory_record_per_finished_task(finished_run):

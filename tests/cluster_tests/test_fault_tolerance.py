@@ -47,8 +47,9 @@ def _wait_for_checkpoint(out, iteration: int, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
-def _slow_tiny(campaign: dict) -> dict:
-    campaign["meta_train"].update(iterations=14, checkpoint_every=2)
+def _slow_tiny(campaign: dict, updates: str) -> dict:
+    # async with the default stale_policy (downweight): every completed task's update counts
+    campaign["meta_train"].update(iterations=14, checkpoint_every=2, updates=updates)
     campaign["meta_train"]["inner"]["steps"] = 25  # long enough tasks to be killed mid-way
     return campaign
 
@@ -61,9 +62,10 @@ def _check_accounted_for(summary: dict, out) -> None:
     assert len(keys) == len(set(keys)) == 14 * 2  # one record per supernet task, exactly once
 
 
-def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tiny_campaign_dict, tmp_path):
+@pytest.mark.parametrize("updates", ["sync", "async"])
+def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tiny_campaign_dict, tmp_path, updates):
     out = tmp_path / "run"
-    driver, thread, result = _start(_slow_tiny(tiny_campaign_dict), out)
+    driver, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
     _wait_for_checkpoint(out, 2)
     victim = driver.worker_info[0]["pid"]
     os.kill(victim, signal.SIGKILL)
@@ -74,9 +76,10 @@ def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tin
     _check_accounted_for(summary, out)
 
 
-def test_a_killed_meta_learner_restarts_from_its_checkpoint(ray_session, tiny_campaign_dict, tmp_path):
+@pytest.mark.parametrize("updates", ["sync", "async"])
+def test_a_killed_meta_learner_restarts_from_its_checkpoint(ray_session, tiny_campaign_dict, tmp_path, updates):
     out = tmp_path / "run"
-    driver, thread, result = _start(_slow_tiny(tiny_campaign_dict), out)
+    driver, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
     _wait_for_checkpoint(out, 4)
     time.sleep(0.3)  # into the next iterations, so they have to be re-run
     old_pid = ray.get(driver.meta_learner.pid.remote())
@@ -90,4 +93,6 @@ def test_a_killed_meta_learner_restarts_from_its_checkpoint(ray_session, tiny_ca
     # task is accounted for once and no update is applied twice
     print("meta_learner_restarts", summary["meta_train"]["meta_learner_restarts"], summary["meta_train"]["tasks_completed"])
     assert summary["meta_train"]["meta_learner_restarts"] <= 1
+    if updates == "async":  # updates flow after every task, so the restart was always noticed
+        assert summary["meta_train"]["meta_learner_restarts"] == 1
     _check_accounted_for(summary, out)
