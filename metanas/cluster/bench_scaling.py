@@ -1,8 +1,20 @@
 """`metanas bench scaling`: meta-training throughput of the demo campaign with 1 and 2
-workers, measured side by side in one run on one embedded Ray."""
+workers, for async and sync meta-updates, measured side by side in one run on one embedded
+Ray; then the same 2-worker campaign on a simulated multi-node cluster
+(`ray.cluster_utils.Cluster`: a head with no CPUs and two 1-CPU worker nodes, so the workers
+land on separate raylets and every parameter and update crosses between object stores).
+
+ray_overhead_fraction = 1 - (time inside inner loops) / (wall time * workers): the share of
+the workers' time not spent adapting, i.e. on Ray, the driver and the barrier. Starting the
+actors (new processes importing torch) is done before the clock starts; a campaign pays it
+once, not per iteration.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -12,43 +24,119 @@ from metanas.platform.campaign import RunDir
 from metanas.platform.config import Campaign
 
 
-def _shortened(campaign: Campaign, iterations: int, workers: int) -> Campaign:
+def _shortened(campaign: Campaign, iterations: int, workers: int, updates: str | None = None) -> Campaign:
     mt = campaign.meta_train
     warmup = round(mt.alpha_warmup * iterations / mt.iterations)  # same share of alpha-free iterations
+    changes: dict[str, Any] = {"iterations": iterations, "alpha_warmup": warmup, "checkpoint_every": iterations}
+    if updates is not None:
+        changes["updates"] = updates
     return campaign.model_copy(
         update={
-            "meta_train": mt.model_copy(update={"iterations": iterations, "alpha_warmup": warmup, "checkpoint_every": iterations}),
-            "workers": campaign.workers.model_copy(update={"count": workers}),
+            "meta_train": mt.model_copy(update=changes),
+            "workers": campaign.workers.model_copy(update={"count": workers, "placement": "spread"}),
         }
     )
 
 
-def bench_scaling(campaign: Campaign, iterations: int = 20, worker_counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
-    from metanas.cluster.connect import connect
+def measure(campaign: Campaign, address: str | None = None) -> dict[str, Any]:
+    """Meta-train `campaign` once, timing only the meta-training loop."""
     from metanas.cluster.driver import CampaignDriver
 
-    connect(num_cpus=max(worker_counts))
-    rows = []
-    for workers in worker_counts:
-        c = _shortened(campaign, iterations, workers)
-        with tempfile.TemporaryDirectory() as tmp:
-            driver = CampaignDriver(c, RunDir(Path(tmp)), address=None, progress=False)
-            try:
-                # One untimed iteration first: process start-up and imports are not throughput.
-                driver.meta_train_warmup()
-                start = time.perf_counter()
-                summary, _ = driver.meta_train()
-                wall = time.perf_counter() - start
-            finally:
-                driver.close()
-        rows.append({"workers": workers, "wall_s": wall, "tasks": summary["tasks_completed"], "inner_s": summary["inner_loop_s"]})
-    tasks_per_s = [r["tasks"] / r["wall_s"] for r in rows]
-    last = rows[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        driver = CampaignDriver(campaign, RunDir(Path(tmp)), address=address, progress=False)
+        try:
+            driver.meta_train_warmup()
+            start = time.perf_counter()
+            summary, _ = driver.meta_train()
+            wall = time.perf_counter() - start
+            nodes = len({info["node_id"] for info in driver.worker_info})
+        finally:
+            driver.close()
+    workers = campaign.workers.count
     return {
-        "iterations": iterations,
-        "workers": list(worker_counts),
-        "tasks_per_s": [round(x, 3) for x in tasks_per_s],
-        "parallel_efficiency": round(tasks_per_s[-1] / (last["workers"] * tasks_per_s[0] / rows[0]["workers"]), 3),
-        "ray_overhead_fraction": round(1 - last["inner_s"] / (last["wall_s"] * last["workers"]), 3),
-        "wall_s": [round(r["wall_s"], 2) for r in rows],
+        "workers": workers,
+        "nodes": nodes,
+        "wall_s": round(wall, 2),
+        "tasks_per_s": round(summary["tasks_completed"] / wall, 3),
+        "ray_overhead_fraction": round(1 - summary["inner_loop_s"] / (wall * workers), 3),
+        "stale_updates": summary["stale_updates"],
     }
+
+
+def _compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    one, many = rows[0], rows[-1]
+    return {
+        "tasks_per_s": [r["tasks_per_s"] for r in rows],
+        "parallel_efficiency": round(many["tasks_per_s"] / (many["workers"] * one["tasks_per_s"] / one["workers"]), 3),
+        "ray_overhead_fraction": many["ray_overhead_fraction"],
+        "ray_overhead_fraction_1_worker": one["ray_overhead_fraction"],
+        "wall_s": [r["wall_s"] for r in rows],
+        "stale_updates": many["stale_updates"],
+    }
+
+
+def bench_scaling(
+    campaign: Campaign,
+    iterations: int = 20,
+    worker_counts: tuple[int, ...] = (1, 2),
+    modes: tuple[str, ...] = ("async", "sync"),
+    multinode: bool = True,
+) -> dict[str, Any]:
+    """The first mode's numbers sit at the top level (the issue's keys); every mode's under
+    `modes`; the simulated cluster's under `multinode`."""
+    import ray
+
+    from metanas.cluster.connect import connect
+
+    ours = not ray.is_initialized()
+    connect(num_cpus=max(worker_counts))
+    per_mode = {}
+    for mode in modes:
+        rows = [measure(_shortened(campaign, iterations, workers, mode)) for workers in worker_counts]
+        per_mode[mode] = _compare(rows)
+    if ours:
+        ray.shutdown()  # frees the cores for the simulated cluster
+    result: dict[str, Any] = {"iterations": iterations, "workers": list(worker_counts), "updates": modes[0], **per_mode[modes[0]]}
+    result["modes"] = per_mode
+    if multinode:
+        result["multinode"] = _run_multinode(campaign, iterations, max(worker_counts), modes[0])
+        embedded = per_mode[modes[0]]["tasks_per_s"][-1]
+        result["multinode"]["tasks_per_s_vs_one_node"] = round(result["multinode"]["tasks_per_s"] / embedded, 3)
+    return result
+
+
+def _run_multinode(campaign: Campaign, iterations: int, workers: int, updates: str) -> dict[str, Any]:
+    """A process joins one Ray cluster in its life: the simulated one runs in a child."""
+    spec = {"campaign": _shortened(campaign, iterations, workers, updates).model_dump(mode="json")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "metanas.cluster.bench_scaling", json.dumps(spec)],
+        capture_output=True, text=True, timeout=1800,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the simulated multi-node run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def _multinode_main(spec: dict[str, Any]) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    campaign = Campaign.model_validate(spec["campaign"])
+    workers = campaign.workers.count
+    # The head holds no CPUs (only the 0-CPU MetaLearner and memory writer), so each
+    # worker gets a node of its own.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(workers):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        print(json.dumps(measure(campaign, address=cluster.address)), flush=True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    _multinode_main(json.loads(sys.argv[1]))

@@ -118,7 +118,7 @@ class CampaignDriver:
     def _run_queue(self, queue: deque, submit: Callable[[Any, int], Any], what: str) -> Iterator[tuple[Any, Any]]:
         """Feed jobs to the least-loaded healthy worker, at most two in flight per worker
         (one running, one queued behind it to hide the round trip), and yield (job, result
-        ref) as each finishes. The caller may append retries to `queue` while iterating.
+        ref) as each finishes. The caller may put retries back into `queue` while iterating.
 
         A worker whose task was lost with its process is suspect: it gets no new jobs until
         it answers a ping (Ray restarted it), so a worker that cannot come back (its node is
@@ -193,32 +193,50 @@ class CampaignDriver:
             ) from None
 
     def meta_train_warmup(self) -> None:
-        """Benchmarks call this first, so that worker start-up is not counted as throughput."""
-        self._wait_for_workers()
+        """Benchmarks call this first, so that starting the actors (new processes importing
+        torch) is not counted as throughput."""
+        self._start_actors(None)
 
-    def meta_train(self, checkpoint=None) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    def _start_actors(self, checkpoint) -> dict[str, Any]:
+        """Start the MetaLearner (from `checkpoint`, or from a fresh iteration-0 checkpoint)
+        and wait until it and every worker are up; return the meta-training state to go on
+        from. Idempotent."""
         c = self.campaign
         mt = c.meta_train
-        schedule = MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
         if checkpoint is not None:
             state = checkpoint.state
-            log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
         else:
-            # Iteration 0 is a checkpoint like any other: the MetaLearner starts from it.
             state = {"iteration": 0, "curve": [], "counts": {}, "workers": [], "wall_s": 0.0}
+        if self.meta_learner is not None:
+            return state
+        if checkpoint is None:
+            # Iteration 0 is a checkpoint like any other: the MetaLearner starts from it.
             tensors, state_path = self.run_dir.checkpoint_paths(0)
             save_tensors(tensors, {f"{name}/{k}": v for name, p in _initial_params(c).items() for k, v in p.items()})
             atomic_write_json(state_path, state)
-        resumed_from = state["iteration"]
         async_updates = None
         if mt.updates == "async":
             async_updates = {"meta_batch": mt.meta_batch, "max_staleness": mt.max_staleness, "stale_policy": mt.stale_policy}
-        self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(schedule), str(self.run_dir.root), async_updates)
+        self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(self._schedule()), str(self.run_dir.root), async_updates)
         self.worker_info = self._wait_for_workers()
+        ray.get(self.meta_learner.get_incarnation.remote(), timeout=WAIT_TIMEOUT_S)
+        return state
+
+    def _schedule(self) -> MetaSchedule:
+        mt = self.campaign.meta_train
+        return MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
+
+    def meta_train(self, checkpoint=None) -> tuple[dict[str, Any], list[dict[str, float]]]:
+        mt = self.campaign.meta_train
+        schedule = self._schedule()
+        if checkpoint is not None:
+            log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
+        state = self._start_actors(checkpoint)
+        resumed_from = state["iteration"]
         self.session_start = time.time()
         self.wall_before = state["wall_s"]  # earlier sessions' time (a resumed campaign)
         bar = _progress(mt.iterations, state["iteration"], "meta-train", self.progress)
-        loop = self._meta_train_async if async_updates else self._meta_train_sync
+        loop = self._meta_train_async if mt.updates == "async" else self._meta_train_sync
         while True:
             self._load_state(state)
             try:
@@ -244,6 +262,9 @@ class CampaignDriver:
             # async only: updates more than max_staleness meta-steps old (down-weighted or dropped)
             "stale_updates": self.counts["stale"],
             "stale_updates_dropped": self.counts["dropped"],
+            # how many meta-steps old the async updates were (0 for sync), to tune max_staleness
+            "staleness_mean": round(self.counts["staleness_total"] / max(1, self.counts["completed"]), 3),
+            "staleness_max": self.counts["staleness_max"],
             "meta_learner_restarts": self.meta_learner_restarts,
             "resumed_from_iteration": resumed_from,
             "wall_s": round(state["wall_s"], 2),
@@ -343,7 +364,7 @@ class CampaignDriver:
             if out is not None and not self._submit_update(name, iteration * mt.meta_batch + slot, out, delta_ref):
                 self.counts["completed"] -= 1  # its update was lost with its node: run it again
                 self.counts["retried"] += 1
-                queue.append(number)
+                queue.appendleft(number)
                 continue
             if not done:
                 continue
@@ -378,6 +399,9 @@ class CampaignDriver:
         if result["incarnation"] != self.incarnation:
             raise MetaLearnerRestarted()
         outcome = result["outcome"]
+        if outcome != "duplicate":
+            self.counts["staleness_total"] += result["staleness"]
+            self.counts["staleness_max"] = max(self.counts["staleness_max"], result["staleness"])
         self.counts["applied"] += outcome in ("applied", "downweighted")
         self.counts["stale"] += outcome in ("downweighted", "dropped")
         self.counts["dropped"] += outcome == "dropped"
@@ -400,7 +424,7 @@ class CampaignDriver:
                 return True, None
             log.warning("a worker died during task %s; retrying", job)
             self.counts["retried"] += 1
-            queue.append(job)
+            queue.appendleft(job)  # next: in async mode the queue holds the whole campaign
             return False, None
         except RayTaskError as err:
             log.error("task %s failed: %s", job, str(err).splitlines()[0])
@@ -492,7 +516,7 @@ class CampaignDriver:
                 if attempts[index] > c.meta_train.task_retries:
                     raise
                 log.warning("a worker died during meta-test task %d; retrying", index)
-                queue.append(index)
+                queue.appendleft(index)
                 self._suspect_last_worker()
                 continue
             bar.update(1)

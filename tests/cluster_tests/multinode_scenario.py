@@ -15,7 +15,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 
-def main(out: Path, remove_node: bool) -> None:
+def main(out: Path, remove_node: bool, updates: str) -> None:
     from metanas.cluster.driver import CampaignDriver
     from metanas.memory.store import MemoryStore
     from metanas.platform.campaign import RunDir
@@ -27,7 +27,7 @@ def main(out: Path, remove_node: bool) -> None:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="ERROR")
     cfg = json.loads(json.dumps(TINY_CAMPAIGN))
-    cfg["meta_train"].update(iterations=14, checkpoint_every=2)
+    cfg["meta_train"].update(iterations=14, checkpoint_every=2, updates=updates)
     cfg["meta_train"]["inner"]["steps"] = 25
     cfg["workers"] = {"count": 3, "cpus_per_worker": 1, "gpus_per_worker": 1, "placement": "spread", "start_timeout_s": 60}
     campaign = parse_campaign(cfg)
@@ -68,4 +68,4 @@ def main(out: Path, remove_node: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), remove_node=sys.argv[2] == "remove")
+    main(Path(sys.argv[1]), remove_node=sys.argv[2] == "remove", updates=sys.argv[3])

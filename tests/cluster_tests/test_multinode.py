@@ -13,9 +13,9 @@ from tests.conftest import REPO
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 
-def _scenario(tmp_path, mode: str) -> dict:
+def _scenario(tmp_path, mode: str, updates: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.cluster_tests.multinode_scenario", str(tmp_path / "run"), mode],
+        [sys.executable, "-m", "tests.cluster_tests.multinode_scenario", str(tmp_path / "run"), mode, updates],
         capture_output=True, text=True, timeout=550, cwd=REPO,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -23,8 +23,9 @@ def _scenario(tmp_path, mode: str) -> dict:
     return json.loads(lines[-1])
 
 
-def test_workers_spread_one_per_gpu_node_and_survive_losing_a_node(tmp_path):
-    r = _scenario(tmp_path, "remove")
+@pytest.mark.parametrize("updates", ["sync", "async"])
+def test_workers_spread_one_per_gpu_node_and_survive_losing_a_node(tmp_path, updates):
+    r = _scenario(tmp_path, "remove", updates)
     assert r["error"] is None, r["error"]
     # one TaskWorker on each GPU node; no real GPU here, so each said so and used the CPU
     assert sorted(r["worker_nodes"]) == sorted(r["gpu_nodes"])
@@ -35,3 +36,12 @@ def test_workers_spread_one_per_gpu_node_and_survive_losing_a_node(tmp_path):
     assert mt["tasks_failed"] == 0 and mt["updates_applied"] == mt["tasks_completed"]
     assert r["memory_keys"] == r["memory_unique"] == 14 * 2
     assert r["summary"]["meta_test"]["tasks"] == 6
+
+
+def test_bench_scaling_runs_on_a_simulated_multinode_cluster(tiny_campaign_dict):
+    from metanas.cluster.bench_scaling import _run_multinode
+    from metanas.platform.config import parse_campaign
+
+    r = _run_multinode(parse_campaign(tiny_campaign_dict), iterations=2, workers=2, updates="async")
+    assert r["workers"] == 2 and r["nodes"] == 2  # one worker per simulated node
+    assert r["tasks_per_s"] > 0 and 0 <= r["ray_overhead_fraction"] < 1

@@ -1,0 +1,23 @@
+"""`metanas bench scaling` on the tiny campaign: the keys and shapes the issue asks for, for
+both update modes (the numbers themselves are measured by the bench, not asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from metanas.cluster.bench_scaling import bench_scaling
+from metanas.platform.config import parse_campaign
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+
+def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_session, tiny_campaign_dict):
+    result = bench_scaling(parse_campaign(tiny_campaign_dict), iterations=2, multinode=False)
+    assert result["workers"] == [1, 2] and result["updates"] == "async"
+    assert set(result["modes"]) == {"async", "sync"}
+    for numbers in [result, *result["modes"].values()]:
+        assert len(numbers["tasks_per_s"]) == 2 and all(x > 0 for x in numbers["tasks_per_s"])
+        expected = numbers["tasks_per_s"][1] / (2 * numbers["tasks_per_s"][0])
+        assert numbers["parallel_efficiency"] == pytest.approx(expected, abs=0.002)
+        assert 0 <= numbers["ray_overhead_fraction"] < 1
+    assert result["modes"]["sync"]["stale_updates"] == 0
