@@ -40,7 +40,9 @@ class TaskWorker:
     """One per worker slot. Restarted by Ray if its process dies; the driver re-submits the
     task that was lost (same iteration and slot, hence the same episode)."""
 
-    def __init__(self, campaign: dict[str, Any], worker_id: int, cpus: float) -> None:
+    def __init__(self, campaign: dict[str, Any], worker_id: int, cpus: float, slowdown: float = 1.0) -> None:
+        """`slowdown` > 1 (benchmarks only) makes every meta-training task take that many
+        times as long, as on a slower device: the straggler that async updates tolerate."""
         import torch
 
         from metanas.platform.config import Campaign
@@ -57,6 +59,7 @@ class TaskWorker:
                 log.warning("TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids)
         self.worker_id = worker_id
         self.device = device
+        self.slowdown = slowdown
         self.runner = TaskRunner(Campaign.model_validate(campaign), device=device)
         self._info = {
             "worker_id": worker_id,
@@ -75,6 +78,8 @@ class TaskWorker:
         start = time.perf_counter()
         delta, outcome = self.runner.meta_train_task(learner, from_wire(theta), iteration, slot, update_alpha)
         delta = to_wire(delta)
+        if self.slowdown > 1.0:
+            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
         # task_seconds: all of the task's own work, parameter (de)conversion included;
         # the rest of the wall time is Ray's and the driver's (ray_overhead_fraction).
         out = {**asdict(outcome), **self._info, "base_version": base_version, "task_seconds": time.perf_counter() - start}
@@ -109,6 +114,7 @@ class MetaLearner:
         from metanas.platform.reptile import AsyncReptile, KeySet, MetaSchedule, StalenessBound
         from metanas.platform.task_runner import LEARNERS
 
+        self._args = (schedule, run_dir, async_updates)
         checkpoint = RunDir(run_dir).latest_checkpoint()
         if checkpoint is None:
             raise RuntimeError(f"{run_dir}: no checkpoint to start the MetaLearner from")
@@ -135,6 +141,11 @@ class MetaLearner:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def reload(self) -> str:
+        """Go back to the newest complete checkpoint, as after a restart; new incarnation."""
+        self.__init__(*self._args)
+        return self.incarnation
 
     def get_incarnation(self) -> str:
         return self.incarnation
@@ -206,9 +217,15 @@ class MemoryWriter:
     record key, which makes Ray's automatic retries safe."""
 
     def __init__(self, path: str) -> None:
+        import faiss  # noqa: F401
+
+        from metanas.memory.records import records_to_table
         from metanas.memory.store import MemoryStore
 
         self.store = MemoryStore(path)
+        # Pay the lazy imports (faiss; pandas, which pyarrow pulls in to build a table:
+        # 0.3 s) now, not in the first checkpoint of the campaign.
+        records_to_table([])
 
     def append(self, records: list) -> int:
         return self.store.append(records)

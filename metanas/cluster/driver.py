@@ -84,7 +84,10 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 
 
 class CampaignDriver:
-    def __init__(self, campaign: Campaign, run, address: str | None, progress: bool) -> None:
+    def __init__(
+        self, campaign: Campaign, run, address: str | None, progress: bool, slowdown: dict[int, float] | None = None
+    ) -> None:
+        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device."""
         self.campaign = campaign
         self.run_dir = run
         self.progress = progress
@@ -96,7 +99,7 @@ class CampaignDriver:
         strategy = "SPREAD" if w.placement == "spread" else "DEFAULT"
         self.workers = [
             TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy).remote(
-                campaign.model_dump(mode="json"), i, w.cpus_per_worker
+                campaign.model_dump(mode="json"), i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0)
             )
             for i in range(self.worker_count)
         ]
@@ -219,7 +222,8 @@ class CampaignDriver:
             async_updates = {"meta_batch": mt.meta_batch, "max_staleness": mt.max_staleness, "stale_policy": mt.stale_policy}
         self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(self._schedule()), str(self.run_dir.root), async_updates)
         self.worker_info = self._wait_for_workers()
-        ray.get(self.meta_learner.get_incarnation.remote(), timeout=WAIT_TIMEOUT_S)
+        # The MetaLearner and the memory are up too (a memory that cannot be opened fails now).
+        ray.get([self.meta_learner.get_incarnation.remote(), self.memory_writer.count.remote()], timeout=WAIT_TIMEOUT_S)
         return state
 
     def _schedule(self) -> MetaSchedule:
@@ -316,9 +320,17 @@ class CampaignDriver:
             if out is not None:
                 deltas[job[0]].append(delta_refs[ref])
                 accs[job[0]].append(out["query_accuracy"])
-        versions = ray.get(
-            [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
-        )
+        try:
+            versions = ray.get(
+                [self.meta_learner.apply.remote(name, iteration, *deltas[name]) for name in LEARNERS], timeout=WAIT_TIMEOUT_S
+            )
+        except ObjectLostError:
+            # A node died after its task returned but before the step read the update. The
+            # MetaLearner may have stepped one learner and not the other: back to the last
+            # checkpoint, the same path as a MetaLearner crash (async mode just re-runs the task).
+            log.warning("an update of iteration %d was lost with its node; reloading the last checkpoint", iteration)
+            ray.get(self.meta_learner.reload.remote(), timeout=WAIT_TIMEOUT_S)
+            raise MetaLearnerRestarted() from None
         if any(v != iteration + 1 for v in versions):
             raise MetaLearnerRestarted()
         self.counts["applied"] += sum(len(d) for d in deltas.values())

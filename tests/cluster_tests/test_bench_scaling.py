@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
 def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_session, tiny_campaign_dict):
-    result = bench_scaling(parse_campaign(tiny_campaign_dict), iterations=2, multinode=False)
+    result = bench_scaling(parse_campaign(tiny_campaign_dict), iterations=2, multinode=False, straggler=2.0, repeats=1)
     assert result["workers"] == [1, 2] and result["updates"] == "async"
     assert set(result["modes"]) == {"async", "sync"}
     for numbers in [result, *result["modes"].values()]:
@@ -21,3 +21,8 @@ def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_s
         assert numbers["parallel_efficiency"] == pytest.approx(expected, abs=0.002)
         assert 0 <= numbers["ray_overhead_fraction"] < 1
     assert result["modes"]["sync"]["stale_updates"] == 0
+    straggler = result["straggler"]  # one worker simulated 2x slower, in both modes
+    assert straggler["slowdown"] == 2.0 and set(straggler["tasks_per_s"]) == {"async", "sync"}
+    assert straggler["async_over_sync"] == pytest.approx(
+        straggler["tasks_per_s"]["async"] / straggler["tasks_per_s"]["sync"], abs=0.002
+    )
