@@ -142,6 +142,9 @@ class MetaLearner:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def reload(self) -> str:
         """Go back to the newest complete checkpoint, as after a restart; new incarnation."""
         self.__init__(*self._args)
@@ -232,3 +235,6 @@ class MemoryWriter:
 
     def count(self) -> int:
         return len(self.store)
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from metanas.cluster.actors import MemoryWriter, MetaLearner, TaskWorker
 from metanas.cluster.connect import connect
@@ -42,10 +43,14 @@ def _initial_params(campaign: Campaign) -> dict[str, dict]:
 
 
 class MetaLearnerRestarted(RuntimeError):
-    """The MetaLearner came back from a crash holding its last checkpoint's parameters."""
+    """The MetaLearner restarted from its last checkpoint (or lost an update): the driver
+    and it both go back to the newest complete checkpoint."""
 
-    def __init__(self) -> None:
-        super().__init__("the MetaLearner restarted from its last checkpoint")
+    def __init__(self, why: str = "the MetaLearner restarted from its last checkpoint") -> None:
+        super().__init__(why)
+
+
+MAX_REWINDS = 8  # a campaign that keeps rewinding makes no progress: fail instead of looping
 
 
 def _curve_row(iteration: int, accs: dict[str, list[float]]) -> dict[str, float]:
@@ -105,7 +110,10 @@ class CampaignDriver:
         ]
         self.meta_learner = None
         memory = campaign.memory or str(run.root / "memory")
-        self.memory_writer = MemoryWriter.options(num_cpus=0).remote(memory)  # light: fits on any node
+        # The central actors live on the driver's node: a worker node that dies does not
+        # take them along, and their checkpoint and memory files land on the driver's disk.
+        self.home = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.memory_writer = MemoryWriter.options(num_cpus=0, scheduling_strategy=self.home).remote(memory)
         self.pending_records: list = []
         self.meta_learner_restarts = 0
         self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task
@@ -142,25 +150,31 @@ class CampaignDriver:
                 load[w] += 1
 
         fill()
+        stuck_since = time.time()  # last time a task finished or a worker came back
         while in_flight or (queue and self.suspects):
-            pings = {ref: w for w, ref in self.suspects.items()}
-            ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=WAIT_TIMEOUT_S)
-            if not ready:
+            if time.time() - stuck_since > WAIT_TIMEOUT_S:
                 raise TimeoutError(
                     f"{what}: no task finished within {WAIT_TIMEOUT_S:.0f} s and no lost worker came back; "
                     "are the workers' resources available? (see `ray status`)"
                 )
+            pings = {ref: w for w, ref in self.suspects.items()}
+            ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=WAIT_TIMEOUT_S)
+            if not ready:
+                continue  # the deadline check above raises
             if ready[0] in pings:
                 w = pings[ready[0]]
                 try:
                     ray.get(ready[0])
                     del self.suspects[w]  # restarted: back in service
+                    stuck_since = time.time()
                     log.info("worker %d is back", w)
                 except RayActorError:
-                    self.suspects[w] = self.workers[w].info.remote()  # still restarting: ask again
+                    # still restarting, or cannot be placed again (its node is gone): ask again
+                    self.suspects[w] = self.workers[w].info.remote()
                     time.sleep(0.5)
                 fill()
                 continue
+            stuck_since = time.time()
             job, w = in_flight.pop(ready[0])
             load[w] -= 1
             self._last_worker = w
@@ -220,7 +234,9 @@ class CampaignDriver:
         async_updates = None
         if mt.updates == "async":
             async_updates = {"meta_batch": mt.meta_batch, "max_staleness": mt.max_staleness, "stale_policy": mt.stale_policy}
-        self.meta_learner = MetaLearner.options(num_cpus=0).remote(asdict(self._schedule()), str(self.run_dir.root), async_updates)
+        self.meta_learner = MetaLearner.options(num_cpus=0, scheduling_strategy=self.home).remote(
+            asdict(self._schedule()), str(self.run_dir.root), async_updates
+        )
         self.worker_info = self._wait_for_workers()
         # The MetaLearner and the memory are up too (a memory that cannot be opened fails now).
         ray.get([self.meta_learner.get_incarnation.remote(), self.memory_writer.count.remote()], timeout=WAIT_TIMEOUT_S)
@@ -247,11 +263,16 @@ class CampaignDriver:
                 state = loop(state, schedule, bar)
                 break
             except MetaLearnerRestarted as err:
-                # Back to the checkpoint the restarted MetaLearner loaded: its counts, curve
-                # and records are the ones that match the parameters it holds.
+                # Both go back to the newest complete checkpoint: its counts, curve and
+                # records match the parameters the MetaLearner reloads. A restarted one has
+                # reloaded it already, but may have applied updates since (a restart seen
+                # only at the next checkpoint), so it reloads again.
+                self.meta_learner_restarts += 1
+                if self.meta_learner_restarts > MAX_REWINDS:
+                    raise RuntimeError(f"meta-training rewound {MAX_REWINDS} times ({err}); giving up") from err
+                ray.get(self.meta_learner.reload.remote(), timeout=WAIT_TIMEOUT_S)
                 state = self.run_dir.latest_checkpoint().state
                 log.warning("%s; re-running from iteration %d", err, state["iteration"])
-                self.meta_learner_restarts += 1
                 bar.reset(total=mt.iterations)
                 bar.update(state["iteration"])
         bar.close()
@@ -328,9 +349,7 @@ class CampaignDriver:
             # A node died after its task returned but before the step read the update. The
             # MetaLearner may have stepped one learner and not the other: back to the last
             # checkpoint, the same path as a MetaLearner crash (async mode just re-runs the task).
-            log.warning("an update of iteration %d was lost with its node; reloading the last checkpoint", iteration)
-            ray.get(self.meta_learner.reload.remote(), timeout=WAIT_TIMEOUT_S)
-            raise MetaLearnerRestarted() from None
+            raise MetaLearnerRestarted(f"an update of iteration {iteration} was lost with its node") from None
         if any(v != iteration + 1 for v in versions):
             raise MetaLearnerRestarted()
         self.counts["applied"] += sum(len(d) for d in deltas.values())

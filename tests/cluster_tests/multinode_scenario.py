@@ -1,12 +1,15 @@
 """A campaign on a simulated multi-node cluster (`ray.cluster_utils.Cluster`): a CPU-only
 head and 3 worker nodes declaring 1 GPU each (no real GPU: the workers say so and use the
-CPU). Optionally removes a worker node mid-campaign. Run as its own process by the tests,
-because a process can join only one Ray cluster; prints one JSON line."""
+CPU). Mode `remove` removes one worker node mid-campaign, `remove_all` all three. Run as
+its own process by the tests, because a process can join only one Ray cluster; prints
+one JSON line."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import traceback
 import threading
 import time
 from pathlib import Path
@@ -15,13 +18,15 @@ import ray
 from ray.cluster_utils import Cluster
 
 
-def main(out: Path, remove_node: bool, updates: str) -> None:
+def main(out: Path, mode: str, updates: str) -> None:
+    from metanas.cluster import driver as driver_module
     from metanas.cluster.driver import CampaignDriver
     from metanas.memory.store import MemoryStore
     from metanas.platform.campaign import RunDir
     from metanas.platform.config import parse_campaign
     from tests.conftest import TINY_CAMPAIGN
 
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(3)]
     cluster.wait_for_nodes()
@@ -48,16 +53,26 @@ def main(out: Path, remove_node: bool, updates: str) -> None:
     while not (out / "checkpoints" / "iter_000004.json").exists() and thread.is_alive():
         time.sleep(0.02)
     placed = [info["node_id"] for info in driver.worker_info]
+    central = ray.get([driver.meta_learner.node_id.remote(), driver.memory_writer.node_id.remote()])
     gpu_nodes = [n.node_id for n in nodes]
-    if remove_node:
+    if mode == "remove":
         cluster.remove_node(nodes[2])
+    elif mode == "remove_all":  # no worker can come back: the driver must give up, not spin
+        driver_module.WAIT_TIMEOUT_S = 15.0
+        for node in nodes:
+            cluster.remove_node(node)
     thread.join(timeout=400)
+    if thread.is_alive():  # say where it hangs instead of a bare missing summary
+        stack = "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
+        result["error"] = f"the campaign did not finish within 400 s; the driver is at:\n{stack}"
     keys = MemoryStore(out / "memory").keys()
     print(json.dumps({
         "error": result.get("error"),
         "summary": result.get("summary"),
         "worker_nodes": placed,
         "gpu_nodes": gpu_nodes,
+        "head_node": cluster.head_node.node_id,
+        "central_nodes": central,
         "devices": [info["device"] for info in driver.worker_info],
         "memory_keys": len(keys),
         "memory_unique": len(set(keys)),
@@ -68,4 +83,4 @@ def main(out: Path, remove_node: bool, updates: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), remove_node=sys.argv[2] == "remove", updates=sys.argv[3])
+    main(Path(sys.argv[1]), mode=sys.argv[2], updates=sys.argv[3])

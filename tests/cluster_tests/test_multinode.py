@@ -30,12 +30,20 @@ def test_workers_spread_one_per_gpu_node_and_survive_losing_a_node(tmp_path, upd
     # one TaskWorker on each GPU node; no real GPU here, so each said so and used the CPU
     assert sorted(r["worker_nodes"]) == sorted(r["gpu_nodes"])
     assert r["devices"] == ["cpu"] * 3
+    # the MetaLearner and the memory writer stay on the driver's (head) node
+    assert r["central_nodes"] == [r["head_node"]] * 2
     mt = r["summary"]["meta_train"]
     # the node's in-flight tasks were retried on the other nodes; nothing lost or doubled
     assert mt["tasks_completed"] + mt["tasks_failed"] == mt["tasks_planned"] == 14 * 2 * 2
     assert mt["tasks_failed"] == 0 and mt["updates_applied"] == mt["tasks_completed"]
     assert r["memory_keys"] == r["memory_unique"] == 14 * 2
     assert r["summary"]["meta_test"]["tasks"] == 6
+
+
+def test_a_campaign_that_loses_every_worker_node_fails_with_a_clear_message(tmp_path):
+    r = _scenario(tmp_path, "remove_all", "sync")  # the scenario sets the driver's wait to 15 s
+    assert r["summary"] is None
+    assert "TimeoutError" in r["error"] and "no lost worker came back" in r["error"], r["error"]
 
 
 def test_bench_scaling_runs_on_a_simulated_multinode_cluster(tiny_campaign_dict):
