@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import traceback
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import ray
