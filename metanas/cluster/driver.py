@@ -150,23 +150,25 @@ class CampaignDriver:
                 load[w] += 1
 
         fill()
-        stuck_since = time.time()  # last time a task finished or a worker came back
+        # Pushed back whenever a task finishes or a worker comes back: a failed ping alone
+        # is no progress, so a worker that can never return cannot keep this loop alive.
+        deadline = time.time() + WAIT_TIMEOUT_S
         while in_flight or (queue and self.suspects):
-            if time.time() - stuck_since > WAIT_TIMEOUT_S:
+            pings = {ref: w for w, ref in self.suspects.items()}
+            ready = []
+            if time.time() < deadline:  # (a failed ping is always ready: check the clock too)
+                ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=deadline - time.time())
+            if not ready:
                 raise TimeoutError(
                     f"{what}: no task finished within {WAIT_TIMEOUT_S:.0f} s and no lost worker came back; "
                     "are the workers' resources available? (see `ray status`)"
                 )
-            pings = {ref: w for w, ref in self.suspects.items()}
-            ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=WAIT_TIMEOUT_S)
-            if not ready:
-                continue  # the deadline check above raises
             if ready[0] in pings:
                 w = pings[ready[0]]
                 try:
                     ray.get(ready[0])
                     del self.suspects[w]  # restarted: back in service
-                    stuck_since = time.time()
+                    deadline = time.time() + WAIT_TIMEOUT_S
                     log.info("worker %d is back", w)
                 except RayActorError:
                     # still restarting, or cannot be placed again (its node is gone): ask again
@@ -174,7 +176,7 @@ class CampaignDriver:
                     time.sleep(0.5)
                 fill()
                 continue
-            stuck_since = time.time()
+            deadline = time.time() + WAIT_TIMEOUT_S
             job, w = in_flight.pop(ready[0])
             load[w] -= 1
             self._last_worker = w
