@@ -1,6 +1,7 @@
 # Two entry points, each doing all of its own setup on a fresh machine:
 #   make demo   runs the demo campaign on an embedded local Ray
 #   make test   runs the test suite (slow end-to-end tests: make test-slow)
+#   make test-fast  the edit loop: every test that starts no Ray (under a minute)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 #   make demo TORCH_SPEC='torch'
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-fast test-slow clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +25,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not ray and not slow"
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

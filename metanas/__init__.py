@@ -12,13 +12,16 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first use, PEP 562)
 _EXPORTS = {
-    "load": "metanas.platform.learner",
-    "Learner": "metanas.platform.learner",
-    "search": "metanas.platform.search",
+    "load": "metanas.platform.campaign",
     "run_campaign": "metanas.platform.campaign",
     "load_campaign": "metanas.platform.config",
-    "SearchSpace": "metanas.platform.space",
-    "CellSpace": "metanas.platform.darts_space",
+    "search": "metanas.platform.search",
+    "Learner": "metanas.searchers.darts.learner",
+    "CellSpace": "metanas.searchers.darts.cell_space",
+    "SearchSpace": "metanas.searchers.space",
+    "Categorical": "metanas.searchers.space",
+    "Float": "metanas.searchers.space",
+    "Int": "metanas.searchers.space",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

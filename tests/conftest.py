@@ -30,6 +30,14 @@ TINY_CAMPAIGN = {
 }
 
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """A test that uses the session's Ray is a `ray` test, marked or not (`make test-fast`
+    leaves those out)."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture
 def tiny_campaign_dict() -> dict:
     return copy.deepcopy(TINY_CAMPAIGN)

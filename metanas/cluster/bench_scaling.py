@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metanas.platform.campaign import RunDir
-from metanas.platform.config import Campaign
+from metanas.cluster.run_dir import RunDir
+from metanas.cluster.schema import Campaign
 
 
 def _shortened(campaign: Campaign, iterations: int, workers: int, updates: str | None = None) -> Campaign:
@@ -43,18 +43,18 @@ def _shortened(campaign: Campaign, iterations: int, workers: int, updates: str |
 
 def measure(campaign: Campaign, address: str | None = None, slowdown: dict[int, float] | None = None) -> dict[str, Any]:
     """Meta-train `campaign` once, timing only the meta-training loop."""
-    from metanas.cluster.driver import CampaignDriver
+    from metanas.cluster.runner import CampaignRunner
 
     with tempfile.TemporaryDirectory() as tmp:
-        driver = CampaignDriver(campaign, RunDir(Path(tmp)), address=address, progress=False, slowdown=slowdown)
+        runner = CampaignRunner(campaign, RunDir(Path(tmp)), address=address, progress=False, slowdown=slowdown)
         try:
-            driver.meta_train_warmup()
+            runner.start()
             start = time.perf_counter()
-            summary, _ = driver.meta_train()
+            summary, _ = runner.meta_train()
             wall = time.perf_counter() - start
-            nodes = len({info["node_id"] for info in driver.worker_info})
+            nodes = len({info.node_id for info in runner.worker_info})
         finally:
-            driver.close()
+            runner.close()
     workers = campaign.workers.count
     return {
         "workers": workers,

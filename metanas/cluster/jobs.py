@@ -1,8 +1,8 @@
 """Ray Jobs: submit a campaign to a cluster's job server and watch, read or stop it.
 
 The job's runtime_env carries the metanas package (py_modules) and the campaign file
-(working_dir), so the cluster needs only the dependencies, not a checkout. The campaign is
-validated here before anything is uploaded.
+(working_dir), so the cluster needs only the dependencies, not a checkout. The caller
+validates the campaign before anything is uploaded (`metanas submit` does).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-
-from metanas.platform.config import load_campaign
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +53,9 @@ def _submit_with_retry(address: str, timeout_s: float = 60.0, **kwargs) -> str:
 
 
 def submit(config: Path, address: str, out: str, gpus: float = 0.0, wait: bool = True, timeout_s: float = 3600.0) -> tuple[str, str]:
-    """Submit `config` as a Ray job; return (job id, final or current status)."""
-    load_campaign(config)  # a typo fails here, not on the cluster
-    import metanas
-
-    package = Path(metanas.__file__).resolve().parent
+    """Submit `config` (already validated) as a Ray job; return (job id, final or current
+    status)."""
+    package = Path(__file__).resolve().parents[1]  # the metanas package
     with tempfile.TemporaryDirectory(prefix="metanas-job-") as staging:
         shutil.copy(config, Path(staging) / "campaign.yaml")
         job_id = _submit_with_retry(

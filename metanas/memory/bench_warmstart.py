@@ -18,11 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from metanas.memory.warmstart import PastTask, portfolio, probe_and_rank
-from metanas.platform.space import Categorical, SearchSpace
-from metanas.searchers.base import WarmStart
+from metanas.memory.warmstart import PastTask, plan_warm_start
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
+from metanas.searchers.space import Categorical, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +64,14 @@ def load_table(bench_cls: Any, dataset: str) -> TableTask:
     return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)))
 
 
-def metanas_memory_search(task: TableTask, memory: list[PastTask], budget: int, seed: int) -> list[float]:
-    """Exactly what `metanas.search(..., warm_start="memory")` does for a black-box
-    objective: portfolio probes, similarity-weighted warm start, then TPE."""
+def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: int, seed: int) -> list[float]:
+    """Exactly what `metanas.search(..., warm_start=policy)` does for a black-box objective:
+    the same plan (for `memory`: portfolio probes, similarity-weighted warm start), then TPE.
+    Returns the scores in the order they were paid for, probes first."""
     space, objective = task.space, task.objective()
-    plan = probe_and_rank(space, memory, objective)
-    told = [WarmStart(c, s) for c, s in zip(plan.probes, plan.probe_scores)]
-    result = OptunaSearcher(seed=seed).search(objective, space, budget - len(told), warm_start=told + plan.warm_start)
-    return plan.probe_scores + [t.score for t in result.evaluated]
+    plan = plan_warm_start(policy, space, memory, objective, budget)
+    result = OptunaSearcher(seed=seed).search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
+    return [ws.score for ws in plan.told] + [t.score for t in result.evaluated]
 
 
 def _run_method(method: str, task: TableTask, memory: list[PastTask], budget: int, seed: int) -> list[float]:
@@ -82,10 +81,9 @@ def _run_method(method: str, task: TableTask, memory: list[PastTask], budget: in
     if method == "tpe":
         return [t.score for t in OptunaSearcher(seed=seed).search(objective, space, budget).evaluated]
     if method == "portfolio":
-        warm, _ = portfolio(space, memory, 5)
-        return [t.score for t in OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=warm).evaluated]
+        return warm_search(task, memory, "portfolio", budget, seed)
     if method == "metanas_memory":
-        return metanas_memory_search(task, memory, budget, seed)
+        return warm_search(task, memory, "memory", budget, seed)
     raise ValueError(f"unknown method {method!r}")
 
 

@@ -2,7 +2,8 @@
 
 Every record names its embedder (name includes whatever makes two embeddings comparable,
 e.g. the probe configs of a landmark embedder), and the store only compares records with
-the same name.
+the same name. Each embedder follows the `Embedder` protocol and passes the contract suite
+in `metanas.testing`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Callable, Sequence
+import random
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from metanas.memory.surrogate import knn_surrogate
+from metanas.searchers.space import SearchSpace
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns what is known of a task into a fixed-length float32 vector. `name` identifies
+    the embedding (two embedders with the same name produce comparable vectors); `embed`
+    is deterministic and its arguments depend on the kind of task."""
+
+    name: str
+
+    def embed(self, *task: Any) -> np.ndarray: ...
 
 
 class MetaFeatureEmbedder:
@@ -71,16 +87,48 @@ class LandmarkEmbedder:
         norm = np.linalg.norm(centred)
         return (centred / norm if norm > 0 else centred).astype(np.float32)
 
-    def embed(self, objective: Callable[[dict[str, Any]], float]) -> tuple[np.ndarray, list[float]]:
+    def embed(self, objective: Callable[[dict[str, Any]], float]) -> np.ndarray:
+        return self.embed_with_scores(objective)[0]
+
+    def embed_with_scores(self, objective: Callable[[dict[str, Any]], float]) -> tuple[np.ndarray, list[float]]:
         """Evaluate the probes; return (embedding, their scores) so the caller can count
         them as trials of the search."""
         scores = [float(objective(p)) for p in self.probes]
         return self.embed_scores(scores), scores
 
 
+def default_probes(space: SearchSpace, n: int = 3) -> list[dict[str, Any]]:
+    """Fixed probe configs of a space (derived from its signature, so every search in the
+    space probes the same configs and their landmark embeddings are comparable)."""
+    rng = random.Random(int(space.signature, 16))
+    return [space.sample(rng) for _ in range(n)]
+
+
+def estimated_landmarks(space: SearchSpace, trials: list[dict[str, Any]], n: int = 8) -> tuple[str, np.ndarray]:
+    """Embed a finished black-box search without extra evaluations: its own trials estimate
+    the scores of the space's fixed probe configs. Every such record of a space shares the
+    embedder name, so `metanas memory query` and FAISS can compare them. Raises ValueError
+    when no trial has a finite score."""
+    embedder = LandmarkEmbedder(default_probes(space, n))
+    predict = knn_surrogate(space, trials)
+    return f"estimated_{embedder.name}", embedder.embed_scores([predict(p) for p in embedder.probes])
+
+
 def support_embedder_name(space: Any) -> str:
     """Shared by campaigns (which embed their meta-train tasks) and by this embedder."""
     return f"support_features_{space.channels}c_{space.cells}x{space.nodes}_{space.norm}"
+
+
+def support_embedding(network: Any, support_x: Any) -> np.ndarray:
+    """The embedding of an image task: mean and spread of its support set's features under
+    a (meta-learned) network. The one formula for campaign records and user queries alike,
+    so the two always match."""
+    import torch
+
+    with torch.no_grad():
+        feats = network.features(support_x)
+        vector = torch.cat([feats.mean(0), feats.std(0, unbiased=False)])
+    return vector.cpu().numpy().astype(np.float32)
 
 
 class SupportSetEmbedder:
@@ -92,15 +140,11 @@ class SupportSetEmbedder:
         self.name = support_embedder_name(learner.space)
 
     def embed(self, images: Any) -> np.ndarray:
-        import torch
-
-        from metanas.platform.adaptation import ModelSpec, set_params
-        from metanas.platform.learner import prepare_images
+        from metanas.searchers.darts.adaptation import ModelSpec, set_params
+        from metanas.searchers.darts.learner import prepare_images
 
         x = prepare_images(images, self.learner.image_size)
         net = ModelSpec(self.learner.space, 1, 2).build(0)
         if self.learner.params is not None:
             set_params(net, self.learner.params)
-        with torch.no_grad():
-            feats = net.features(x)
-        return torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).numpy().astype(np.float32)
+        return support_embedding(net, x)

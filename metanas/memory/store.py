@@ -20,14 +20,14 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from metanas.memory.records import ARROW_SCHEMA, TaskRecord, records_to_table
-from metanas.platform.checkpoint import atomic_write_bytes, atomic_write_json
+from metanas.memory.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,25 @@ EXACT_THRESHOLD = 20_000  # vectors per group below which search is exact
 # single small search gains from it (measured: p50 1.2 ms -> see README at 1M records).
 SEARCH_THREADS = 1
 PERSIST_EVERY_APPEND = 100_000  # groups up to this size re-save their index on every append
+
+
+class TaskMemory(Protocol):
+    """What the platform needs of a task memory (`MemoryStore` is the implementation; any
+    other passes `metanas.testing.StoreContract`)."""
+
+    problems: list[str]  # what went wrong while loading (e.g. a corrupt part set aside)
+
+    def append(self, records: Sequence[TaskRecord]) -> int: ...
+    def nearest(
+        self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
+    ) -> list[tuple[TaskRecord, float]]: ...
+    def records(
+        self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None
+    ) -> list[TaskRecord]: ...
+    def get(self, key: str) -> TaskRecord: ...
+    def keys(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: str) -> bool: ...
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

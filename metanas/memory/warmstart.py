@@ -1,27 +1,32 @@
-"""Warm-start policies: which configs a new task's search evaluates first.
+"""Warm-start planning: which configs a new task's search evaluates first.
 
-- `memory`: every trial of the k most similar past tasks (not only their winners), each
-  score normalised within its own task, weighted by task similarity, blended with the
-  portfolio score so one misleading neighbour cannot dominate;
+`plan_warm_start` is the one entry point (used by `metanas.search` and by `metanas bench
+warmstart`, so what is measured is what users get). Its policies:
+- `memory`, black box: probe the task with the memory's portfolio, weight every stored task
+  by how well its own trials rank the probes, warm-start from every weighted trial;
+- `memory`, with neighbours found by embedding (FAISS): every trial of those neighbours,
+  weighted by their similarity;
 - `portfolio`: configs good across all stored tasks, ignoring similarity (a baseline);
 - `none`.
-Configs that do not fit the current space are dropped and counted, never passed on.
+Configs are validated and deduplicated by `fit_warm_start`, the searchers' own check:
+what does not fit the space is dropped and counted, never passed on.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from metanas.platform.space import SearchSpace
-from metanas.searchers.base import WarmStart
+from metanas.memory.surrogate import finite_trials, knn_surrogate, spearman
+from metanas.searchers.base import WarmStart, fit_warm_start
+from metanas.searchers.space import SearchSpace, config_key
 
 POLICIES = ("memory", "portfolio", "none")
+N_PROBES = 5  # measured on NAS-Bench-201 and HPOBench: 5 beat 3 probes and the plain portfolio
+MAX_PAST_TASKS = 500  # the most recent same-space records a black-box warm start weighs
 
 
 @dataclass(frozen=True)
@@ -33,14 +38,66 @@ class PastTask:
     similarity: float = 0.0
 
 
-def _config_key(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, default=str)
+@dataclass
+class WarmStartPlan:
+    """What a search starts from. `told` were evaluated on this task already (probes: they
+    count in its budget and are told to the searcher with their scores); `queued` are
+    evaluated first, best first."""
+
+    told: list[WarmStart] = field(default_factory=list)
+    queued: list[WarmStart] = field(default_factory=list)
+    dropped: int = 0  # proposed configs that did not fit the space
+    similarity: dict[str, float] = field(default_factory=dict)  # stored task -> weight in [0, 1]
+
+    @property
+    def warm_start(self) -> list[WarmStart]:
+        return self.told + self.queued
+
+
+def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task: str) -> list[PastTask]:
+    """The newest `MAX_PAST_TASKS` records of `space` (and `family`, if given) in `store`,
+    other than `exclude_task`'s own."""
+    records = [r for r in store.records(space_signature=space.signature, family=family) if r.task_id != exclude_task]
+    records.sort(key=lambda r: r.created_at)
+    return [PastTask(r.task_id, r.trials) for r in records[-MAX_PAST_TASKS:]]
+
+
+def plan_warm_start(
+    policy: str,
+    space: SearchSpace,
+    past: Sequence[PastTask],
+    objective: Callable[[dict[str, Any]], float] | None = None,
+    budget: int | None = None,
+    n_warm: int = 5,
+    told: Sequence[WarmStart] = (),
+    by_embedding: bool = False,
+) -> WarmStartPlan:
+    """Plan a search's first evaluations. `past` holds the stored tasks to learn from (with
+    their similarity when `by_embedding`); `told` are evaluations this task already paid for
+    (e.g. landmark probes). The black-box `memory` policy evaluates up to `N_PROBES` probes
+    with `objective`, always leaving at least one evaluation of `budget` to the search."""
+    if policy not in POLICIES:
+        raise ValueError(f"warm_start: expected one of {POLICIES}, got {policy!r}")
+    plan = WarmStartPlan(told=list(told))
+    if policy == "none" or not past:
+        return plan
+    if policy == "portfolio":
+        plan.queued, plan.dropped = portfolio(space, past, n_warm)
+    elif by_embedding:
+        plan.queued, plan.dropped = select_warm_start(space, rank_configs(past), n_warm)
+        plan.similarity = {t.task_id: t.similarity for t in past}
+    else:
+        if objective is None:
+            raise ValueError("the memory policy needs the objective to probe the task with")
+        room = N_PROBES if budget is None else budget - len(plan.told) - 1
+        _probe_and_rank(plan, space, past, objective, min(N_PROBES, room), n_warm)
+    return plan
 
 
 def normalised_scores(trials: Sequence[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], float]]:
     """Per-task normalisation: median -> 0, best -> 1 (clipped below at -1), so tasks with
     different score scales can be averaged."""
-    finite = [t for t in trials if t.get("score") is not None and math.isfinite(t["score"])]
+    finite = finite_trials(trials)
     if not finite:
         return {}
     scores = np.asarray([t["score"] for t in finite], dtype=np.float64)
@@ -48,7 +105,7 @@ def normalised_scores(trials: Sequence[dict[str, Any]]) -> dict[str, tuple[dict[
     span = best - med if best > med else 1.0
     out: dict[str, tuple[dict[str, Any], float]] = {}
     for t in finite:
-        key = _config_key(t["config"])
+        key = config_key(t["config"])
         value = max(-1.0, (t["score"] - med) / span)
         if key not in out or value > out[key][1]:
             out[key] = (t["config"], value)
@@ -78,20 +135,7 @@ def select_warm_start(
     space: SearchSpace, ranked: Sequence[tuple[dict[str, Any], float]], n: int
 ) -> tuple[list[WarmStart], int]:
     """The best `n` distinct configs that fit `space`; returns (warm start, dropped count)."""
-    chosen, dropped, seen = [], 0, set()
-    for config, score in ranked:
-        if len(chosen) >= n:
-            break
-        try:
-            config = space.validate(config)
-        except (ValueError, TypeError):
-            dropped += 1
-            continue
-        key = _config_key(config)
-        if key not in seen:
-            seen.add(key)
-            chosen.append(WarmStart(config, None, score))
-    return chosen, dropped
+    return fit_warm_start(space, [WarmStart(config, None, score) for config, score in ranked], limit=n)
 
 
 def portfolio(space: SearchSpace, past: Sequence[PastTask], n: int) -> tuple[list[WarmStart], int]:
@@ -99,69 +143,34 @@ def portfolio(space: SearchSpace, past: Sequence[PastTask], n: int) -> tuple[lis
     return select_warm_start(space, rank_configs(flat), n)
 
 
-def memory_warm_start(space: SearchSpace, neighbours: Sequence[PastTask], n: int) -> tuple[list[WarmStart], int]:
-    return select_warm_start(space, rank_configs(neighbours), n)
-
-
-def surrogate(space: SearchSpace, trials: Sequence[dict[str, Any]]) -> Callable[[dict[str, Any]], float]:
-    """A stored task's guess at a config's score from its own trials only (mean of the 3
-    nearest encoded configs): the memory never has the stored task's objective."""
-    finite = [t for t in trials if t.get("score") is not None and math.isfinite(t["score"])]
-    X = np.asarray([space.encode(t["config"]) for t in finite])
-    y = np.asarray([t["score"] for t in finite])
-
-    def predict(config: dict[str, Any]) -> float:
-        d = ((X - np.asarray(space.encode(config))) ** 2).sum(1)
-        return float(y[np.argsort(d)[:3]].mean())
-
-    return predict
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if np.std(ra) == 0 or np.std(rb) == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-@dataclass
-class ProbedWarmStart:
-    probes: list[dict[str, Any]]  # evaluated on the new task (they count in its budget)
-    probe_scores: list[float]
-    warm_start: list[WarmStart]  # to evaluate next, best first
-    dropped: int
-    similarity: dict[str, float]  # stored task -> similarity in [0, 1]
-
-
-def probe_and_rank(
+def _probe_and_rank(
+    plan: WarmStartPlan,
     space: SearchSpace,
     past: Sequence[PastTask],
     objective: Callable[[dict[str, Any]], float],
-    n_probes: int = 5,
-    n_warm: int = 5,
-) -> ProbedWarmStart:
+    n_probes: int,
+    n_warm: int,
+) -> None:
     """The `memory` policy for black-box objectives.
 
     1. Probe the new task with the memory's portfolio (configs good across stored tasks, so
        no probe is a wasted evaluation). 2. Weight every stored task by how well its own
        trials rank those probes (Spearman of its surrogate vs the observed scores): a task
        that ranks them the opposite way gets weight ~0, which guards against negative
-       transfer. 3. Warm-start from every stored trial, weighted that way.
-    Measured on NAS-Bench-201 and HPOBench (README): 5 probes beat both 3 probes and the
-    plain portfolio at 10 evaluations."""
-    probes, dropped = portfolio(space, past, n_probes)
+       transfer. 3. Warm-start from every stored trial, weighted that way."""
+    probes, dropped = portfolio(space, past, max(0, n_probes))
     configs = [p.config for p in probes]
     scores = [float(objective(c)) for c in configs]
-    weighted, similarity = [], {}
+    weighted = []
     for task in past:
-        if len(configs) > 1 and [t for t in task.trials if t.get("score") is not None]:
-            predict = surrogate(space, task.trials)
+        sim = 0.5
+        if len(configs) > 1 and finite_trials(task.trials):
+            predict = knn_surrogate(space, task.trials)
             sim = (1.0 + spearman(scores, [predict(c) for c in configs])) / 2.0
-        else:
-            sim = 0.5
-        similarity[task.task_id] = sim
+        plan.similarity[task.task_id] = sim
         weighted.append(PastTask(task.task_id, task.trials, sim))
-    probed = {_config_key(c) for c in configs}
-    ranked = [(c, v) for c, v in rank_configs(weighted, similarity_power=4.0) if _config_key(c) not in probed]
-    warm, more_dropped = select_warm_start(space, ranked, n_warm)
-    return ProbedWarmStart(configs, scores, warm, dropped + more_dropped, similarity)
+    probed = {config_key(c) for c in configs}
+    ranked = [(c, v) for c, v in rank_configs(weighted, similarity_power=4.0) if config_key(c) not in probed]
+    plan.queued, more_dropped = select_warm_start(space, ranked, n_warm)
+    plan.told += [WarmStart(c, s) for c, s in zip(configs, scores)]
+    plan.dropped = dropped + more_dropped

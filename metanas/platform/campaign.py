@@ -1,85 +1,22 @@
-"""The campaign loop: meta-training on Ray workers, checkpoints, resume, meta-test, report.
+"""What a user calls to run a campaign and to use its result:
 
-Driver-side only. Per iteration the driver asks the MetaLearner for ObjectRefs of the
-current meta-parameters, hands them to the TaskWorkers, collects only small outcome dicts,
-and passes the workers' update refs straight back to the MetaLearner.
+    summary = metanas.run_campaign(campaign, "runs/x")      # or `metanas run FILE --out DIR`
+    learner = metanas.load("runs/x")                         # adapt it to a new task
+
+`run_campaign` checks the output directory, hands the campaign to the cluster side
+(`metanas.cluster.runner`) and writes the report from what it returns.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from metanas.platform.checkpoint import atomic_write_bytes, load_tensors
-from metanas.platform.config import Campaign, ConfigError, parse_campaign
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    iteration: int
-    state: dict[str, Any]
-    tensors_path: Path
-
-    @cached_property
-    def _tensors(self) -> dict:
-        # One file holds every learner: read it once, however many learners are asked for.
-        return load_tensors(self.tensors_path)
-
-    def params(self, learner: str) -> dict:
-        prefix = f"{learner}/"
-        return {k[len(prefix):]: v for k, v in self._tensors.items() if k.startswith(prefix)}
-
-
-class RunDir:
-    """Layout of a campaign's output directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.checkpoints = self.root / "checkpoints"
-        self.campaign_file = self.root / "campaign.yaml"
-        self.summary_file = self.root / "summary.json"
-        self.curve_png = self.root / "meta_train.png"
-
-    def save_campaign(self, campaign: Campaign) -> None:
-        atomic_write_bytes(self.campaign_file, yaml.safe_dump(campaign.model_dump(mode="json"), sort_keys=False).encode())
-
-    def load_campaign(self) -> Campaign:
-        if not self.campaign_file.is_file():
-            raise FileNotFoundError(f"{self.root} is not a campaign directory (no campaign.yaml)")
-        return parse_campaign(yaml.safe_load(self.campaign_file.read_text()), str(self.campaign_file))
-
-    def checkpoint_paths(self, iteration: int) -> tuple[Path, Path]:
-        stem = self.checkpoints / f"iter_{iteration:06d}"
-        return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-
-    def latest_checkpoint(self) -> Checkpoint | None:
-        """The newest checkpoint whose state file and tensors are both complete. The state
-        file is written last, so its presence means the tensors were already on disk."""
-        for state_path in sorted(self.checkpoints.glob("iter_*.json"), reverse=True):
-            tensors = state_path.with_suffix(".safetensors")
-            try:
-                state = json.loads(state_path.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                log.warning("skipping unreadable checkpoint %s: %s", state_path, err)
-                continue
-            if tensors.is_file():
-                return Checkpoint(int(state["iteration"]), state, tensors)
-        return None
-
-    @staticmethod
-    def image_size(campaign: Campaign) -> tuple[int, int]:
-        if campaign.data.source == "digits":
-            return (8, 8)
-        return (campaign.data.image_size, campaign.data.image_size)
+from metanas.cluster.run_dir import RunDir
+from metanas.cluster.schema import LEARNERS
+from metanas.platform.config import Campaign, ConfigError
+from metanas.searchers.darts.learner import Learner
 
 
 def _same_campaign(a: Campaign, b: Campaign) -> bool:
@@ -94,25 +31,41 @@ def run_campaign(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a campaign into `out_dir`; return the summary that was written."""
-    from metanas.cluster.driver import CampaignDriver
+    from metanas.cluster.runner import CampaignRunner
+    from metanas.platform.report import write_report
 
     run = RunDir(Path(out_dir))
     checkpoint = None
     if run.campaign_file.exists():
         if not resume:
             raise ConfigError(f"{run.root} already holds a campaign: pass --resume to continue it, or choose another --out")
-        previous = run.load_campaign()
-        if not _same_campaign(previous, campaign):
+        if not _same_campaign(run.load_campaign(), campaign):
             raise ConfigError(f"{run.root} holds a different campaign than the one given; use another --out")
         checkpoint = run.latest_checkpoint()
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_campaign(campaign)
     started = time.time()
-    driver = CampaignDriver(campaign, run, address=address, progress=progress)
+    runner = CampaignRunner(campaign, run, address=address, progress=progress)
     try:
-        return driver.run(checkpoint, started)
+        result = runner.run(checkpoint)
     finally:
-        driver.close()
+        runner.close()
+    return write_report(run, campaign, result, time.time() - started)
 
 
-__all__ = ["RunDir", "Checkpoint", "run_campaign"]
+def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Learner:
+    """Load the meta-learned model of a finished or checkpointed campaign.
+
+    `which` is 'metanas' (the supernet) or 'reptile_fixed' (the fixed-architecture baseline).
+    """
+    if which not in LEARNERS:
+        raise ValueError(f"which: expected one of {', '.join(LEARNERS)}, got {which!r}")
+    run = RunDir(Path(run_dir))
+    campaign = run.load_campaign()
+    checkpoint = run.latest_checkpoint()
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: no checkpoint yet; has meta-training run?")
+    spec = campaign.model_spec(which)
+    return Learner(
+        spec.space, checkpoint.params(which), campaign.meta_test.adapt.settings(), campaign.image_size, spec.genotype, device
+    )

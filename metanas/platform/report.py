@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from metanas.platform.checkpoint import atomic_write_json
-from metanas.platform.config import Campaign
+from metanas.cluster.run_dir import RunDir
+from metanas.cluster.schema import Campaign
+from metanas.memory.atomic import atomic_write_json
+
+if TYPE_CHECKING:  # (the runner imports Ray; a report can be read without it)
+    from metanas.cluster.runner import CampaignResult
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +31,16 @@ def mean_ci95(values: list[float]) -> dict[str, float]:
     return {"mean": round(float(arr.mean()), 4), "ci95": round(float(half), 4)}
 
 
-def summarize_meta_test(campaign: Campaign, results: list[dict[str, Any]], meta_genotype) -> dict[str, Any]:
-    methods = [m for m in METHODS if results and m in results[0]["accuracy"]]
-    task_genotypes = Counter(tuple(r["genotype"]) for r in results)
+def summarize_meta_test(campaign: Campaign, results: list, meta_genotype) -> dict[str, Any]:
+    """summary.json's `meta_test` section from the per-task `TestResult`s."""
+    methods = [m for m in METHODS if results and m in results[0].accuracy]
+    task_genotypes = Counter(tuple(r.genotype) for r in results)
     return {
         "n_way": campaign.episodes.n_way,
         "k_shot": campaign.episodes.k_shot,
         "query_per_class": campaign.episodes.query,
         "tasks": len(results),
-        "accuracy": {m: mean_ci95([r["accuracy"][m] for r in results]) for m in methods},
+        "accuracy": {m: mean_ci95([r.accuracy[m] for r in results]) for m in methods},
         "genotype": list(meta_genotype),
         "task_genotypes": [{"genotype": list(g), "tasks": n} for g, n in task_genotypes.most_common(5)],
     }
@@ -87,11 +92,13 @@ def results_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def finish_report(run, campaign: Campaign, meta_train: dict, meta_test: dict, curve: list, wall_s: float) -> dict[str, Any]:
-    summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": meta_train, "meta_test": meta_test}
+def write_report(run: RunDir, campaign: Campaign, result: "CampaignResult", wall_s: float) -> dict[str, Any]:
+    """Write summary.json and the meta-training curve; return the summary."""
+    meta_test = summarize_meta_test(campaign, result.tests, result.genotype)
+    summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": result.meta_train, "meta_test": meta_test}
     atomic_write_json(run.summary_file, summary)
     try:
-        plot_curve(curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup)
+        plot_curve(result.curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup)
     except Exception:  # a plot is a convenience; the summary is the record
         log.exception("could not draw %s", run.curve_png)
     return summary

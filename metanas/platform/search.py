@@ -6,24 +6,24 @@ With a precomputed `embedding` (e.g. dataset meta-features) the most similar pas
 are retrieved from the FAISS index. For a black-box objective, the `memory` policy probes
 the task with the memory's portfolio (those evaluations count in the budget and are trials
 of the search), weights every past task of the same space by how well its trials rank the
-probes, and warm-starts from their weighted trials. Then it searches and appends the
-result to the memory (idempotent by key, so a retried search never duplicates a record).
+probes, and warm-starts from their weighted trials (`metanas.memory.warmstart`). Then it
+searches and appends the result to the memory (idempotent by key, so a retried search
+never duplicates a record).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from metanas.memory.embedders import LandmarkEmbedder
-from metanas.memory.warmstart import POLICIES, PastTask, memory_warm_start, portfolio, probe_and_rank, surrogate
-from metanas.platform.space import SearchSpace
+from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
+from metanas.memory.warmstart import POLICIES, PastTask, past_tasks, plan_warm_start
 from metanas.searchers.base import Objective, SearchResult, Trial, WarmStart
+from metanas.searchers.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -36,39 +36,14 @@ def make_searcher(name: str, seed: int, **options: Any):
 
         return OptunaSearcher(seed=seed, **options)
     if name == "tune":
-        from metanas.searchers.tune_search import TuneSearcher
+        from metanas.cluster.tune_search import TuneSearcher
 
         return TuneSearcher(seed=seed, **options)
     if name == "random":
         from metanas.searchers.random_search import RandomSearcher
 
-        return RandomSearcher(seed=seed)
+        return RandomSearcher(seed=seed, **options)
     raise ValueError(f"searcher: expected one of {SEARCHERS}, got {name!r}")
-
-
-def estimated_landmarks(space: SearchSpace, trials: list[dict[str, Any]], n: int = 8) -> tuple[str, np.ndarray]:
-    """Embed a finished black-box search without extra evaluations: its own trials estimate
-    the scores of the space's fixed probe configs. Every such record of a space shares the
-    embedder name, so `metanas memory query` and FAISS can compare them."""
-    embedder = LandmarkEmbedder(default_probes(space, n))
-    predict = surrogate(space, trials)
-    return f"estimated_{embedder.name}", embedder.embed_scores([predict(p) for p in embedder.probes])
-
-
-def default_probes(space: SearchSpace, n: int = 3) -> list[dict[str, Any]]:
-    """Fixed probe configs of a space (derived from its signature, so every search in the
-    space probes the same configs and their landmark embeddings are comparable)."""
-    rng = random.Random(int(space.signature, 16))
-    return [space.sample(rng) for _ in range(n)]
-
-
-MAX_PAST_TASKS = 500  # the most recent same-space records a black-box warm start weighs
-
-
-def _past_tasks(store, space: SearchSpace, family: str | None, task_id: str) -> list[PastTask]:
-    records = [r for r in store.records(space_signature=space.signature, family=family) if r.task_id != task_id]
-    records.sort(key=lambda r: r.created_at)
-    return [PastTask(r.task_id, r.trials) for r in records[-MAX_PAST_TASKS:]]
 
 
 def search(
@@ -101,6 +76,8 @@ def search(
         raise ValueError("task_id: required, so the memory can tell tasks apart")
     if not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
+    if searcher not in SEARCHERS:
+        raise ValueError(f"searcher: expected one of {SEARCHERS}, got {searcher!r}")
     obj = Objective(objective)
     store = None
     if memory is not None:
@@ -108,46 +85,39 @@ def search(
 
         store = MemoryStore(Path(memory))
     family_filter = None if family == "default" else family
-    known: list[WarmStart] = []
-    warm: list[WarmStart] = []
-    dropped = 0
+    told: list[WarmStart] = []
+    past: list[PastTask] = []
     if embedding is not None:
         # A precomputed embedding (e.g. dataset meta-features): FAISS finds the neighbours.
         embedder_name, vector = embedding[0], np.asarray(embedding[1], dtype=np.float32)
-        if store is not None and warm_start == "memory":
+        if store is not None and warm_start != "none":
             hits = store.nearest(vector, k, space.signature, embedder_name, family=family_filter)
             past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
-            warm, dropped = memory_warm_start(space, past, n_warm_start)
     else:
-        past = _past_tasks(store, space, family_filter, task_id) if store is not None and warm_start != "none" else []
+        if store is not None and warm_start != "none":
+            past = past_tasks(store, space, family_filter, task_id)
         if embedder is not None:  # explicit landmarks: evaluated on the task, they embed it
             if len(embedder.probes) >= budget:
                 raise ValueError(f"budget {budget} leaves nothing after {len(embedder.probes)} landmark probes")
-            vector, scores = embedder.embed(obj)
+            vector, scores = embedder.embed_with_scores(obj)
             embedder_name = embedder.name
-            known = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
-        if warm_start == "memory" and past:
-            # Black box: probe with the memory's portfolio, weight stored tasks by how well
-            # their trials rank the probes (the policy `metanas bench warmstart` measures).
-            plan = probe_and_rank(space, past, obj, n_probes=min(5, budget - len(known) - 1), n_warm=n_warm_start)
-            known += [WarmStart(c, s) for c, s in zip(plan.probes, plan.probe_scores)]
-            warm, dropped = plan.warm_start, plan.dropped
-        elif warm_start == "portfolio" and past:
-            warm, dropped = portfolio(space, past, n_warm_start)
-    log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(known), len(warm), dropped)
+            told = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
+    plan = plan_warm_start(
+        warm_start, space, past, obj, budget, n_warm=n_warm_start, told=told, by_embedding=embedding is not None
+    )
+    log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(plan.told), len(plan.queued), plan.dropped)
 
-    inner_budget = budget - len(known)
-    result = make_searcher(searcher, seed).search(obj, space, inner_budget, warm_start=known + warm)
+    result = make_searcher(searcher, seed).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
     # The probes were evaluated here, for this task: they are trials of this search.
     result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
-    result.warm_start_dropped += dropped
+    result.warm_start_dropped += plan.dropped
 
     if store is not None:
         from metanas.memory.records import TaskRecord
 
+        best = result.best  # raises when every evaluation failed: nothing to remember
         if embedding is None and embedder is None:
             embedder_name, vector = estimated_landmarks(space, [t.to_dict() for t in result.trials])
-        best = result.best
         record = TaskRecord(
             key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}",
             task_id=task_id,

@@ -14,7 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from metanas.platform.space import SearchSpace
+from metanas.searchers.space import SearchSpace, config_key
+
+# The score of a failed evaluation (an objective that returned NaN or inf), in every
+# searcher: it is never the best, and a search where every evaluation failed has no best.
+FAILED_SCORE = -math.inf
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class SearchResult:
     def best(self) -> Trial:
         finite = [t for t in self.trials if math.isfinite(t.score)]
         if not finite:
-            raise ValueError("no trial has a finite score")
+            raise ValueError(f"every one of the {len(self.trials)} trials failed (the objective returned NaN or inf): no best config")
         return max(finite, key=lambda t: t.score)
 
     def best_so_far(self) -> list[float]:
@@ -88,21 +92,26 @@ class Objective:
             score = float(value)
         except (TypeError, ValueError):
             raise TypeError(f"objective returned {value!r} for {config}; it must return a number") from None
-        return score if math.isfinite(score) else -math.inf  # a failed config, never the best
+        return score if math.isfinite(score) else FAILED_SCORE
 
 
-def fit_warm_start(space: SearchSpace, warm_start: Sequence[WarmStart | dict]) -> tuple[list[WarmStart], int]:
+def fit_warm_start(
+    space: SearchSpace, warm_start: Sequence[WarmStart | dict], limit: int | None = None
+) -> tuple[list[WarmStart], int]:
     """Validate warm-start configs against `space`; drop (and count) what does not fit,
-    and duplicates. Order is kept."""
+    and duplicates; keep at most `limit`. Order is kept. The one place warm starts are
+    checked: searchers call it on what they are given, the memory on what it proposes."""
     kept, dropped, seen = [], 0, set()
     for ws in warm_start:
+        if limit is not None and len(kept) >= limit:
+            break
         ws = ws if isinstance(ws, WarmStart) else WarmStart(dict(ws))
         try:
             config = space.validate(ws.config)
         except (ValueError, TypeError):
             dropped += 1
             continue
-        key = repr(sorted(config.items()))
+        key = config_key(config)
         if key in seen:
             continue
         seen.add(key)

@@ -6,12 +6,28 @@ pruned by a successive-halving pruner."""
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
-from metanas.platform.space import Categorical, Int, Param, SearchSpace
-from metanas.searchers.base import Objective, Searcher, Trial, WarmStart
+from metanas.searchers.base import FAILED_SCORE, Objective, Searcher, Trial, WarmStart
+from metanas.searchers.space import Categorical, Int, Param, SearchSpace
 
 log = logging.getLogger(__name__)
+
+
+def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
+    """The space in Optuna's terms, one distribution per parameter (also what Ray Tune's
+    OptunaSearch takes)."""
+    import optuna.distributions as od
+
+    out: dict[str, Any] = {}
+    for p in space.params:
+        if isinstance(p, Categorical):
+            out[p.name] = od.CategoricalDistribution(list(p.choices))
+        elif isinstance(p, Int):
+            out[p.name] = od.IntDistribution(p.low, p.high, log=p.log)
+        else:
+            out[p.name] = od.FloatDistribution(p.low, p.high, log=p.log)
+    return out
 
 
 def suggest(trial, p: Param):
@@ -45,7 +61,7 @@ class OptunaSearcher(Searcher):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        dists = space.to_optuna()
+        dists = optuna_distributions(space)
         pruner = optuna.pruners.SuccessiveHalvingPruner() if self.fidelities and objective.takes_budget else optuna.pruners.NopPruner()
         study = optuna.create_study(direction="maximize", sampler=self._make_sampler(), pruner=pruner)
         trials: list[Trial] = []
@@ -63,7 +79,7 @@ class OptunaSearcher(Searcher):
             config = {p.name: suggest(trial, p) for p in space.params}
             source = "warm_start" if trial.number < first_searched else "search"
             if self.fidelities and objective.takes_budget:
-                score = float("-inf")
+                score = FAILED_SCORE
                 for step, fidelity in enumerate(self.fidelities):
                     score = objective(config, fidelity)
                     trial.report(score, step)

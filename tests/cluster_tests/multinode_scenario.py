@@ -19,10 +19,10 @@ from ray.cluster_utils import Cluster
 
 
 def main(out: Path, mode: str, updates: str) -> None:
-    from metanas.cluster import driver as driver_module
-    from metanas.cluster.driver import CampaignDriver
+    from metanas.cluster import worker_pool
+    from metanas.cluster.run_dir import RunDir
+    from metanas.cluster.runner import CampaignRunner
     from metanas.memory.store import MemoryStore
-    from metanas.platform.campaign import RunDir
     from metanas.platform.config import parse_campaign
     from tests.conftest import TINY_CAMPAIGN
 
@@ -39,12 +39,13 @@ def main(out: Path, mode: str, updates: str) -> None:
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_campaign(campaign)
-    driver = CampaignDriver(campaign, run, address=cluster.address, progress=False)
+    runner = CampaignRunner(campaign, run, address=cluster.address, progress=False)
     result: dict = {}
 
     def target() -> None:
         try:
-            result["summary"] = driver.run(None, time.time())
+            done = runner.run(None)
+            result["summary"] = {"meta_train": done.meta_train, "meta_test": {"tasks": len(done.tests)}}
         except BaseException as err:
             result["error"] = repr(err)
 
@@ -52,13 +53,13 @@ def main(out: Path, mode: str, updates: str) -> None:
     thread.start()
     while not (out / "checkpoints" / "iter_000004.json").exists() and thread.is_alive():
         time.sleep(0.02)
-    placed = [info["node_id"] for info in driver.worker_info]
-    central = ray.get([driver.meta_learner.node_id.remote(), driver.memory_writer.node_id.remote()])
+    placed = [info.node_id for info in runner.worker_info]
+    central = ray.get([runner.learner.actor.node_id.remote(), runner.memory.actor.node_id.remote()])
     gpu_nodes = [n.node_id for n in nodes]
     if mode == "remove":
         cluster.remove_node(nodes[2])
     elif mode == "remove_all":  # no worker can come back: the driver must give up, not spin
-        driver_module.WAIT_TIMEOUT_S = 15.0
+        worker_pool.WAIT_TIMEOUT_S = 15.0
         for node in nodes:
             cluster.remove_node(node)
     thread.join(timeout=400)
@@ -73,11 +74,11 @@ def main(out: Path, mode: str, updates: str) -> None:
         "gpu_nodes": gpu_nodes,
         "head_node": cluster.head_node.node_id,
         "central_nodes": central,
-        "devices": [info["device"] for info in driver.worker_info],
+        "devices": [info.device for info in runner.worker_info],
         "memory_keys": len(keys),
         "memory_unique": len(set(keys)),
     }))
-    driver.close()
+    runner.close()
     ray.shutdown()
     cluster.shutdown()
 

@@ -11,33 +11,33 @@ import time
 import pytest
 import ray
 
-from metanas.cluster.driver import CampaignDriver
+from metanas.cluster.run_dir import RunDir
+from metanas.cluster.runner import CampaignRunner
 from metanas.memory.store import MemoryStore
-from metanas.platform.campaign import RunDir
 from metanas.platform.config import parse_campaign
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
-def _start(campaign_dict: dict, out) -> tuple[CampaignDriver, threading.Thread, dict]:
+def _start(campaign_dict: dict, out) -> tuple[CampaignRunner, threading.Thread, dict]:
     campaign = parse_campaign(campaign_dict)
     run = RunDir(out)
     run.root.mkdir(parents=True)
     run.save_campaign(campaign)
-    driver = CampaignDriver(campaign, run, address=None, progress=False)
+    runner = CampaignRunner(campaign, run, address=None, progress=False)
     result: dict = {}
 
     def target():
         try:
-            result["summary"] = driver.run(None, time.time())
+            result["summary"] = {"meta_train": runner.run(None).meta_train}
         except BaseException as err:  # reported by the test, not swallowed
             result["error"] = err
         finally:
-            driver.close()
+            runner.close()
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    return driver, thread, result
+    return runner, thread, result
 
 
 def _wait_for_checkpoint(out, iteration: int, timeout: float = 120) -> None:
@@ -65,9 +65,9 @@ def _check_accounted_for(summary: dict, out) -> None:
 @pytest.mark.parametrize("updates", ["sync", "async"])
 def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tiny_campaign_dict, tmp_path, updates):
     out = tmp_path / "run"
-    driver, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
+    runner, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
     _wait_for_checkpoint(out, 2)
-    victim = driver.worker_info[0]["pid"]
+    victim = runner.worker_info[0].pid
     os.kill(victim, signal.SIGKILL)
     thread.join(timeout=240)
     assert "error" not in result, result.get("error")
@@ -79,12 +79,12 @@ def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tin
 @pytest.mark.parametrize("updates", ["sync", "async"])
 def test_a_killed_meta_learner_restarts_from_its_checkpoint(ray_session, tiny_campaign_dict, tmp_path, updates):
     out = tmp_path / "run"
-    driver, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
+    runner, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
     _wait_for_checkpoint(out, 4)
     time.sleep(0.3)  # into the next iterations, so they have to be re-run
-    old_pid = ray.get(driver.meta_learner.pid.remote())
+    old_pid = ray.get(runner.learner.actor.pid.remote())
     os.kill(old_pid, signal.SIGKILL)
-    new_pid = ray.get(driver.meta_learner.pid.remote(), timeout=60)  # Ray restarted it
+    new_pid = ray.get(runner.learner.actor.pid.remote(), timeout=60)  # Ray restarted it
     thread.join(timeout=240)
     assert "error" not in result, result.get("error")
     assert new_pid != old_pid

@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-from metanas.platform.darts_space import ALL_OPS, CellSpace
-from metanas.platform.space import Categorical, Float, Int, SearchSpace
-from metanas.searchers.supernet import DiscreteNet, Supernet
+from metanas.searchers.darts.cell_space import ALL_OPS, CellSpace
+from metanas.searchers.space import Categorical, Float, Int, SearchSpace
+from metanas.searchers.darts.supernet import DiscreteNet, Supernet
 
 
 def _space() -> SearchSpace:

@@ -11,8 +11,13 @@ import math
 import tempfile
 from typing import Any, Sequence
 
-from metanas.platform.space import SearchSpace
-from metanas.searchers.base import Objective, Searcher, Trial, WarmStart
+from metanas.searchers.base import FAILED_SCORE, Objective, Searcher, Trial, WarmStart
+from metanas.searchers.optuna_search import optuna_distributions
+from metanas.searchers.space import SearchSpace
+
+# Tune's schedulers and result files want finite numbers: a failed config is reported to
+# Tune as this (lowest) score, and recorded as FAILED_SCORE like in every other searcher.
+_TUNE_FAILED = -1e30
 
 log = logging.getLogger(__name__)
 
@@ -20,19 +25,18 @@ log = logging.getLogger(__name__)
 def _trainable(objective: Objective, fidelities: list[float] | None):
     from ray import tune
 
+    def report(score: float, **extra: Any) -> None:
+        failed = not math.isfinite(score)
+        tune.report({"score": _TUNE_FAILED if failed else score, "failed": failed, **extra})
+
     def run(config: dict[str, Any]) -> None:
         if fidelities:
             for fidelity in fidelities:
-                tune.report({"score": _finite(objective(config, fidelity)), "fidelity": fidelity})
+                report(objective(config, fidelity), fidelity=fidelity)
         else:
-            tune.report({"score": _finite(objective(config))})
+            report(objective(config))
 
     return run
-
-
-def _finite(score: float) -> float:
-    # Tune's schedulers and result files want finite numbers; a failed config scores lowest.
-    return score if math.isfinite(score) else -1e30
 
 
 class TuneSearcher(Searcher):
@@ -64,7 +68,7 @@ class TuneSearcher(Searcher):
         known = [ws for ws in warm_start if ws.score is not None]
         queued = [ws.config for ws in warm_start if ws.score is None]
         searcher = OptunaSearch(
-            space=space.to_optuna(),
+            space=optuna_distributions(space),
             metric="score",
             mode="max",
             points_to_evaluate=queued or None,
@@ -97,7 +101,8 @@ class TuneSearcher(Searcher):
                     log.warning("a Tune trial failed: %s", result.error)
                     continue
                 m = result.metrics
-                rows.append((m.get("timestamp", 0), m.get("trial_id", ""), result.config, m["score"], m.get("fidelity")))
+                score = FAILED_SCORE if m.get("failed") else m["score"]
+                rows.append((m.get("timestamp", 0), m.get("trial_id", ""), result.config, score, m.get("fidelity")))
         rows.sort(key=lambda r: (r[0], r[1]))
         trials = [Trial(ws.config, ws.score, None, "known") for ws in known]
         pending_warm = [dict(c) for c in queued]

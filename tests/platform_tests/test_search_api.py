@@ -7,7 +7,7 @@ import pytest
 
 import metanas
 from metanas.memory.store import MemoryStore
-from metanas.platform.space import Categorical, Float, SearchSpace
+from metanas.searchers.space import Categorical, Float, SearchSpace
 
 SPACE = SearchSpace(
     (Float("x", 0.0, 1.0), Float("y", 0.0, 1.0), Categorical("act", ("relu", "tanh", "gelu"))), name="family"

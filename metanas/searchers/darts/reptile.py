@@ -3,12 +3,13 @@
 theta <- theta + beta * mean_i(theta_i - theta), with separate step sizes for `w` and
 `alpha`, both decayed linearly over the campaign, and `alpha` frozen during its warm-up
 (as in MetaNAS, the weights of all ops learn first so no op wins just by training faster).
-Pure torch, no Ray: the MetaLearner actor wraps this class.
+Pure torch, no Ray: the MetaLearner actor wraps these classes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Sequence
 
 import torch
@@ -108,6 +109,20 @@ class StalenessBound:
         return (self.max_staleness + 1) / (staleness + 1)
 
 
+class UpdateOutcome(str, Enum):
+    """What became of one async update (a str, so it reads and serialises as its value)."""
+
+    APPLIED = "applied"
+    DOWNWEIGHTED = "downweighted"  # older than max_staleness, counted with a smaller weight
+    DROPPED = "dropped"  # older than max_staleness with stale_policy: drop
+    DUPLICATE = "duplicate"  # its task key was applied before (a retried task)
+    REFUSED = "refused"  # sent to an earlier incarnation of a restarted MetaLearner
+
+    @property
+    def counts(self) -> bool:
+        return self in (UpdateOutcome.APPLIED, UpdateOutcome.DOWNWEIGHTED)
+
+
 class AsyncReptile:
     """Reptile with updates applied as they arrive, so a slow worker never stalls the rest.
 
@@ -137,21 +152,21 @@ class AsyncReptile:
         self.buffer = buffer if buffer is not None else {k: torch.zeros_like(v) for k, v in theta.items()}
         self.buffered = buffered
 
-    def submit(self, key: int, base_version: int, delta: Params) -> tuple[str, int]:
+    def submit(self, key: int, base_version: int, delta: Params) -> tuple[UpdateOutcome, int]:
         """Take the update of task `key`, computed from version `base_version`; return
-        (outcome, staleness) with outcome 'applied', 'downweighted', 'dropped' or 'duplicate'."""
+        (outcome, staleness)."""
         if not self.seen.add(key):
-            return "duplicate", 0
+            return UpdateOutcome.DUPLICATE, 0
         staleness = max(0, self.version - base_version)
         weight = self.bound.weight(staleness)
         if weight == 0.0:
-            return "dropped", staleness
+            return UpdateOutcome.DROPPED, staleness
         for name, value in delta.items():
             self.buffer[name] += weight * value.to(self.buffer[name].dtype)
         self.buffered += 1
         if self.buffered >= self.meta_batch:
             self.flush()
-        return ("applied" if weight == 1.0 else "downweighted"), staleness
+        return (UpdateOutcome.APPLIED if weight == 1.0 else UpdateOutcome.DOWNWEIGHTED), staleness
 
     def flush(self) -> None:
         """Turn whatever is buffered into a meta-step (the campaign's last one may be partial)."""

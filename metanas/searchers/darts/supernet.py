@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metanas.platform.darts_space import CellSpace, Genotype
-from metanas.searchers.ops import make_op, norm_layer
+from metanas.searchers.darts.cell_space import CellSpace, Genotype
+from metanas.searchers.darts.ops import make_op, norm_layer
 
 
 FEATURE_GRID = 4

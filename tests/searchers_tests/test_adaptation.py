@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metanas.platform.adaptation import (
+from metanas.searchers.darts.adaptation import (
     AdaptSettings,
     ModelSpec,
     NonFiniteLoss,
@@ -12,8 +12,8 @@ from metanas.platform.adaptation import (
     get_params,
     init_head_from_prototypes,
 )
-from metanas.platform.darts_space import CellSpace
-from metanas.platform.tasks import digits_pools
+from metanas.searchers.darts.cell_space import CellSpace
+from metanas.searchers.episodes import digits_pools
 
 
 def _episode_tensors():

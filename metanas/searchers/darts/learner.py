@@ -1,6 +1,6 @@
-"""The learner API: load a campaign's meta-learned model, adapt it to a new task, predict.
+"""The learner API: a campaign's meta-learned model, adapted to a new task, predicts.
 
-    learner = metanas.load("runs/demo")
+    learner = metanas.load("runs/demo")      # (metanas.platform.campaign builds the Learner)
     model = learner.adapt(support_images, support_labels)
     model.predict(query_images), model.genotype
 
@@ -10,14 +10,13 @@ Meta-test goes through this same path, so what a user gets is what was measured.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from metanas.platform.adaptation import (
+from metanas.searchers.darts.adaptation import (
     AdaptSettings,
     ModelSpec,
     Params,
@@ -25,7 +24,7 @@ from metanas.platform.adaptation import (
     init_head_from_prototypes,
     set_params,
 )
-from metanas.platform.darts_space import CellSpace, Genotype
+from metanas.searchers.darts.cell_space import CellSpace, Genotype
 
 
 def prepare_images(images: Any, image_size: tuple[int, int]) -> torch.Tensor:
@@ -103,31 +102,3 @@ class Learner:
         init_head_from_prototypes(network, x, y_t)
         adapt(network, x, y_t, x, y_t, self.settings, seed=seed)
         return AdaptedModel(network, classes, self.image_size, self.device)
-
-
-def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Learner:
-    """Load the meta-learned model of a finished or checkpointed campaign.
-
-    `which` is 'metanas' (the supernet) or 'reptile_fixed' (the fixed-architecture baseline).
-    """
-    from metanas.platform.campaign import RunDir
-
-    run = RunDir(Path(run_dir))
-    campaign = run.load_campaign()
-    ckpt = run.latest_checkpoint()
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no checkpoint yet; has meta-training run?")
-    params = ckpt.params(which)
-    genotype = campaign.fixed_genotype() if which == "reptile_fixed" else None
-    return Learner(
-        campaign.space.cell_space(),
-        params,
-        adapt_settings(campaign.meta_test.adapt),
-        run.image_size(campaign),
-        genotype=genotype,
-        device=device,
-    )
-
-
-def adapt_settings(inner: Any, update_alpha: bool = True) -> AdaptSettings:
-    return AdaptSettings(inner.steps, inner.lr_w, inner.lr_alpha, inner.batch_size, update_alpha)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metanas.platform.reptile import AsyncReptile, KeySet, MetaSchedule, StalenessBound, reptile_step
+from metanas.searchers.darts.reptile import AsyncReptile, KeySet, MetaSchedule, StalenessBound, reptile_step
 
 
 def test_reptile_step_on_a_known_case():

@@ -41,11 +41,15 @@ class Categorical:
 
 
 @dataclass(frozen=True)
-class Int:
+class _Range:
+    """A numeric range [low, high], optionally sampled and encoded on a log scale."""
+
     name: str
-    low: int
-    high: int
+    low: float
+    high: float
     log: bool = False
+
+    kind = "a number"
 
     def __post_init__(self) -> None:
         if self.low > self.high:
@@ -53,49 +57,49 @@ class Int:
         if self.log and self.low <= 0:
             raise ValueError(f"parameter {self.name!r}: a log-scaled range needs low > 0")
 
-    def validate(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ValueError(f"parameter {self.name!r}: expected an integer, got {value!r}")
+    def _is_valid_number(self, value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+
+    def validate(self, value: Any) -> Any:
+        if not self._is_valid_number(value):
+            raise ValueError(f"parameter {self.name!r}: expected {self.kind}, got {value!r}")
         if not self.low <= value <= self.high:
             raise ValueError(f"parameter {self.name!r}: {value} is outside [{self.low}, {self.high}]")
-        return int(value)
+        return self._cast(value)
 
-    def sample(self, rng: random.Random) -> int:
+    def _cast(self, value: Any) -> Any:
+        return float(value)
+
+    def sample(self, rng: random.Random) -> Any:
         if self.log:
-            return int(round(math.exp(rng.uniform(math.log(self.low), math.log(self.high)))))
-        return rng.randint(self.low, self.high)
+            return self._cast(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return rng.uniform(self.low, self.high)
 
     def encode(self, value: Any) -> list[float]:
         return [_unit(value, self.low, self.high, self.log)]
 
 
 @dataclass(frozen=True)
-class Float:
-    name: str
+class Int(_Range):
+    low: int
+    high: int
+
+    kind = "an integer"
+
+    def _is_valid_number(self, value: Any) -> bool:
+        return super()._is_valid_number(value) and int(value) == value
+
+    def _cast(self, value: Any) -> int:
+        return int(round(value))
+
+    def sample(self, rng: random.Random) -> int:
+        return super().sample(rng) if self.log else rng.randint(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Float(_Range):
     low: float
     high: float
-    log: bool = False
-
-    def __post_init__(self) -> None:
-        if self.low > self.high:
-            raise ValueError(f"parameter {self.name!r}: low {self.low} > high {self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"parameter {self.name!r}: a log-scaled range needs low > 0")
-
-    def validate(self, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise ValueError(f"parameter {self.name!r}: expected a number, got {value!r}")
-        if not self.low <= value <= self.high:
-            raise ValueError(f"parameter {self.name!r}: {value} is outside [{self.low}, {self.high}]")
-        return float(value)
-
-    def sample(self, rng: random.Random) -> float:
-        if self.log:
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        return rng.uniform(self.low, self.high)
-
-    def encode(self, value: Any) -> list[float]:
-        return [_unit(value, self.low, self.high, self.log)]
 
 
 Param = Union[Categorical, Int, Float]
@@ -159,34 +163,6 @@ class SearchSpace:
         spec = [[type(p).__name__, *(_jsonable(v) for v in vars(p).values())] for p in self.params]
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-    def to_optuna(self) -> dict[str, Any]:
-        """Optuna distributions, one per parameter (imports optuna lazily)."""
-        import optuna.distributions as od
-
-        out: dict[str, Any] = {}
-        for p in self.params:
-            if isinstance(p, Categorical):
-                out[p.name] = od.CategoricalDistribution(list(p.choices))
-            elif isinstance(p, Int):
-                out[p.name] = od.IntDistribution(p.low, p.high, log=p.log)
-            else:
-                out[p.name] = od.FloatDistribution(p.low, p.high, log=p.log)
-        return out
-
-    def to_tune(self) -> dict[str, Any]:
-        """A Ray Tune param space (imports ray.tune lazily)."""
-        from ray import tune
-
-        out: dict[str, Any] = {}
-        for p in self.params:
-            if isinstance(p, Categorical):
-                out[p.name] = tune.choice(list(p.choices))
-            elif isinstance(p, Int):
-                out[p.name] = (tune.lograndint if p.log else tune.randint)(p.low, p.high + 1)
-            else:
-                out[p.name] = (tune.loguniform if p.log else tune.uniform)(p.low, p.high)
-        return out
-
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
@@ -194,5 +170,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def categorical_space(name: str, choices_by_param: Sequence[tuple[str, Sequence[Any]]]) -> SearchSpace:
-    return SearchSpace(tuple(Categorical(n, tuple(c)) for n, c in choices_by_param), name=name)
+def config_key(config: dict[str, Any]) -> str:
+    """One hashable identity per config, used wherever configs are deduplicated or matched
+    (warm starts, stored trials), so two places never disagree on what 'the same' means."""
+    return json.dumps(config, sort_keys=True, default=str)

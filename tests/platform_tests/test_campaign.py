@@ -15,9 +15,10 @@ import torch
 import yaml
 
 import metanas
-from metanas.platform.campaign import RunDir, run_campaign
+from metanas.cluster.run_dir import RunDir
+from metanas.platform.campaign import run_campaign
 from metanas.platform.config import ConfigError, parse_campaign
-from metanas.platform.tasks import digits_pools
+from metanas.searchers.episodes import digits_pools
 
 pytestmark = pytest.mark.ray
 
@@ -147,7 +148,7 @@ def test_async_updates_stream_without_barrier_and_count_stale_updates(ray_sessio
 
 def test_campaign_writes_one_memory_record_per_finished_task(finished_run):
     from metanas.memory.store import MemoryStore
-    from metanas.platform.darts_space import CellSpace
+    from metanas.searchers.darts.cell_space import CellSpace
 
     out, summary = finished_run
     store = MemoryStore(out / "memory")
@@ -167,12 +168,3 @@ def test_asking_for_more_gpus_than_exist_fails_in_time_naming_the_gpus(ray_sessi
     with pytest.raises(TimeoutError, match=r"need 2 GPU \(2 x 1\) but the cluster has 0 GPU"):
         run_campaign(parse_campaign(tiny_campaign_dict), tmp_path / "run", progress=False)
     assert time.time() - start < 60
-
-
-def test_auto_worker_count_fits_the_cluster():
-    from metanas.cluster.driver import auto_worker_count
-
-    assert auto_worker_count(1, 0, {"CPU": 16}) == 16
-    assert auto_worker_count(2, 1, {"CPU": 16, "GPU": 3}) == 3  # GPUs are the limit
-    assert auto_worker_count(1, 0.5, {"CPU": 16, "GPU": 3}) == 6  # fractional GPUs share a device
-    assert auto_worker_count(4, 0, {"CPU": 2}) == 1

@@ -74,6 +74,16 @@ class ClassPool:
         )
 
 
+def pixel_prototype_accuracy(ep: Episode) -> float:
+    """Nearest class mean on raw pixels: the no-learning floor every method must beat."""
+    n_way = int(ep.support_y.max()) + 1
+    s = ep.support_x.reshape(len(ep.support_x), -1)
+    q = ep.query_x.reshape(len(ep.query_x), -1)
+    protos = np.stack([s[ep.support_y == k].mean(0) for k in range(n_way)])
+    dist = ((q[:, None, :] - protos[None]) ** 2).sum(-1)
+    return float((dist.argmin(1) == ep.query_y).mean())
+
+
 def with_rotations(names: Sequence[str], images: Sequence[np.ndarray], rotations: Sequence[int]) -> ClassPool:
     """Each (class, rotation) becomes its own class, e.g. '3@90'."""
     for r in rotations:

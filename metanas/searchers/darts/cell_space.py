@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from metanas.platform.space import Categorical, SearchSpace
+from metanas.searchers.space import Categorical, SearchSpace
 
 # Order matters: it is the column order of the architecture parameters `alpha`.
 ALL_OPS: tuple[str, ...] = (
@@ -34,10 +34,11 @@ class CellSpace:
     cell has nodes*(nodes+1)/2 edges.
     """
 
-    nodes: int = 3
+    # The defaults are also the campaign file's (`space:` in a campaign YAML).
+    nodes: int = 2
     ops: tuple[str, ...] = ALL_OPS
     channels: int = 16
-    cells: int = 3
+    cells: int = 2
     norm: str = "group"  # how every op normalises: not searched, so not in the signature
 
     def __post_init__(self) -> None:

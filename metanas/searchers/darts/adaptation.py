@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metanas.platform.darts_space import CellSpace, Genotype
-from metanas.searchers.supernet import DiscreteNet, Supernet
+from metanas.searchers.darts.cell_space import CellSpace, Genotype
+from metanas.searchers.darts.supernet import DiscreteNet, Supernet
 
 Params = dict[str, torch.Tensor]
 

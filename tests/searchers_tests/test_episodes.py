@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metanas.platform.tasks import digits_pools, folder_pools, read_class_folders
+from metanas.searchers.episodes import digits_pools, folder_pools, read_class_folders
 
 
 @pytest.mark.parametrize("split", ["digit", "class"])
