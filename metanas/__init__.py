@@ -16,12 +16,16 @@ _EXPORTS = {
     "run_campaign": "metanas.platform.campaign",
     "load_campaign": "metanas.platform.config",
     "search": "metanas.platform.search",
+    "propose": "metanas.platform.search",
+    "MemorySampler": "metanas.memory.sampler",
+    "SearchFailed": "metanas.searchers.base",
     "Learner": "metanas.searchers.darts.learner",
     "CellSpace": "metanas.searchers.darts.cell_space",
     "SearchSpace": "metanas.searchers.space",
     "Categorical": "metanas.searchers.space",
     "Float": "metanas.searchers.space",
     "Int": "metanas.searchers.space",
+    "Ordinal": "metanas.searchers.space",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

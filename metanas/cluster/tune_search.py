@@ -48,11 +48,15 @@ class TuneSearcher(Searcher):
         fidelities: Sequence[float] | None = None,
         max_concurrent: int = 2,
         resources_per_trial: dict[str, float] | None = None,
+        sampler: Any = None,
     ) -> None:
+        """`sampler`: the Optuna sampler behind Tune's OptunaSearch (default TPE), e.g.
+        `metanas.MemorySampler` for a search warm-started from a memory."""
         super().__init__(seed)
         self.fidelities = list(fidelities) if fidelities else None
         self.max_concurrent = max_concurrent
         self.resources = resources_per_trial or {"cpu": 1}
+        self.sampler = sampler
 
     def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
         import optuna
@@ -72,7 +76,7 @@ class TuneSearcher(Searcher):
             metric="score",
             mode="max",
             points_to_evaluate=queued or None,
-            sampler=optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=5, multivariate=True),
+            sampler=self.sampler or optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=5, multivariate=True),
         )
         for ws in known:
             searcher.add_evaluated_point(ws.config, ws.score)

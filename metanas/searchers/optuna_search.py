@@ -41,16 +41,22 @@ def suggest(trial, p: Param):
 class OptunaSearcher(Searcher):
     name = "optuna"
 
-    def __init__(self, seed: int = 0, sampler: str = "tpe", fidelities: Sequence[float] | None = None) -> None:
+    def __init__(self, seed: int = 0, sampler: Any = "tpe", fidelities: Sequence[float] | None = None) -> None:
+        """`sampler`: 'tpe', 'cmaes', 'random', or an Optuna sampler object (e.g.
+        `metanas.MemorySampler`), used as it is (its own seed applies)."""
         super().__init__(seed)
-        if sampler not in ("tpe", "cmaes", "random"):
-            raise ValueError(f"sampler: expected 'tpe', 'cmaes' or 'random', got {sampler!r}")
+        if isinstance(sampler, str) and sampler not in ("tpe", "cmaes", "random"):
+            raise ValueError(f"sampler: expected 'tpe', 'cmaes', 'random' or an Optuna sampler, got {sampler!r}")
         self.sampler = sampler
         self.fidelities = list(fidelities) if fidelities else None
+        if not isinstance(sampler, str):
+            self.name = f"optuna+{type(sampler).__name__}"
 
     def _make_sampler(self):
         import optuna
 
+        if not isinstance(self.sampler, str):
+            return self.sampler
         if self.sampler == "tpe":
             return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=5, multivariate=True)
         if self.sampler == "cmaes":

@@ -39,6 +39,26 @@ class Categorical:
     def encode(self, value: Any) -> list[float]:
         return [1.0 if c == value else 0.0 for c in self.choices]
 
+    def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
+        """Values one step away from `value` (for local search): every other choice."""
+        return [c for c in self.choices if c != value]
+
+
+@dataclass(frozen=True)
+class Ordinal(Categorical):
+    """An ordered list of values (a grid of learning rates, layer widths): sampled,
+    validated and searched like a categorical, but encoded by position, so that
+    neighbouring values are close for every model of the space."""
+
+    def encode(self, value: Any) -> list[float]:
+        index = self.choices.index(value)
+        return [index / (len(self.choices) - 1) if len(self.choices) > 1 else 0.0]
+
+    def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
+        """The values next to `value` in the order."""
+        i = self.choices.index(value)
+        return [self.choices[j] for j in (i - 1, i + 1) if 0 <= j < len(self.choices)]
+
 
 @dataclass(frozen=True)
 class _Range:
@@ -78,6 +98,20 @@ class _Range:
     def encode(self, value: Any) -> list[float]:
         return [_unit(value, self.low, self.high, self.log)]
 
+    def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
+        """Four nearby values: steps of 5% of the range (on the log scale if log) each way,
+        and two random ones within 20%."""
+        u = _unit(value, self.low, self.high, self.log)
+        steps = [-0.05, 0.05, rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)]
+        out = {self._from_unit(min(1.0, max(0.0, u + d))) for d in steps}
+        out.discard(value)
+        return sorted(out)
+
+    def _from_unit(self, u: float) -> Any:
+        if self.log:
+            return self._cast(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+        return self._cast(self.low + u * (self.high - self.low))
+
 
 @dataclass(frozen=True)
 class Int(_Range):
@@ -102,7 +136,7 @@ class Float(_Range):
     high: float
 
 
-Param = Union[Categorical, Int, Float]
+Param = Union[Categorical, Int, Float]  # (an Ordinal is a Categorical)
 
 
 def _unit(value: float, low: float, high: float, log: bool) -> float:
@@ -151,6 +185,12 @@ class SearchSpace:
     def sample(self, rng: random.Random | int | None = None) -> dict[str, Any]:
         rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         return {p.name: p.sample(rng) for p in self.params}
+
+    def neighbours(self, config: dict[str, Any], rng: random.Random | int | None = None) -> list[dict[str, Any]]:
+        """Configs that differ from `config` in one parameter, by one step (local search)."""
+        rng = rng if isinstance(rng, random.Random) else random.Random(rng)
+        config = self.validate(config)
+        return [{**config, p.name: v} for p in self.params for v in p.neighbours(config[p.name], rng)]
 
     def encode(self, config: dict[str, Any]) -> list[float]:
         """A fixed-length vector: one-hot for categoricals, [0, 1] for numbers."""

@@ -33,11 +33,23 @@ def test_search_then_inspect_the_memory(tmp_path, capsys):
 
     assert main(["memory", "export", str(mem), str(tmp_path / "all.parquet")]) == 0
     assert (tmp_path / "all.parquet").stat().st_size > 0
+    capsys.readouterr()
+
+    assert main(["predict", "hpobench/segment", "--memory", str(mem), "-n", "3", "--json"]) == 0
+    proposals = json.loads(capsys.readouterr().out)["proposals"]
+    assert len(proposals) == 3 and all(0 <= p["predicted"] <= 1 and p["regret"] >= 0 for p in proposals)
+    assert main(["predict", "hpobench/segment", "--memory", str(mem), "-n", "2"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "predicted" in table[0] and len(table) == 3
+    assert (mem / "models").is_dir()  # the surrogate was kept next to the memory
 
 
 def test_bad_memory_commands_fail_with_one_line(tmp_path, capsys):
     assert main(["memory", "ls", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", "hpobench/car", "--memory", str(tmp_path / "missing")]) == 2
+    assert main(["predict", "nope/car", "--memory", str(tmp_path)]) == 2
+    assert main(["predict", "hpobench/car", "--memory", str(tmp_path), "-n", "0"]) == 2
     assert main(["search", "nope/none", "--memory", str(tmp_path)]) == 2
     assert "unknown" in capsys.readouterr().err
 

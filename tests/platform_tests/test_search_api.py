@@ -59,3 +59,32 @@ def test_search_rejects_bad_arguments(tmp_path):
         metanas.search(family_member(0.5), SPACE, task_id="t", budget=0)
     with pytest.raises(ValueError, match="searcher"):
         metanas.search(family_member(0.5), SPACE, task_id="t", searcher="grid", budget=10)
+
+
+def test_a_search_whose_every_evaluation_fails_raises_one_clear_error_and_leaves_the_memory_alone(tmp_path):
+    memory = tmp_path / "mem"
+    metanas.search(family_member(0.6), SPACE, task_id="past", memory=memory, budget=10, warm_start="none")
+    for warm_start in ("none", "model", "memory"):  # (the NaN of issue 10 crashed the memory's embedding)
+        with pytest.raises(metanas.SearchFailed, match="every one of the 5 trials failed") as err:
+            metanas.search(lambda c: float("nan"), SPACE, task_id="t", memory=memory, budget=5, warm_start=warm_start)
+        assert len(err.value.trials) == 5
+    store = MemoryStore(memory)
+    assert store.keys() == ["search/past/optuna/none/0"] and not store.problems
+
+
+def test_the_model_policy_is_the_default_and_proposals_come_from_the_memory(tmp_path):
+    memory = tmp_path / "mem"
+    for i, h in enumerate(np.linspace(0.55, 0.8, 5)):
+        metanas.search(family_member(h), SPACE, task_id=f"past{i}", memory=memory, budget=20, warm_start="none", seed=i)
+    result = metanas.search(family_member(0.7), SPACE, task_id="new", memory=memory, budget=12)
+    assert result.searcher == "optuna+MemorySampler" and len(result.evaluated) == 12
+    assert evals_to_target(result, 0.5) <= 6
+    proposals = metanas.propose(SPACE, memory, task_id="new", n=3)
+    assert len(proposals) == 3
+    for config, predicted, uncertainty in proposals:
+        assert SPACE.validate(config) == config and 0 <= predicted <= 1 and uncertainty >= 0
+    assert proposals[0][0]["act"] == "gelu"
+    with pytest.raises(ValueError, match="not a memory directory"):
+        metanas.propose(SPACE, tmp_path / "nope")
+    with pytest.raises(ValueError, match="searcher='optuna'"):
+        metanas.search(family_member(0.7), SPACE, task_id="new", searcher="random", budget=5, warm_start="model")

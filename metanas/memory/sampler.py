@@ -1,0 +1,122 @@
+"""`MemorySampler`: transfer from a metanas memory inside an Optuna study, so Optuna (and
+Ray Tune, through `OptunaSearch(sampler=...)`) users get it without leaving their study.
+
+    study = optuna.create_study(direction="maximize", sampler=metanas.MemorySampler(space, memory="mem/"))
+    study.optimize(objective, n_trials=50)
+
+Each trial asks the memory's model (`metanas.memory.transfer.MemoryModel`) for the next
+config, given the study's finished and running trials. After `handoff` trials, or as soon
+as no stored task ranks the study's results better than chance, Optuna's TPE takes over
+with every trial so far: the model is best at choosing the first evaluations, TPE at
+refining (measured in `metanas bench warmstart`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from metanas.memory.acquisition import MIN_EVIDENCE
+from metanas.memory.transfer import MemoryModel, Proposal
+from metanas.memory.warmstart import PastTask, past_tasks
+from metanas.searchers.optuna_search import optuna_distributions
+from metanas.searchers.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+HANDOFF = 20  # trials chosen by the memory's model before TPE takes over
+
+
+class MemorySampler(BaseSampler):
+    def __init__(
+        self,
+        space: SearchSpace,
+        memory: str | Path | None = None,
+        *,
+        past: Sequence[PastTask] | None = None,
+        task_id: str = "",
+        family: str | None = None,
+        seed: int = 0,
+        handoff: int = HANDOFF,
+    ) -> None:
+        """`memory`: a memory directory (its records of `space`, except `task_id`'s own, are
+        the stored tasks; the trained surrogate is kept there). `past`: the stored tasks
+        given directly instead. Neither: a cold search (TPE)."""
+        if not isinstance(space, SearchSpace):
+            raise TypeError(f"space must be a metanas SearchSpace, got {type(space).__name__}")
+        self.space = space
+        self.memory = Path(memory) if memory is not None else None
+        self.past = list(past) if past is not None else None
+        self.task_id, self.family, self.seed, self.handoff = task_id, family, seed, handoff
+        self.distributions = optuna_distributions(space)
+        self.tpe = TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+        self.model: MemoryModel | None = None
+        self.handed_over = False
+        self.history: list[Proposal] = []  # what the model proposed, and why (its task weights)
+
+    def _model(self) -> MemoryModel:
+        if self.model is None:
+            past = self.past
+            embedder = ""
+            if past is None:
+                past = []
+                if self.memory is not None:
+                    from metanas.memory.store import MemoryStore
+
+                    store = MemoryStore(self.memory)
+                    past = past_tasks(store, self.space, self.family, self.task_id, with_embeddings=True)
+                    embedder = past[0].embedder if past else ""
+            self.model = MemoryModel(self.space, past, self.seed, directory=self.memory, embedder=embedder)
+            log.debug("memory sampler: %d stored tasks of this space", len(self.model.tasks))
+            self.handed_over = not self.model.tasks  # nothing to transfer: a cold TPE search
+        return self.model
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.tpe.infer_relative_search_space(study, trial) if self.handed_over else dict(self.distributions)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+        configs, scores, pending = [], [], []
+        for t in study.get_trials(deepcopy=False):
+            if t.number == trial.number or not set(self.space.names) <= set(t.params):
+                continue
+            config = {n: t.params[n] for n in self.space.names}
+            if t.state == TrialState.RUNNING:
+                pending.append(config)
+            elif t.state == TrialState.COMPLETE and t.value is not None:
+                configs.append(config)
+                scores.append(sign * t.value)
+            elif t.state in (TrialState.FAIL, TrialState.PRUNED):
+                configs.append(config)
+                scores.append(float("-inf"))
+        model = self._model()
+        if not self.handed_over:
+            proposal = model.suggest(configs, scores, pending)
+            cold = len(configs) >= MIN_EVIDENCE and not proposal.weights.sum()
+            if len(configs) < self.handoff and not cold:
+                self.history.append(proposal)
+                return proposal.config
+            log.debug("memory sampler: TPE takes over after %d trials (%s)", len(configs), "nothing transfers" if cold else "hand-off")
+            self.handed_over = True
+        return self.tpe.sample_relative(study, trial, self.tpe.infer_relative_search_space(study, trial))
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self.tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.tpe.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.tpe.reseed_rng()
+
