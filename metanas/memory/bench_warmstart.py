@@ -28,7 +28,9 @@ from metanas.memory.embedders import estimated_landmarks
 from metanas.memory.gp import rank_normalise
 from metanas.memory.surrogate import spearman
 from metanas.memory.tables import TableTask, load_table, synthetic_family
-from metanas.memory.warmstart import PastTask, plan_warm_start
+from metanas.memory.transfer import MemoryModel
+from metanas.memory.records import PastTask
+from metanas.memory.warmstart import plan_warm_start
 from metanas.searchers.base import WarmStart
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
@@ -54,18 +56,19 @@ def load_tasks(table: str) -> list[TableTask]:
     return [load_table(cls, name) for name in cls.available_dataset_names]
 
 
-def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: int, seed: int) -> tuple[list[float], Any]:
+def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: int, seed: int, model: Any = None) -> tuple[list[float], Any]:
     """Exactly what `metanas.search(..., warm_start=policy)` does for a black-box objective
     (see `metanas.platform.search`); returns the scores in the order they were paid for,
-    probes first, and the searcher's sampler (the model's, for `model`)."""
+    probes first, and the searcher's sampler (the model's, for `model`). `model`: the
+    memory's `MemoryModel`, built once for all the policies of one task and seed."""
     from metanas.memory.sampler import MemorySampler
 
     space, objective = task.space, task.objective()
     if policy == "model":
-        sampler = MemorySampler(space, past=memory, seed=seed)
+        sampler = MemorySampler(space, past=memory, seed=seed, model=model)
         result = OptunaSearcher(seed=seed, sampler=sampler).search(objective, space, budget)
         return [t.score for t in result.evaluated], sampler
-    plan = plan_warm_start(policy, space, memory, objective, budget)
+    plan = plan_warm_start(policy, space, memory, objective, budget, model=model)
     result = OptunaSearcher(seed=seed).search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
     return [ws.score for ws in plan.told] + [t.score for t in result.evaluated], None
 
@@ -101,8 +104,9 @@ def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
         perfect = [WarmStart(dict(zip(space.names, keys[j]))) for j in greedy_portfolio(np.delete(full_ranks, i, 0), 10)]
         result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=perfect)
         curves["portfolio_full"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
+        model = MemoryModel(space, memory, seed)  # (the same for every policy: trained once)
         for method, policy in POLICIES.items():
-            scores, sampler = warm_search(t, memory, policy, budget, seed)
+            scores, sampler = warm_search(t, memory, policy, budget, seed, model)
             curves[method][t.name] = _curve(t, scores)
             if sampler is not None and sampler.model is not None and sampler.model.surrogate is not None:
                 X = sampler.model.encode([dict(zip(space.names, keys[j])) for j in pick])

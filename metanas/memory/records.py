@@ -81,3 +81,14 @@ def records_to_table(records: Sequence[TaskRecord]) -> pa.Table:
         "created_at": [float(r.created_at) for r in records],
     }
     return pa.Table.from_pydict(cols, schema=ARROW_SCHEMA)
+
+
+@dataclass(frozen=True)
+class PastTask:
+    """What a policy needs of a stored record: its trials and how similar it is."""
+
+    task_id: str
+    trials: Sequence[dict[str, Any]]  # {"config": ..., "score": ...}
+    similarity: float = 0.0
+    embedding: Any = None  # the record's embedding (a vector), when the policy uses one
+    embedder: str = ""  # whose embedding it is

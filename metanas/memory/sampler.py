@@ -24,7 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from metanas.memory.acquisition import MIN_EVIDENCE
 from metanas.memory.transfer import MemoryModel, Proposal
-from metanas.memory.warmstart import PastTask, past_tasks
+from metanas.memory.records import PastTask
+from metanas.memory.warmstart import past_tasks
 from metanas.searchers.optuna_search import optuna_distributions
 from metanas.searchers.space import SearchSpace
 
@@ -44,10 +45,12 @@ class MemorySampler(BaseSampler):
         family: str | None = None,
         seed: int = 0,
         handoff: int = HANDOFF,
+        model: MemoryModel | None = None,
     ) -> None:
         """`memory`: a memory directory (its records of `space`, except `task_id`'s own, are
         the stored tasks; the trained surrogate is kept there). `past`: the stored tasks
-        given directly instead. Neither: a cold search (TPE)."""
+        given directly instead (or `model`, already built from them). None of them: a cold
+        search (TPE)."""
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a metanas SearchSpace, got {type(space).__name__}")
         self.space = space
@@ -56,7 +59,7 @@ class MemorySampler(BaseSampler):
         self.task_id, self.family, self.seed, self.handoff = task_id, family, seed, handoff
         self.distributions = optuna_distributions(space)
         self.tpe = TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
-        self.model: MemoryModel | None = None
+        self.model: MemoryModel | None = model
         self.handed_over = False
         self.history: list[Proposal] = []  # what the model proposed, and why (its task weights)
 

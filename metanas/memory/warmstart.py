@@ -21,24 +21,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from metanas.memory.records import PastTask
 from metanas.memory.surrogate import finite_trials, knn_surrogate, spearman
+from metanas.memory.transfer import MemoryModel
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key
 
 POLICIES = ("model", "memory", "portfolio", "none")
 N_PROBES = 5  # measured on NAS-Bench-201 and HPOBench: 5 beat 3 probes and the plain portfolio
 MAX_PAST_TASKS = 500  # the most recent same-space records a black-box warm start weighs
-
-
-@dataclass(frozen=True)
-class PastTask:
-    """What a policy needs of a stored record: its trials and how similar it is."""
-
-    task_id: str
-    trials: Sequence[dict[str, Any]]  # {"config": ..., "score": ...}
-    similarity: float = 0.0
-    embedding: Any = None  # the record's embedding (a vector), when the policy uses one
-    embedder: str = ""  # whose embedding it is
 
 
 @dataclass
@@ -79,18 +70,20 @@ def plan_warm_start(
     n_warm: int = 5,
     told: Sequence[WarmStart] = (),
     by_embedding: bool = False,
+    model: MemoryModel | None = None,
 ) -> WarmStartPlan:
     """Plan a search's first evaluations. `past` holds the stored tasks to learn from (with
     their similarity when `by_embedding`); `told` are evaluations this task already paid for
     (e.g. landmark probes). The black-box `memory` policy evaluates up to `N_PROBES` probes
-    with `objective`, always leaving at least one evaluation of `budget` to the search."""
+    with `objective`, always leaving at least one evaluation of `budget` to the search.
+    `model`: the memory's model of `past`, when the caller has built it already."""
     if policy not in POLICIES:
         raise ValueError(f"warm_start: expected one of {POLICIES}, got {policy!r}")
     plan = WarmStartPlan(told=list(told))
     if policy in ("none", "model") or not past:  # (`model` transfers inside its sampler)
         return plan
     if policy == "portfolio":
-        plan.queued, plan.dropped = portfolio(space, past, n_warm)
+        plan.queued, plan.dropped = portfolio(space, past, n_warm, model)
     elif by_embedding:
         plan.queued, plan.dropped = select_warm_start(space, rank_configs(past), n_warm)
         plan.similarity = {t.task_id: t.similarity for t in past}
@@ -98,7 +91,7 @@ def plan_warm_start(
         if objective is None:
             raise ValueError("the memory policy needs the objective to probe the task with")
         room = N_PROBES if budget is None else budget - len(plan.told) - 1
-        _probe_and_rank(plan, space, past, objective, min(N_PROBES, room), n_warm)
+        _probe_and_rank(plan, space, past, objective, min(N_PROBES, room), n_warm, model)
     return plan
 
 
@@ -146,7 +139,13 @@ def select_warm_start(
     return fit_warm_start(space, [WarmStart(config, None, score) for config, score in ranked], limit=n)
 
 
-def portfolio(space: SearchSpace, past: Sequence[PastTask], n: int) -> tuple[list[WarmStart], int]:
+def portfolio(space: SearchSpace, past: Sequence[PastTask], n: int, model: MemoryModel | None = None) -> tuple[list[WarmStart], int]:
+    """`n` configs for the expected best over the stored tasks: the cross-task surrogate's
+    greedy portfolio (`MemoryModel.portfolio`). Stored tasks of a single trial each (as a
+    campaign's DARTS records) train no surrogate: then the configs good on most tasks."""
+    model = model or MemoryModel(space, past)
+    if model.tasks:
+        return [WarmStart(config, None, predicted) for config, predicted, _ in model.portfolio(n)], 0
     flat = [PastTask(t.task_id, t.trials, 0.0) for t in past]
     return select_warm_start(space, rank_configs(flat), n)
 
@@ -158,6 +157,7 @@ def _probe_and_rank(
     objective: Callable[[dict[str, Any]], float],
     n_probes: int,
     n_warm: int,
+    model: MemoryModel | None = None,
 ) -> None:
     """The `memory` policy for black-box objectives.
 
@@ -166,7 +166,7 @@ def _probe_and_rank(
        trials rank those probes (Spearman of its surrogate vs the observed scores): a task
        that ranks them the opposite way gets weight ~0, which guards against negative
        transfer. 3. Warm-start from every stored trial, weighted that way."""
-    probes, dropped = portfolio(space, past, max(0, n_probes))
+    probes, dropped = portfolio(space, past, max(0, n_probes), model)
     configs = [p.config for p in probes]
     scores = [float(objective(c)) for c in configs]
     weighted = []

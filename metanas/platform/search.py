@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
-from metanas.memory.warmstart import POLICIES, PastTask, past_tasks, plan_warm_start
+from metanas.memory.records import PastTask
+from metanas.memory.warmstart import POLICIES, past_tasks, plan_warm_start
 from metanas.searchers.base import Objective, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
 

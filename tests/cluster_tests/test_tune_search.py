@@ -24,7 +24,7 @@ class TestTuneSearcher(SearcherContract):
 def test_ray_tune_searches_with_the_memory_sampler(ray_session, tmp_path):
     """Tune users reach the memory through OptunaSearch(sampler=MemorySampler(...))."""
     from metanas.memory.sampler import MemorySampler
-    from metanas.memory.warmstart import PastTask
+    from metanas.memory.records import PastTask
     from metanas.searchers.random_search import RandomSearcher
     from metanas.testing.searchers import BEST, SPACE, toy_score
 

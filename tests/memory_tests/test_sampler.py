@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from metanas.memory.sampler import MemorySampler
-from metanas.memory.warmstart import PastTask
+from metanas.memory.records import PastTask
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
 from metanas.testing import SearcherContract

@@ -13,7 +13,7 @@ from metanas.memory.acquisition import MIN_CHANCE_TEST, greedy_portfolio, task_w
 from metanas.memory.cross_task import CrossTaskSurrogate, TaskData
 from metanas.memory.gp import GP, rank_normalise
 from metanas.memory.transfer import MemoryModel, train_surrogate
-from metanas.memory.warmstart import PastTask
+from metanas.memory.records import PastTask
 from metanas.searchers.space import Categorical, Ordinal, SearchSpace
 
 GRID = tuple(round(v, 1) for v in np.linspace(0, 1, 11))
