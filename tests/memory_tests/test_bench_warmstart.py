@@ -43,6 +43,8 @@ def test_bench_output_schema_and_the_memory_helps_early(tmp_path):
                             "tasks_worse_than_tpe@10_2se", "tasks_worse_than_tpe@50_2se"}
         assert row["regret@10"] <= row["regret@5"] <= row["regret@1"]
         assert 1 <= row["evals_to_target@0.1"] <= 13
+    paired = bench["paired_vs_tpe"]["metanas_model"]
+    assert len(paired) == 3 and all(set(p) == {"diff@10", "se@10", "diff@50", "se@50"} for p in paired.values())
     # the memory's first evaluations are configs good on the table's other tasks
     assert methods["metanas_model"]["regret@5"] < methods["tpe"]["regret@5"]
     plot_curves(result, str(tmp_path / "curves.png"))
