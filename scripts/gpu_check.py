@@ -1,0 +1,104 @@
+"""GPU check, run on a machine with a CUDA device (no Ray needed: the Ray-free task runner).
+
+    python scripts/gpu_check.py [OUT.json]
+
+1. Supernet training-step time at 28x28 (Omniglot's size), batch 25, 7 ops, 3 nodes:
+   CPU with one thread against CUDA, fp32 and bf16 autocast, side by side in one run.
+2. The demo campaign's meta-train and meta-test tasks through `TaskRunner` on CUDA: the
+   path a TaskWorker takes when Ray assigns it a GPU. Prints and writes the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metanas.searchers.darts.cell_space import CellSpace  # noqa: E402
+from metanas.searchers.darts.supernet import Supernet  # noqa: E402
+
+
+def step_ms(device: str, channels: int, cells: int, dtype: torch.dtype | None, repeats: int = 20) -> float:
+    """Median time of one forward+backward+Adam step of the supernet on a batch of 25."""
+    torch.manual_seed(0)
+    net = Supernet(CellSpace(nodes=3, channels=channels, cells=cells), 1, 5).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.rand(25, 1, 28, 28, device=device)
+    y = torch.arange(25, device=device) % 5
+    times = []
+    for i in range(repeats + 3):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 3:  # warm-up steps excluded
+            times.append((time.perf_counter() - t) * 1000)
+    return round(sorted(times)[len(times) // 2], 2)
+
+
+def task_runner_on(device: str) -> dict:
+    import yaml
+
+    from metanas.cluster.messages import TestTask, TrainTask
+    from metanas.cluster.schema import Campaign
+    from metanas.cluster.task_runner import TaskRunner
+    from metanas.searchers.darts.adaptation import get_params
+
+    campaign = Campaign.model_validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "metanas/platform/demo_campaign.yaml").read_text()))
+    runner = TaskRunner(campaign, device=device)
+    theta = {name: get_params(campaign.model_spec(name).build(seed=0)) for name in ("metanas", "reptile_fixed")}
+    out = {}
+    for name in ("metanas", "reptile_fixed"):
+        t = time.perf_counter()
+        for slot in range(4):
+            delta, result = runner.meta_train_task(TrainTask(name, 0, slot), theta[name])
+        out[f"meta_train_{name}_s_per_task"] = round((time.perf_counter() - t) / 4, 4)
+        out[f"meta_train_{name}_device_of_net"] = str(next(runner._nets[name].parameters()).device)
+        out[f"meta_train_{name}_query_accuracy_after"] = round(result.query_accuracy_after, 3)
+    t = time.perf_counter()
+    tests = [runner.meta_test_task(TestTask(i), theta) for i in range(10)]
+    out["meta_test_s_per_task"] = round((time.perf_counter() - t) / 10, 4)
+    out["meta_test_mean_accuracy_untrained"] = {m: round(sum(r.accuracy[m] for r in tests) / 10, 3) for m in tests[0].accuracy}
+    return out
+
+
+def main() -> None:
+    cuda = torch.cuda.is_available()
+    result = {
+        "torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    torch.set_num_threads(1)
+    for channels, cells in ((16, 3), (28, 4)):
+        key = f"supernet_step_ms_c{channels}_cells{cells}"
+        result[key] = {"cpu_1_thread": step_ms("cpu", channels, cells, None, repeats=5)}
+        if cuda:
+            result[key]["cuda_fp32"] = step_ms("cuda", channels, cells, None)
+            result[key]["cuda_bf16_autocast"] = step_ms("cuda", channels, cells, torch.bfloat16)
+        print(key, result[key], flush=True)
+    result["task_runner_cpu"] = task_runner_on("cpu")
+    print("task_runner_cpu", result["task_runner_cpu"], flush=True)
+    if cuda:
+        result["task_runner_cuda"] = task_runner_on("cuda")
+        print("task_runner_cuda", result["task_runner_cuda"], flush=True)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
