@@ -65,6 +65,19 @@ def _bench_warmstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_step(args: argparse.Namespace) -> int:
+    import json
+
+    for name in ("image_size", "batch", "channels", "cells", "nodes", "threads", "rounds"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
+    from metanas.searchers.darts.bench_step import bench_step
+
+    result = bench_step(args.image_size, args.batch, args.channels, args.cells, args.nodes, args.threads, args.rounds)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from metanas.cluster import jobs
 
@@ -116,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     scaling.add_argument("--iterations", type=int, default=12)
     scaling.add_argument("--json", action="store_true", help="print only the JSON result")
 
+    step = bench_sub.add_parser("step", help="the supernet's training step with and without the speed settings, side by side")
+    step.add_argument("--image-size", type=int, default=28, help="default 28 (Omniglot)")
+    step.add_argument("--batch", type=int, default=25, help="default 25")
+    step.add_argument("--channels", type=int, default=16, help="default 16")
+    step.add_argument("--cells", type=int, default=3, help="default 3")
+    step.add_argument("--nodes", type=int, default=3, help="default 3")
+    step.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    step.add_argument("--rounds", type=int, default=6, help="interleaved rounds of 3 steps each (default 6)")
+    step.add_argument("--json", action="store_true", help="print only the JSON result")
+
     warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on lookup tables")
     warm.add_argument("--budget", type=int, default=50, help="evaluations per search (default 50)")
     warm.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5; 20 for tight intervals)")
@@ -142,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return _jobs(args)
         if args.command == "bench" and args.bench == "scaling":
             return _bench_scaling(args.iterations, args.json)
+        if args.command == "bench" and args.bench == "step":
+            return _bench_step(args)
         if args.command == "bench" and args.bench == "warmstart":
             return _bench_warmstart(args)
         return cli_memory.run(args)

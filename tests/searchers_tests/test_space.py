@@ -74,3 +74,30 @@ def test_supernet_and_discrete_network_from_its_genotype():
     assert sum(p.numel() for p in discrete.parameters()) < sum(p.numel() for p in net.parameters())
     with pytest.raises(ValueError):
         DiscreteNet(cell, ("conv_3x3",), 1, 5)
+
+
+def test_the_speed_settings_change_nothing_but_rounding():
+    import torch
+
+    from metanas.searchers.darts.supernet import Speed
+
+    space = CellSpace(nodes=3, channels=8, cells=2)
+    x = torch.rand(6, 1, 12, 12)
+    outs, grads = [], []
+    for speed in (Speed(channels_last=False, shared_relu=False), Speed()):
+        torch.manual_seed(0)
+        net = Supernet(space, 1, 3, speed)
+        loss = net(x).square().sum()
+        loss.backward()
+        outs.append(net(x).detach())
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-4) for n in grads[0])
+    assert dict(net.named_parameters())["stem.0.weight"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bench_step_reports_both_variants():
+    from metanas.searchers.darts.bench_step import bench_step
+
+    r = bench_step(image_size=8, batch=4, channels=4, cells=1, nodes=1, rounds=1, steps=1)
+    assert set(r["step_ms"]) == {"before", "channels_last", "after"} and r["speedup"] > 0
