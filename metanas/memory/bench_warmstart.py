@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
