@@ -2,8 +2,9 @@
 
     python scripts/gpu_check.py [OUT.json]
 
-1. Supernet training-step time at 28x28 (Omniglot's size), batch 25, 7 ops, 3 nodes:
-   CPU with one thread against CUDA, fp32 and bf16 autocast, side by side in one run.
+1. Supernet training-step time at 28x28 (Omniglot's size), batch 25, 7 ops, 3 nodes
+   (`metanas bench step`: without and with the speed settings): CPU with one thread,
+   CUDA in fp32 and with bf16 autocast.
 2. The demo campaign's meta-train and meta-test tasks through `TaskRunner` on CUDA: the
    path a TaskWorker takes when Ray assigns it a GPU. Prints and writes the numbers.
 """
@@ -17,36 +18,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metanas.searchers.darts.cell_space import CellSpace  # noqa: E402
-from metanas.searchers.darts.supernet import Supernet  # noqa: E402
-
-
-def step_ms(device: str, channels: int, cells: int, dtype: torch.dtype | None, repeats: int = 20) -> float:
-    """Median time of one forward+backward+Adam step of the supernet on a batch of 25."""
-    torch.manual_seed(0)
-    net = Supernet(CellSpace(nodes=3, channels=channels, cells=cells), 1, 5).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(25, 1, 28, 28, device=device)
-    y = torch.arange(25, device=device) % 5
-    times = []
-    for i in range(repeats + 3):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
-            loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 3:  # warm-up steps excluded
-            times.append((time.perf_counter() - t) * 1000)
-    return round(sorted(times)[len(times) // 2], 2)
+from metanas.searchers.darts.bench_step import bench_step  # noqa: E402
 
 
 def task_runner_on(device: str) -> dict:
@@ -81,14 +56,16 @@ def main() -> None:
         "torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "cpu": platform.processor() or platform.machine(),
     }
-    torch.set_num_threads(1)
     for channels, cells in ((16, 3), (28, 4)):
         key = f"supernet_step_ms_c{channels}_cells{cells}"
-        result[key] = {"cpu_1_thread": step_ms("cpu", channels, cells, None, repeats=5)}
+        result[key] = {"cpu_1_thread": bench_step(channels=channels, cells=cells, rounds=2)["step_ms"]}
         if cuda:
-            result[key]["cuda_fp32"] = step_ms("cuda", channels, cells, None)
-            result[key]["cuda_bf16_autocast"] = step_ms("cuda", channels, cells, torch.bfloat16)
+            result[key]["cuda_fp32"] = bench_step(channels=channels, cells=cells, device="cuda")["step_ms"]
+            result[key]["cuda_bf16_autocast"] = bench_step(
+                channels=channels, cells=cells, device="cuda", autocast=torch.bfloat16
+            )["step_ms"]
         print(key, result[key], flush=True)
+    torch.set_num_threads(1)
     result["task_runner_cpu"] = task_runner_on("cpu")
     print("task_runner_cpu", result["task_runner_cpu"], flush=True)
     if cuda:

@@ -4,7 +4,6 @@ marks a complete checkpoint, so a crash mid-way leaves the previous one in force
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from typing import Protocol
@@ -58,7 +57,7 @@ class Checkpointer:
         self.memory.append(records)
         new = dataclasses.replace(
             state,
-            counts=copy.deepcopy(counts),
+            counts=dataclasses.replace(counts),  # a copy: the scheduler goes on counting
             workers=tally.merge(state.workers),
             wall_s=self.wall_before + (time.time() - self.session_start),
             meta_learner={"versions": reply.versions, "streams": reply.streams},

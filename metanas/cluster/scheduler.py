@@ -14,6 +14,7 @@ and what happens when the MetaLearner restarts. Tested against an in-process poo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict, deque
 from typing import Any, Callable, Iterator, Protocol
@@ -68,7 +69,7 @@ class MetaTrainScheduler:
     def run(self, state: TrainState) -> TrainState:
         """Meta-train from `state` to the end of the campaign, rewinding as needed."""
         while True:
-            self.counts = Counters(**vars(state.counts))
+            self.counts = dataclasses.replace(state.counts)  # a copy: a rewind goes back to it
             self.tally.load(state.workers)
             self.records = []
             self.incarnation = self.learner.incarnation()
@@ -134,7 +135,7 @@ class MetaTrainScheduler:
             self.bar.update(1)
             done = iteration + 1
             if done % plan.checkpoint_every == 0 or done == plan.iterations:
-                state = self._checkpoint(TrainState(**{**vars(state), "iteration": done, "curve": curve}))
+                state = self._checkpoint(dataclasses.replace(state, iteration=done, curve=curve))
         return state
 
     def _async(self, state: TrainState) -> TrainState:
@@ -173,8 +174,9 @@ class MetaTrainScheduler:
             if progress >= next_checkpoint or len(finished) == total:
                 if len(finished) == total:
                     self.learner.flush()
-                fields = {**vars(state), "iteration": progress, "curve": curve, "finished": finished, "open_accs": open_accs}
-                state = self._checkpoint(TrainState(**fields))
+                state = self._checkpoint(
+                    dataclasses.replace(state, iteration=progress, curve=curve, finished=finished, open_accs=open_accs)
+                )
                 next_checkpoint = (progress // every + 1) * every
         return state
 

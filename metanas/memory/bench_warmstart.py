@@ -15,6 +15,7 @@ worse than TPE only when its mean paired difference over seeds exceeds two stand
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -81,20 +82,28 @@ def _curve(task: TableTask, scores: list[float]) -> list[float]:
     return out
 
 
+@functools.lru_cache(maxsize=1)  # a process runs the seeds of one table one after another
+def _table(table: str) -> tuple[list[TableTask], list[tuple], np.ndarray]:
+    """A table's tasks, its configs, and every task's normalised rank of every config."""
+    tasks = load_tasks(table)
+    keys = list(tasks[0].scores)
+    return tasks, keys, np.stack([rank_normalise(np.asarray([t.scores[k] for k in keys])) for t in tasks])
+
+
 def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
     """One table and seed: every method on every held-out task (a process of its own)."""
-    tasks = load_tasks(table)
+    tasks, keys, full_ranks = _table(table)
     space = tasks[0].space
-    keys = list(tasks[0].scores)
     pick = np.random.default_rng(0).permutation(len(keys))[:SPEARMAN_SAMPLE]
-    full_ranks = np.stack([rank_normalise(np.asarray([t.scores[k] for k in keys])) for t in tasks])
     cold = {t.name: OptunaSearcher(seed=seed).search(t.objective(), space, budget) for t in tasks}
     records = {t.name: [tr.to_dict() for tr in cold[t.name].evaluated] for t in tasks}
+    # Each stored search as its memory record would hold it, embedding included.
+    stored = {n: PastTask(n, r, embedding=estimated_landmarks(space, r)[1]) for n, r in records.items()}
     curves: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
     rho = []
     for i, t in enumerate(tasks):
         others = [o for o in tasks if o.name != t.name]
-        memory = [PastTask(o.name, records[o.name], embedding=estimated_landmarks(space, records[o.name])[1]) for o in others]
+        memory = [stored[o.name] for o in others]
         objective = t.objective()
         curves["tpe"][t.name] = _curve(t, [tr.score for tr in cold[t.name].evaluated])
         curves["random"][t.name] = _curve(t, [tr.score for tr in RandomSearcher(seed=seed).search(objective, space, budget).evaluated])

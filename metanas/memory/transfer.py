@@ -108,7 +108,7 @@ def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0
     when it was trained on exactly these tasks, updated incrementally when tasks were
     added, trained afresh otherwise."""
     tasks, dims = _with_usable_embeddings(tasks)
-    config_dims = len(space.encode(space.sample(0)))
+    config_dims = space.encoded_dims
     file = None
     if directory is not None:
         name = hashlib.sha256(f"{space.signature}\0{embedder}".encode()).hexdigest()[:16]
@@ -143,7 +143,7 @@ class MemoryModel:
         extra = [t["config"] for task in past for t in finite_trials(task.trials)]
         self.candidates = candidate_configs(space, CANDIDATES, seed, extra)
         self.keys = [config_key(c) for c in self.candidates]
-        self.width = len(space.encode(space.sample(0)))
+        self.width = space.encoded_dims
         self.X = self.encode(self.candidates)
         self.F = self.predict_stored(self.X)
         # Where a stored task evaluated a candidate, its own result beats any prediction.

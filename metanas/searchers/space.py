@@ -192,6 +192,11 @@ class SearchSpace:
         config = self.validate(config)
         return [{**config, p.name: v} for p in self.params for v in p.neighbours(config[p.name], rng)]
 
+    @property
+    def encoded_dims(self) -> int:
+        """The length of `encode`'s vectors."""
+        return len(self.encode(self.sample(0)))
+
     def encode(self, config: dict[str, Any]) -> list[float]:
         """A fixed-length vector: one-hot for categoricals, [0, 1] for numbers."""
         config = self.validate(config)
