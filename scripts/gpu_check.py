@@ -34,17 +34,19 @@ def task_runner_on(device: str) -> dict:
 
     campaign = Campaign.model_validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "metanas/platform/demo_campaign.yaml").read_text()))
     runner = TaskRunner(campaign, device=device)
-    theta = {name: get_params(campaign.model_spec(name).build(seed=0)) for name in ("metanas", "reptile_fixed")}
+    derived = campaign.fixed_genotype()  # (a stand-in for the genotype a campaign derives)
+    names = campaign.meta_trained()
+    theta = {name: get_params(campaign.model_spec(name, derived).build(seed=0)) for name in names}
     out = {}
-    for name in ("metanas", "reptile_fixed"):
+    for name in names:
         t = time.perf_counter()
         for slot in range(4):
-            delta, result = runner.meta_train_task(TrainTask(name, 0, slot), theta[name])
+            delta, result = runner.meta_train_task(TrainTask(name, 0, slot, True, derived), theta[name])
         out[f"meta_train_{name}_s_per_task"] = round((time.perf_counter() - t) / 4, 4)
-        out[f"meta_train_{name}_device_of_net"] = str(next(runner._nets[name].parameters()).device)
+        out[f"meta_train_{name}_device_of_net"] = str(next(runner._nets[name, derived].parameters()).device)
         out[f"meta_train_{name}_query_accuracy_after"] = round(result.query_accuracy_after, 3)
     t = time.perf_counter()
-    tests = [runner.meta_test_task(TestTask(i), theta) for i in range(10)]
+    tests = [runner.meta_test_task(TestTask(i, 0, derived), theta) for i in range(10)]
     out["meta_test_s_per_task"] = round((time.perf_counter() - t) / 10, 4)
     out["meta_test_mean_accuracy_untrained"] = {m: round(sum(r.accuracy[m] for r in tests) / 10, 3) for m in tests[0].accuracy}
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 import ray
 
-from metanas.cluster.messages import SaveReply, SubmitReply, TestResult, TestTask, TrainTask, WorkerInfo
+from metanas.cluster.messages import SaveReply, SubmitReply, TestResult, TestTask, TrainTask, ValidationResult, ValidationTask, WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,15 @@ class TaskWorker:
             result, base_version=base_version, worker=self.info_, task_seconds=time.perf_counter() - start
         )
 
-    def meta_test(self, task: TestTask, metanas_params: dict, fixed_params: dict) -> TestResult:
-        params = {"metanas": from_wire(metanas_params), "reptile_fixed": from_wire(fixed_params)}
-        return dataclasses.replace(self.runner.meta_test_task(task, params), worker=self.info_)
+    def meta_test(self, task: TestTask, *params: dict) -> TestResult:
+        """`params`: every meta-trained learner's, in `Campaign.meta_trained()` order (refs
+        are resolved only as top-level arguments)."""
+        names = self.runner.campaign.meta_trained()
+        result = self.runner.meta_test_task(task, {name: from_wire(p) for name, p in zip(names, params)})
+        return dataclasses.replace(result, worker=self.info_)
+
+    def validate(self, task: ValidationTask, params: dict) -> ValidationResult:
+        return dataclasses.replace(self.runner.validation_task(task, from_wire(params)), worker=self.info_)
 
 
 @ray.remote(max_restarts=3, max_task_retries=3)
@@ -90,12 +96,14 @@ class MetaLearner:
     and re-runs the work since. The constructor takes no tensors (the driver writes an
     iteration-0 checkpoint first), so Ray can always restart it."""
 
-    def __init__(self, schedule: dict[str, Any], run_dir: str, async_settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, schedule: dict[str, Any], run_dir: str, async_settings: dict[str, Any] | None, learners: tuple[str, ...]
+    ) -> None:
         from metanas.cluster.meta_learner import AsyncSettings, MetaLearnerCore
         from metanas.searchers.darts.reptile import MetaSchedule
 
         settings = AsyncSettings(**async_settings) if async_settings else None
-        self.core = MetaLearnerCore(MetaSchedule(**schedule), run_dir, settings)
+        self.core = MetaLearnerCore(MetaSchedule(**schedule), run_dir, settings, learners)
 
     def pid(self) -> int:
         return os.getpid()
@@ -117,8 +125,11 @@ class MetaLearner:
         """(version, parameters): what an async task starts from."""
         return self.core.current_version(learner), to_wire(self.core.params[learner])
 
-    def alpha(self, learner: str):
-        return self.core.params[learner]["alpha"]
+    def arch(self, learner: str) -> dict:
+        """The learner's architecture parameters ('alpha', and 'alpha_reduce' with reduction cells)."""
+        from metanas.searchers.darts.reptile import is_arch_param
+
+        return {k: v for k, v in self.core.params[learner].items() if is_arch_param(k)}
 
     def apply(self, learner: str, iteration: int, *deltas: dict) -> int:
         return self.core.apply(learner, iteration, [from_wire(d) for d in deltas])

@@ -57,7 +57,7 @@ class Checkpointer:
         self.memory.append(records)
         new = dataclasses.replace(
             state,
-            counts=dataclasses.replace(counts),  # a copy: the scheduler goes on counting
+            counts=counts.copy(),  # a copy: the scheduler goes on counting
             workers=tally.merge(state.workers),
             wall_s=self.wall_before + (time.time() - self.session_start),
             meta_learner={"versions": reply.versions, "streams": reply.streams},

@@ -33,6 +33,7 @@ class TrainTask:
     iteration: int
     slot: int
     update_alpha: bool = True
+    derived: tuple[str, ...] | None = None  # the derived network's genotype (second stage)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class TestTask:
     __test__ = False  # not a pytest test class, whatever its name says
 
     index: int
+    evaluation: int = 0  # which of the campaign's (n_way, k_shot) evaluations
+    derived: tuple[str, ...] | None = None  # the derived network's genotype, if it was trained
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,25 @@ class TestResult:
     index: int
     accuracy: dict[str, float]  # method -> query accuracy
     genotype: tuple[str, ...]  # the architecture the supernet derived for this task
+    worker: WorkerInfo | None = None
+    evaluation: int = 0
+
+
+@dataclass(frozen=True)
+class ValidationTask:
+    """One fixed validation episode scored by one meta-trained learner as it was at the
+    checkpoint of `iteration` (for the learning curves)."""
+
+    learner: str
+    iteration: int
+    episode: int
+    derived: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    task: ValidationTask
+    accuracy: float
     worker: WorkerInfo | None = None
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 from metanas.cluster.messages import SaveReply, SubmitReply
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.schema import LEARNERS
 from metanas.memory.atomic import save_tensors
 from metanas.searchers.darts.reptile import AsyncReptile, KeySet, MetaSchedule, Params, StalenessBound, UpdateOutcome, reptile_step
 
@@ -37,8 +36,15 @@ class AsyncSettings:
 
 
 class MetaLearnerCore:
-    def __init__(self, schedule: MetaSchedule, run_dir: str, async_settings: AsyncSettings | None = None) -> None:
+    def __init__(
+        self,
+        schedule: MetaSchedule,
+        run_dir: str,
+        async_settings: AsyncSettings | None = None,
+        learners: tuple[str, ...] = ("metanas", "reptile_fixed"),
+    ) -> None:
         self.schedule = schedule
+        self.learners = tuple(learners)
         self.run_dir = RunDir(run_dir)
         self.async_settings = async_settings
         self.reload()
@@ -50,13 +56,13 @@ class MetaLearnerCore:
         if checkpoint is None:
             raise RuntimeError(f"{self.run_dir.root}: no checkpoint to start the MetaLearner from")
         self.incarnation = uuid.uuid4().hex
-        self.params: dict[str, Params] = {name: checkpoint.params(name) for name in LEARNERS}
-        self.version = {name: checkpoint.iteration for name in LEARNERS}
+        self.params: dict[str, Params] = {name: checkpoint.params(name) for name in self.learners}
+        self.version = {name: checkpoint.iteration for name in self.learners}
         self.streams: dict[str, AsyncReptile] = {}
         if self.async_settings is not None:
             s = self.async_settings
             saved = checkpoint.state.get("meta_learner", {}).get("streams", {})
-            for name in LEARNERS:
+            for name in self.learners:
                 mine = saved.get(name, {})
                 self.streams[name] = AsyncReptile(
                     self.params[name],  # shared: the stream updates it in place

@@ -9,7 +9,6 @@ import ray
 from ray.exceptions import ObjectLostError
 
 from metanas.cluster.messages import SaveReply, SubmitReply, UpdateLost
-from metanas.cluster.schema import LEARNERS
 from metanas.cluster.worker_pool import WAIT_TIMEOUT_S
 
 
@@ -18,8 +17,9 @@ def _get(ref: Any) -> Any:
 
 
 class RemoteMetaLearner:
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, learners: tuple[str, ...]) -> None:
         self.actor = actor
+        self.learners = learners
 
     def params(self, learner: str) -> Any:
         """A reference to the learner's current parameters (never fetched by the driver)."""
@@ -29,13 +29,13 @@ class RemoteMetaLearner:
         """References to (version, parameters), read when the task is handed out."""
         return self.actor.snapshot.remote(learner)
 
-    def alpha(self, learner: str) -> Any:
-        return _get(self.actor.alpha.remote(learner))
+    def arch(self, learner: str) -> dict:
+        return _get(self.actor.arch.remote(learner))
 
     def apply(self, iteration: int, updates: dict[str, list]) -> list[int]:
         """One sync step per learner; each learner's version after it."""
         try:
-            return _get([self.actor.apply.remote(name, iteration, *updates.get(name, [])) for name in LEARNERS])
+            return _get([self.actor.apply.remote(name, iteration, *updates.get(name, [])) for name in self.learners])
         except ObjectLostError as err:
             raise UpdateLost(f"an update of iteration {iteration} was lost with its node") from err
 

@@ -47,6 +47,7 @@ class RunDir:
         self.campaign_file = self.root / "campaign.yaml"
         self.summary_file = self.root / "summary.json"
         self.curve_png = self.root / "meta_train.png"
+        self.validation_png = self.root / "validation.png"
 
     def save_campaign(self, campaign: Campaign) -> None:
         atomic_write_bytes(self.campaign_file, yaml.safe_dump(campaign.model_dump(mode="json"), sort_keys=False).encode())
@@ -61,16 +62,26 @@ class RunDir:
         stem = self.checkpoints / f"iter_{iteration:06d}"
         return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
+    def _complete(self, state_path: Path) -> Checkpoint | None:
+        """The checkpoint of `state_path` if its state file and tensors are both complete.
+        The state file is written last, so its presence means the tensors were on disk."""
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            log.warning("skipping unreadable checkpoint %s: %s", state_path, err)
+            return None
+        tensors = state_path.with_suffix(".safetensors")
+        return Checkpoint(int(state["iteration"]), state, tensors) if tensors.is_file() else None
+
+    def checkpoints_list(self) -> list[Checkpoint]:
+        """Every complete checkpoint, oldest first."""
+        found = (self._complete(p) for p in sorted(self.checkpoints.glob("iter_*.json")))
+        return [c for c in found if c is not None]
+
     def latest_checkpoint(self) -> Checkpoint | None:
-        """The newest checkpoint whose state file and tensors are both complete. The state
-        file is written last, so its presence means the tensors were already on disk."""
+        """The newest complete checkpoint."""
         for state_path in sorted(self.checkpoints.glob("iter_*.json"), reverse=True):
-            tensors = state_path.with_suffix(".safetensors")
-            try:
-                state = json.loads(state_path.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                log.warning("skipping unreadable checkpoint %s: %s", state_path, err)
-                continue
-            if tensors.is_file():
-                return Checkpoint(int(state["iteration"]), state, tensors)
+            checkpoint = self._complete(state_path)
+            if checkpoint is not None:
+                return checkpoint
         return None

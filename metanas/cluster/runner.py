@@ -1,6 +1,12 @@
 """The cluster side of one campaign: start the actors, meta-train, meta-test, return the
 results (the platform writes the report).
 
+Meta-training has two stages, as MetaNAS' pipeline: first the supernet and the fixed
+baselines side by side; then the discrete network of the architecture the supernet found
+(`metanas_derived`), meta-trained the same way with the same budget, its checkpoints under
+OUT/derived/. Then the learning curves (every meta-trained learner at every validation
+checkpoint, on fixed validation episodes) and meta-test (every evaluation).
+
     runner = CampaignRunner(campaign, RunDir(out))
     try:
         result = runner.run(checkpoint)     # checkpoint: None, or the one to resume from
@@ -14,22 +20,23 @@ and each worker's update ref goes straight back to it.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import asdict, dataclass
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from metanas.cluster.actors import MemoryWriter, MetaLearner
+from metanas.cluster.actors import MemoryWriter, MetaLearner, to_wire
 from metanas.cluster.checkpointer import Checkpointer, write_initial_checkpoint
 from metanas.cluster.connect import connect
-from metanas.cluster.messages import Outcome, TestResult, TestTask, WorkerInfo
+from metanas.cluster.messages import Outcome, TestResult, TestTask, ValidationTask, WorkerInfo
 from metanas.cluster.remote import RemoteMemory, RemoteMetaLearner
 from metanas.cluster.run_dir import Checkpoint, RunDir
 from metanas.cluster.scheduler import MetaTrainScheduler
-from metanas.cluster.schema import LEARNERS, Campaign
+from metanas.cluster.schema import DERIVED, Campaign
 from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally, meta_train_summary
+from metanas.searchers.stats import mean_ci95
 from metanas.cluster.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -37,16 +44,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CampaignResult:
-    meta_train: dict[str, Any]  # summary.json's meta_train section
+    meta_train: dict[str, Any]  # summary.json's meta_train section (the first stage's, plus `derived_stage`)
     curve: list[dict[str, float]]  # per iteration, each learner's query accuracy before adaptation
-    tests: list[TestResult]  # one per held-out task, in task order
+    tests: list[TestResult]  # one per held-out task and evaluation, in (evaluation, task) order
     genotype: tuple[str, ...]  # the meta-learned architecture (argmax of the meta-learned alpha)
+    validation: list[dict[str, Any]] = field(default_factory=list)  # the learning curves
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, unit="it", dynamic_ncols=True)
+
+
+@dataclass
+class Stage:
+    """One meta-training stage: its plan, its run directory and its MetaLearner."""
+
+    plan: TrainPlan
+    run_dir: RunDir
+    learner: RemoteMetaLearner
+    state: TrainState
 
 
 class CampaignRunner:
@@ -66,78 +84,142 @@ class CampaignRunner:
         self.home = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         memory = campaign.memory or str(run_dir.root / "memory")
         self.memory = RemoteMemory(MemoryWriter.options(num_cpus=0, scheduling_strategy=self.home).remote(memory))
-        self.learner: RemoteMetaLearner | None = None
+        self.stages: list[Stage] = []
         self.worker_info: list[WorkerInfo] = []
-        self.state: TrainState | None = None
+
+    @property
+    def learner(self) -> RemoteMetaLearner | None:
+        """The first stage's MetaLearner (the supernet's)."""
+        return self.stages[0].learner if self.stages else None
+
+    @property
+    def state(self) -> TrainState | None:
+        return self.stages[0].state if self.stages else None
 
     def close(self) -> None:
         self.pool.close()
-        for actor in [self.memory.actor] + ([self.learner.actor] if self.learner else []):
+        for actor in [self.memory.actor] + [stage.learner.actor for stage in self.stages]:
             ray.kill(actor)
 
-    def start(self, checkpoint: Checkpoint | None = None) -> None:
-        """Start the MetaLearner (from `checkpoint`, or from a fresh iteration-0 checkpoint)
-        and wait until it and every worker are up. Idempotent; benchmarks call it before
-        their clock starts, as starting processes that import torch is a one-off cost."""
-        if self.learner is not None:
-            return
+    def _start_stage(self, plan: TrainPlan, run_dir: RunDir, checkpoint: Checkpoint | None) -> Stage:
+        """Start a stage's MetaLearner from `checkpoint`, or from a fresh iteration-0 one."""
         if checkpoint is not None:
-            log.info("resuming from the checkpoint at iteration %d", checkpoint.iteration)
-            self.state = TrainState.from_json(checkpoint.state)
+            log.info("resuming %s from the checkpoint at iteration %d", run_dir.root, checkpoint.iteration)
+            state = TrainState.from_json(checkpoint.state)
         else:
-            params = {name: self._initial_params(name) for name in LEARNERS}
-            self.state = write_initial_checkpoint(self.run_dir, params)
+            params = {name: self._initial_params(name, plan.derived) for name in plan.learners}
+            state = write_initial_checkpoint(run_dir, params)
         mt = self.campaign.meta_train
         settings = None
         if mt.updates == "async":
             settings = {"meta_batch": mt.meta_batch, "max_staleness": mt.max_staleness, "stale_policy": mt.stale_policy}
         actor = MetaLearner.options(num_cpus=0, scheduling_strategy=self.home).remote(
-            asdict(self.plan.schedule), str(self.run_dir.root), settings
+            asdict(plan.schedule), str(run_dir.root), settings, plan.learners
         )
-        self.learner = RemoteMetaLearner(actor)
+        stage = Stage(plan, run_dir, RemoteMetaLearner(actor, plan.learners), state)
+        self.stages.append(stage)
+        return stage
+
+    def start(self, checkpoint: Checkpoint | None = None) -> None:
+        """Start the first stage's MetaLearner and wait until it and every worker are up.
+        Idempotent; benchmarks call it before their clock starts, as starting processes
+        that import torch is a one-off cost."""
+        if self.stages:
+            return
+        self._start_stage(self.plan, self.run_dir, checkpoint)
         self.worker_info = self.pool.wait_started()
         # The MetaLearner and the memory are up too (a memory that cannot be opened fails now).
         self.learner.incarnation()
         self.memory.count()
 
-    def _initial_params(self, learner: str) -> dict:
-        """Both learners start from the same seed-determined initialisation."""
+    def _initial_params(self, learner: str, derived: tuple[str, ...] | None = None) -> dict:
+        """Every learner starts from the same seed-determined initialisation."""
         from metanas.searchers.darts.adaptation import get_params
 
-        return get_params(self.campaign.model_spec(learner).build(seed=self.campaign.seed))
+        return get_params(self.campaign.model_spec(learner, derived).build(seed=self.campaign.seed))
 
-    def meta_train(self, checkpoint: Checkpoint | None = None) -> tuple[dict[str, Any], list[dict[str, float]]]:
-        """Meta-train to the end of the campaign; return (summary, curve)."""
-        self.start(checkpoint)
-        state = self.state
+    def _train(self, stage: Stage, desc: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
+        state = stage.state
         resumed_from = state.iteration
-        checkpointer = Checkpointer(self.run_dir, self.learner, self.memory, wall_before=state.wall_s)
-        bar = _progress(self.plan.iterations, state.iteration, "meta-train", self.progress)
-        scheduler = MetaTrainScheduler(self.plan, self.pool, self.learner, checkpointer, WorkerTally(self.worker_info), bar)
+        checkpointer = Checkpointer(stage.run_dir, stage.learner, self.memory, wall_before=state.wall_s)
+        bar = _progress(stage.plan.iterations, state.iteration, desc, self.progress)
+        scheduler = MetaTrainScheduler(stage.plan, self.pool, stage.learner, checkpointer, WorkerTally(self.worker_info), bar)
         try:
-            state = scheduler.run(state)
+            stage.state = scheduler.run(state)
         finally:
             bar.close()
-        return meta_train_summary(self.plan, state, scheduler.restarts, resumed_from), state.curve
+        return meta_train_summary(stage.plan, stage.state, scheduler.restarts, resumed_from), stage.state.curve
+
+    def meta_train(self, checkpoint: Checkpoint | None = None) -> tuple[dict[str, Any], list[dict[str, float]]]:
+        """Meta-train the first stage to its end; return (summary, curve)."""
+        self.start(checkpoint)
+        return self._train(self.stages[0], "meta-train")
+
+    def genotype(self) -> tuple[str, ...]:
+        """The architecture the meta-learned supernet derives (argmax of its alpha)."""
+        return tuple(self.campaign.space.cell_space().genotype_of(self.learner.arch("metanas")))
+
+    def derived_stage(self) -> dict[str, Any]:
+        """The second stage: meta-train the derived network; return its summary."""
+        genotype = self.genotype()
+        run_dir = RunDir(self.run_dir.root / "derived")
+        plan = TrainPlan.from_campaign(self.campaign, derived=genotype)
+        stage = self._start_stage(plan, run_dir, run_dir.latest_checkpoint())
+        summary, _ = self._train(stage, "meta-train derived")
+        return {**summary, "genotype": list(genotype)}
+
+    def validation_curves(self) -> list[dict[str, Any]]:
+        """Every meta-trained learner at every validation checkpoint, on the same fixed
+        validation episodes: [{"iteration", "accuracy": {learner: {"mean", "ci95"}}}]."""
+        v = self.campaign.meta_train.validation
+        if v is None:
+            return []
+        every = v.every or self.campaign.meta_train.checkpoint_every
+        queue, refs = deque(), {}
+        for stage in self.stages:
+            for checkpoint in stage.run_dir.checkpoints_list():
+                if checkpoint.iteration % every and checkpoint.iteration != stage.plan.iterations:
+                    continue
+                for name in stage.plan.learners:
+                    refs[name, checkpoint.iteration] = ray.put(to_wire(checkpoint.params(name)))
+                    queue.extend(ValidationTask(name, checkpoint.iteration, e, stage.plan.derived) for e in range(v.episodes))
+        accs: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        bar = _progress(len(queue), 0, "validation", self.progress)
+        for attempt in self.pool.run(queue, lambda t: (refs[t.learner, t.iteration],), "validation"):
+            if attempt.outcome is Outcome.FAILED:
+                raise RuntimeError(f"validation task {attempt.task} failed: {attempt.error}")
+            if attempt.outcome is Outcome.COMPLETED:
+                accs[attempt.task.iteration][attempt.task.learner].append(attempt.result.accuracy)
+                bar.update(1)
+        bar.close()
+        return [
+            {"iteration": it, "accuracy": {name: mean_ci95(values) for name, values in accs[it].items()}} for it in sorted(accs)
+        ]
 
     def meta_test(self) -> tuple[list[TestResult], tuple[str, ...]]:
-        """Score every held-out task with every method; return (results, meta genotype)."""
+        """Score every held-out task of every evaluation with every method; return
+        (results, meta genotype)."""
         c = self.campaign
-        refs = {name: self.learner.params(name) for name in LEARNERS}
-        genotype = c.space.cell_space().derive_genotype(self.learner.alpha("metanas"))
-        queue = deque(TestTask(i) for i in range(c.meta_test.tasks))
+        learners = {name: stage.learner for stage in self.stages for name in stage.plan.learners}
+        args = tuple(learners[name].params(name) for name in c.meta_trained())
+        genotype = self.genotype()
+        derived = genotype if DERIVED in learners else None
+        queue = deque(TestTask(i, e, derived) for e, ev in enumerate(c.evaluations()) for i in range(ev.tasks))
         results = []
-        bar = _progress(c.meta_test.tasks, 0, "meta-test", self.progress)
-        for attempt in self.pool.run(queue, lambda task: (refs["metanas"], refs["reptile_fixed"]), "meta-test"):
+        bar = _progress(len(queue), 0, "meta-test", self.progress)
+        for attempt in self.pool.run(queue, lambda task: args, "meta-test"):
             if attempt.outcome is Outcome.FAILED:
                 raise RuntimeError(f"meta-test task {attempt.task.index} failed: {attempt.error}")
             if attempt.outcome is Outcome.COMPLETED:
                 results.append(attempt.result)
                 bar.update(1)
         bar.close()
-        return sorted(results, key=lambda r: r.index), genotype
+        return sorted(results, key=lambda r: (r.evaluation, r.index)), genotype
 
     def run(self, checkpoint: Checkpoint | None = None) -> CampaignResult:
         meta_train, curve = self.meta_train(checkpoint)
+        if DERIVED in self.campaign.meta_trained():
+            meta_train["derived_stage"] = self.derived_stage()
+        validation = self.validation_curves()
         tests, genotype = self.meta_test()
-        return CampaignResult(meta_train, curve, tests, genotype)
+        return CampaignResult(meta_train, curve, tests, genotype, validation)

@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterator, Protocol
 
 from metanas.cluster.checkpointer import Checkpointer
 from metanas.cluster.messages import Attempt, MetaLearnerRestarted, Outcome, SaveReply, SubmitReply, TrainTask, UpdateLost
-from metanas.cluster.schema import LEARNERS
 from metanas.cluster.train_state import Counters, TrainPlan, TrainState, WorkerTally, curve_row
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class MetaTrainScheduler:
     def run(self, state: TrainState) -> TrainState:
         """Meta-train from `state` to the end of the campaign, rewinding as needed."""
         while True:
-            self.counts = dataclasses.replace(state.counts)  # a copy: a rewind goes back to it
+            self.counts = state.counts.copy()  # a copy: a rewind goes back to it
             self.tally.load(state.workers)
             self.records = []
             self.incarnation = self.learner.incarnation()
@@ -106,13 +105,13 @@ class MetaTrainScheduler:
         return state
 
     def _show(self, row: dict[str, float]) -> None:
-        self.bar.set_postfix(acc=f"{row['metanas']:.3f}", fixed=f"{row['reptile_fixed']:.3f}")
+        self.bar.set_postfix(**{name: f"{row[name]:.3f}" for name in self.plan.learners})
 
     def _sync(self, state: TrainState) -> TrainState:
         plan = self.plan
         curve = list(state.curve)
         for iteration in range(state.iteration, plan.iterations):
-            theta = {name: self.learner.params(name) for name in LEARNERS}
+            theta = {name: self.learner.params(name) for name in plan.learners}
             # Longest tasks first (the supernet's), so the iteration does not end on one.
             queue = deque(plan.task(iteration * plan.per_iteration + k) for k in range(plan.per_iteration))
             updates: dict[str, list] = defaultdict(list)
@@ -130,7 +129,7 @@ class MetaTrainScheduler:
             if any(v != iteration + 1 for v in versions):
                 raise MetaLearnerRestarted()
             self.counts.applied += sum(len(u) for u in updates.values())
-            curve.append(curve_row(iteration, accs))
+            curve.append(curve_row(iteration, accs, plan.learners))
             self._show(curve[-1])
             self.bar.update(1)
             done = iteration + 1
@@ -166,7 +165,7 @@ class MetaTrainScheduler:
             finished.add(plan.number(task))
             first = task.iteration * plan.per_iteration
             if all(n in finished for n in range(first, first + plan.per_iteration)):
-                curve.append(curve_row(task.iteration, open_accs.pop(task.iteration, {})))
+                curve.append(curve_row(task.iteration, open_accs.pop(task.iteration, {}), plan.learners))
                 self._show(curve[-1])
                 curve.sort(key=lambda r: r["iteration"])
             progress = len(finished) // plan.per_iteration

@@ -7,6 +7,8 @@ silently ignored setting. The driver, the actors and the task runner all read th
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import TYPE_CHECKING, Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,8 +17,15 @@ from metanas.searchers.darts.cell_space import CellSpace
 
 if TYPE_CHECKING:  # torch loads only where a network is built, not to read a campaign
     from metanas.searchers.darts.adaptation import AdaptSettings, ModelSpec
+    from metanas.searchers.darts.reptile import MetaSchedule
 
-LEARNERS = ("metanas", "reptile_fixed")  # what meta-training learns: the supernet, the fixed cell
+# What meta-training learns. The first stage: the supernet and the fixed-architecture
+# baselines, side by side. The second stage (MetaNAS' pipeline): the discrete network of
+# the architecture the first stage found, meta-trained the way the baselines were.
+LEARNERS = ("metanas", "reptile_fixed", "reptile_conv4", "metanas_derived")
+FIRST_STAGE = LEARNERS[:3]
+DERIVED = "metanas_derived"
+BASELINES = ("metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes")
 _CELL = CellSpace()  # its defaults are the campaign's
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -59,6 +68,11 @@ class SpaceSettings(_Strict):
     channels: PositiveInt = _CELL.channels
     cells: PositiveInt = _CELL.cells
     norm: Literal["group", "batch"] = "group"
+    reduction: bool = _CELL.reduction  # reduction cells (own architecture) instead of max pools
+    input_cells: Literal[1, 2] = _CELL.input_cells  # 2: each cell also reads the cell before last
+    drop_path: Annotated[float, Field(ge=0, lt=1)] = _CELL.drop_path
+    partial_channels: PositiveInt = _CELL.partial_channels  # PC-DARTS' K: 1/K of the channels mixed (1: off)
+    edge_normalization: bool = _CELL.edge_normalization  # PC-DARTS' per-edge weights (beta)
 
     @model_validator(mode="after")
     def _is_a_cell_space(self) -> "SpaceSettings":
@@ -69,7 +83,11 @@ class SpaceSettings(_Strict):
         return self
 
     def cell_space(self) -> CellSpace:
-        return CellSpace(nodes=self.nodes, ops=tuple(self.ops), channels=self.channels, cells=self.cells, norm=self.norm)
+        return CellSpace(
+            nodes=self.nodes, ops=tuple(self.ops), channels=self.channels, cells=self.cells, norm=self.norm,
+            reduction=self.reduction, input_cells=self.input_cells, drop_path=self.drop_path,
+            partial_channels=self.partial_channels, edge_normalization=self.edge_normalization,
+        )
 
 
 class InnerLoop(_Strict):
@@ -77,12 +95,18 @@ class InnerLoop(_Strict):
     lr_w: PositiveFloat
     lr_alpha: PositiveFloat
     batch_size: NonNegativeInt = 0
+    # Meta-test (MetaNAS): the architecture adapts only in the first part of the steps,
+    # then the ops whose edge weight fell below prune_threshold are switched off.
+    alpha_fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
+    prune_threshold: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
     def settings(self, update_alpha: bool = True) -> "AdaptSettings":
         """The inner loop's settings for `adapt` (the one place they are built)."""
         from metanas.searchers.darts.adaptation import AdaptSettings
 
-        return AdaptSettings(self.steps, self.lr_w, self.lr_alpha, self.batch_size, update_alpha)
+        return AdaptSettings(
+            self.steps, self.lr_w, self.lr_alpha, self.batch_size, update_alpha, self.alpha_fraction, self.prune_threshold
+        )
 
 
 class MetaTrainSettings(_Strict):
@@ -96,6 +120,11 @@ class MetaTrainSettings(_Strict):
     beta_alpha: PositiveFloat = 1.0
     beta_final_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     alpha_warmup: NonNegativeInt = 0
+    # The supernet's softmax temperature, annealed geometrically over meta-training
+    # (MetaNAS: 1.0 -> 0.05, so the mixture sharpens towards the architecture it derives);
+    # meta-test uses the last one.
+    temperature_start: PositiveFloat = 1.0
+    temperature_end: PositiveFloat = 1.0
     checkpoint_every: PositiveInt = 10
     task_retries: NonNegativeInt = 2
     # sync: every iteration waits for its meta_batch tasks, then takes one Reptile step.
@@ -106,17 +135,56 @@ class MetaTrainSettings(_Strict):
     updates: Literal["sync", "async"] = "sync"
     max_staleness: NonNegativeInt = 2
     stale_policy: Literal["downweight", "drop"] = "downweight"
+    validation: Optional[ValidationSettings] = None
+
+    @model_validator(mode="after")
+    def _no_pruning_in_training(self) -> "MetaTrainSettings":
+        if self.inner.prune_threshold > 0:  # a pruned op's -inf would enter the Reptile update
+            raise ValueError("meta_train.inner.prune_threshold: pruning is for meta-test only; leave it at 0")
+        return self
+
+    @model_validator(mode="after")
+    def _validation_at_checkpoints(self) -> "MetaTrainSettings":
+        v = self.validation
+        if v is not None and v.every is not None and v.every % self.checkpoint_every:
+            raise ValueError(
+                f"validation.every={v.every} must be a multiple of checkpoint_every={self.checkpoint_every} "
+                "(the curves are measured on checkpoints)"
+            )
+        return self
+
+
+class ValidationSettings(_Strict):
+    """Learning curves: at every checkpoint, each meta-trained method's accuracy on a fixed
+    set of episodes from classes held out of meta-training (never the meta-test classes)."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1  # of the meta-train classes (all rotations of each)
+    every: Optional[PositiveInt] = None  # iterations; a multiple of checkpoint_every (the default)
+    episodes: PositiveInt = 20
+    n_way: Annotated[int, Field(ge=2)] = 5
+    k_shot: PositiveInt = 1
+    query: PositiveInt = 5
+
+
+class Evaluation(_Strict):
+    """One meta-test setting; `tasks` and `query` default to meta_test.tasks and episodes.query."""
+
+    n_way: Annotated[int, Field(ge=2)]
+    k_shot: PositiveInt
+    tasks: Optional[PositiveInt] = None
+    query: Optional[PositiveInt] = None
 
 
 class MetaTestSettings(_Strict):
     tasks: PositiveInt = 200
     adapt: InnerLoop
+    # Several (n_way, k_shot) settings, each on its own held-out tasks; the default is
+    # one: the episodes' n_way and k_shot.
+    evaluations: Optional[list[Evaluation]] = Field(default=None, min_length=1)
     fixed_genotype: Optional[list[str]] = None
-    baselines: list[Literal["reptile_fixed", "scratch", "pixel_prototypes"]] = [
-        "reptile_fixed",
-        "scratch",
-        "pixel_prototypes",
-    ]
+    baselines: list[Literal[BASELINES]] = list(BASELINES)
+    conv4_channels: PositiveInt = 64  # the classic Conv-4 of MAML and Reptile
+    derived_channels: Optional[PositiveInt] = None  # the derived network's width; default the space's
 
 
 class WorkerSettings(_Strict):
@@ -161,16 +229,49 @@ class Campaign(_Strict):
         space = self.space.cell_space()
         conv = "conv_3x3" if "conv_3x3" in space.ops else next(o for o in space.ops if o != "none")
         skip = "skip_connect" if "skip_connect" in space.ops else conv
-        return tuple(conv if source == 0 else skip for _, source in space.edges)
+        cell = tuple(conv if source < space.input_cells else skip for _, source in space.edges)
+        return cell * 2 if space.reduction else cell  # (the reduction cell: the same pattern)
 
-    def model_spec(self, learner: str) -> "ModelSpec":
-        """The network a meta-trained learner adapts: the supernet, or the fixed cell."""
+    def meta_schedule(self) -> "MetaSchedule":
+        from metanas.searchers.darts.reptile import MetaSchedule
+
+        mt = self.meta_train
+        return MetaSchedule(
+            mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup,
+            temperature_start=mt.temperature_start, temperature_end=mt.temperature_end,
+        )
+
+    def first_stage(self) -> tuple[str, ...]:
+        """The learners meta-trained side by side: the supernet and the fixed baselines."""
+        return ("metanas",) + tuple(m for m in FIRST_STAGE[1:] if m in self.meta_test.baselines)
+
+    def meta_trained(self) -> tuple[str, ...]:
+        """Every meta-trained learner, both stages, in the order meta-test passes them."""
+        return self.first_stage() + ((DERIVED,) if DERIVED in self.meta_test.baselines else ())
+
+    def evaluations(self) -> list[Evaluation]:
+        e, mt = self.episodes, self.meta_test
+        given = mt.evaluations or [Evaluation(n_way=e.n_way, k_shot=e.k_shot)]
+        return [ev.model_copy(update={"tasks": ev.tasks or mt.tasks, "query": ev.query or e.query}) for ev in given]
+
+    def model_spec(self, learner: str, derived: tuple[str, ...] | None = None) -> "ModelSpec":
+        """The network a meta-trained learner adapts: the supernet, the fixed cell, Conv-4, or
+        (with `derived`, the first stage's genotype) the derived network."""
         from metanas.searchers.darts.adaptation import ModelSpec
 
         if learner not in LEARNERS:
             raise ValueError(f"learner: expected one of {LEARNERS}, got {learner!r}")
-        genotype = self.fixed_genotype() if learner == "reptile_fixed" else None
-        return ModelSpec(self.space.cell_space(), 1, self.episodes.n_way, genotype)
+        space = self.space.cell_space()
+        if learner == "reptile_conv4":
+            return ModelSpec(space, 1, self.episodes.n_way, conv4_channels=self.meta_test.conv4_channels)
+        if learner == DERIVED:
+            if derived is None:
+                raise ValueError("the derived network needs the genotype the first stage found")
+            channels = self.meta_test.derived_channels or space.channels
+            return ModelSpec(dataclasses.replace(space, channels=channels), 1, self.episodes.n_way, tuple(derived))
+        if learner == "reptile_fixed":
+            return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
+        return ModelSpec(space, 1, self.episodes.n_way, temperature=self.meta_train.temperature_end)
 
     @property
     def image_size(self) -> tuple[int, int]:

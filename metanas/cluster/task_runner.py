@@ -3,6 +3,8 @@
 Meta-training task: load the meta-parameters, adapt on a meta-train episode, return the
 update (adapted - initial), a few numbers and, for the supernet, the task's memory record.
 Meta-test task: one held-out episode scored by every method through the learner API.
+Validation task: one fixed episode from the validation classes, scored by one learner at
+one checkpoint (the learning curves).
 Episodes are derived from (campaign seed, phase, iteration, slot), so a retried task sees
 exactly the same data.
 """
@@ -14,22 +16,36 @@ from typing import Any
 
 import torch
 
-from metanas.cluster.messages import TestResult, TestTask, TrainResult, TrainTask
+from metanas.cluster.messages import TestResult, TestTask, TrainResult, TrainTask, ValidationResult, ValidationTask
 from metanas.cluster.schema import Campaign
 from metanas.memory.embedders import support_embedder_name, support_embedding
 from metanas.memory.records import TaskRecord
 from metanas.searchers.darts.adaptation import Params, adapt, evaluate, get_params, init_head_from_prototypes, set_params
 from metanas.searchers.darts.learner import Learner
-from metanas.searchers.episodes import ClassPool, Episode, digits_pools, folder_pools, pixel_prototype_accuracy
+from metanas.searchers.episodes import (
+    ClassPool,
+    Episode,
+    digits_pools,
+    folder_pools,
+    hold_out_classes,
+    pixel_prototype_accuracy,
+)
 
-META_TRAIN, META_TEST = 0, 1
+META_TRAIN, META_TEST, VALIDATION = 0, 1, 2
 
 
-def build_pools(campaign: Campaign) -> tuple[ClassPool, ClassPool]:
+def build_pools(campaign: Campaign) -> tuple[ClassPool, ClassPool, ClassPool | None]:
+    """(meta-train, meta-test, validation or None) class pools, pairwise disjoint."""
     d = campaign.data
     if d.source == "digits":
-        return digits_pools(d.test_digits, d.rotations, d.split, d.test_classes, campaign.seed)
-    return folder_pools(d.paths, d.image_size, d.test_fraction, d.rotations, campaign.seed, d.invert)
+        train, test = digits_pools(d.test_digits, d.rotations, d.split, d.test_classes, campaign.seed)
+    else:
+        train, test = folder_pools(d.paths, d.image_size, d.test_fraction, d.rotations, campaign.seed, d.invert)
+    v = campaign.meta_train.validation
+    if v is None:
+        return train, test, None
+    train, validation = hold_out_classes(train, v.fraction, campaign.seed)
+    return train, test, validation
 
 
 class TaskRunner:
@@ -38,9 +54,11 @@ class TaskRunner:
     def __init__(self, campaign: Campaign, device: str | torch.device = "cpu") -> None:
         self.campaign = campaign
         self.device = torch.device(device)
-        self.train_pool, self.test_pool = build_pools(campaign)
+        self.train_pool, self.test_pool, self.validation_pool = build_pools(campaign)
         self.space = campaign.space.cell_space()
-        self._nets: dict[str, torch.nn.Module] = {}
+        self.evaluations = campaign.evaluations()
+        self.schedule = campaign.meta_schedule()
+        self._nets: dict[tuple, torch.nn.Module] = {}
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -50,21 +68,35 @@ class TaskRunner:
         e = self.campaign.episodes
         return self.train_pool.sample_episode(e.n_way, e.train_shots, e.train_query, [self.campaign.seed, META_TRAIN, iteration, slot])
 
-    def test_episode(self, index: int) -> Episode:
-        e = self.campaign.episodes
-        return self.test_pool.sample_episode(e.n_way, e.k_shot, e.query, [self.campaign.seed, META_TEST, index])
+    def test_episode(self, index: int, evaluation: int = 0) -> Episode:
+        ev = self.evaluations[evaluation]
+        # (the first evaluation keeps the seeds campaigns had before there were several)
+        seed = [self.campaign.seed, META_TEST, index] + ([evaluation] if evaluation else [])
+        return self.test_pool.sample_episode(ev.n_way, ev.k_shot, ev.query, seed)
 
-    def _net(self, learner: str) -> torch.nn.Module:
-        if learner not in self._nets:
-            self._nets[learner] = self.campaign.model_spec(learner).build(seed=0).to(self.device)
-        return self._nets[learner]
+    def validation_episode(self, index: int) -> Episode:
+        v = self.campaign.meta_train.validation
+        return self.validation_pool.sample_episode(v.n_way, v.k_shot, v.query, [self.campaign.seed, VALIDATION, index])
+
+    def _net(self, learner: str, derived: tuple[str, ...] | None) -> torch.nn.Module:
+        key = (learner, derived)
+        if key not in self._nets:
+            self._nets[key] = self.campaign.model_spec(learner, derived).build(seed=0).to(self.device)
+        return self._nets[key]
+
+    def learner(self, name: str, params: Params | None, derived: tuple[str, ...] | None = None) -> Learner:
+        """The meta-trained method `name` as a user gets it from `metanas.load`."""
+        spec = self.campaign.model_spec(name, derived)
+        return Learner.from_spec(spec, params, self.campaign.meta_test.adapt.settings(), self.image_size, self.device)
 
     def meta_train_task(self, task: TrainTask, theta: Params) -> tuple[Params, TrainResult]:
         """Adapt on one meta-train episode; return (theta_task - theta, result).
         Raises NonFiniteLoss if the loss diverges: that task then fails."""
         ep = self.train_episode(task.iteration, task.slot)
         sx, sy, qx, qy = (torch.as_tensor(a, device=self.device) for a in (ep.support_x, ep.support_y, ep.query_x, ep.query_y))
-        net = self._net(task.learner)
+        net = self._net(task.learner, task.derived)
+        if hasattr(net, "temperature"):  # the supernet's, annealed over meta-training
+            net.temperature = self.schedule.temperature(task.iteration)
         start = time.perf_counter()
         set_params(net, {k: v.to(self.device) for k, v in theta.items()})
         init_head_from_prototypes(net, sx, sy)
@@ -100,25 +132,30 @@ class TaskRunner:
         )
 
     def meta_test_task(self, task: TestTask, params: dict[str, Params]) -> TestResult:
-        """Score one held-out episode with every method, same adaptation budget for all."""
-        ep = self.test_episode(task.index)
-        settings = self.campaign.meta_test.adapt.settings()
-        size = self.image_size
+        """Score one held-out episode with every method, same adaptation budget for all.
+        `params`: each meta-trained learner's meta-parameters."""
+        ep = self.test_episode(task.index, task.evaluation)
         seed = self.campaign.seed * 100003 + task.index
 
         def accuracy(learner: Learner) -> tuple[float, Any]:
             model = learner.adapt(ep.support_x, ep.support_y, seed)
             return float((model.predict(ep.query_x) == ep.query_y).mean()), model
 
-        meta_accuracy, meta = accuracy(Learner(self.space, params["metanas"], settings, size, device=self.device))
+        meta_accuracy, meta = accuracy(self.learner("metanas", params["metanas"]))
         acc = {"metanas": meta_accuracy}
+        for name in params:
+            if name != "metanas":
+                acc[name] = accuracy(self.learner(name, params[name], task.derived))[0]
         baselines = self.campaign.meta_test.baselines
-        if "reptile_fixed" in baselines:
-            fixed = Learner(self.space, params["reptile_fixed"], settings, size, self.campaign.fixed_genotype(), self.device)
-            acc["reptile_fixed"] = accuracy(fixed)[0]
-        if "scratch" in baselines:
-            acc["scratch"] = accuracy(Learner(self.space, None, settings, size, meta.genotype, self.device))[0]
+        if "scratch" in baselines:  # the task's own architecture, from random weights
+            settings = self.campaign.meta_test.adapt.settings()
+            acc["scratch"] = accuracy(Learner(self.space, None, settings, self.image_size, meta.genotype, self.device))[0]
         if "pixel_prototypes" in baselines:
             acc["pixel_prototypes"] = pixel_prototype_accuracy(ep)
-        return TestResult(task.index, acc, tuple(meta.genotype))
+        return TestResult(task.index, acc, tuple(meta.genotype), evaluation=task.evaluation)
+
+    def validation_task(self, task: ValidationTask, params: Params) -> ValidationResult:
+        ep = self.validation_episode(task.episode)
+        model = self.learner(task.learner, params, task.derived).adapt(ep.support_x, ep.support_y, task.episode)
+        return ValidationResult(task, float((model.predict(ep.query_x) == ep.query_y).mean()))
 

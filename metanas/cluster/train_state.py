@@ -12,38 +12,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metanas.cluster.messages import SubmitReply, TrainResult, TrainTask, WorkerInfo
-from metanas.cluster.schema import LEARNERS, Campaign
+from metanas.cluster.schema import Campaign
 from metanas.searchers.darts.reptile import KeySet, MetaSchedule, UpdateOutcome
 
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """What meta-training runs: iterations of `meta_batch` tasks per learner."""
+    """What meta-training runs: iterations of `meta_batch` tasks per learner. A campaign
+    has one plan per stage: the first stage's learners side by side, then the network
+    derived from the supernet (`derived`: its genotype)."""
 
     iterations: int
     meta_batch: int
     checkpoint_every: int
     updates: str  # "sync" or "async"
     schedule: MetaSchedule
+    learners: tuple[str, ...] = ("metanas", "reptile_fixed")
+    derived: tuple[str, ...] | None = None
 
     @classmethod
-    def from_campaign(cls, campaign: Campaign) -> "TrainPlan":
+    def from_campaign(cls, campaign: Campaign, derived: tuple[str, ...] | None = None) -> "TrainPlan":
+        """The first stage's plan, or with `derived` the second stage's."""
         mt = campaign.meta_train
-        schedule = MetaSchedule(mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup)
-        return cls(mt.iterations, mt.meta_batch, mt.checkpoint_every, mt.updates, schedule)
+        learners = campaign.first_stage() if derived is None else ("metanas_derived",)
+        return cls(mt.iterations, mt.meta_batch, mt.checkpoint_every, mt.updates, campaign.meta_schedule(), learners, derived)
 
     @property
     def per_iteration(self) -> int:
-        return self.meta_batch * len(LEARNERS)
+        return self.meta_batch * len(self.learners)
 
     def task(self, number: int) -> TrainTask:
         """Task `number` of the campaign, in sync order: (iteration, learner, slot)."""
         iteration, rest = divmod(number, self.per_iteration)
         learner, slot = divmod(rest, self.meta_batch)
-        return TrainTask(LEARNERS[learner], iteration, slot, self.schedule.alpha_active(iteration))
+        return TrainTask(self.learners[learner], iteration, slot, self.schedule.alpha_active(iteration), self.derived)
 
     def number(self, task: TrainTask) -> int:
-        return task.iteration * self.per_iteration + LEARNERS.index(task.learner) * self.meta_batch + task.slot
+        return task.iteration * self.per_iteration + self.learners.index(task.learner) * self.meta_batch + task.slot
 
 
 @dataclass
@@ -61,15 +66,22 @@ class Counters:
     staleness_max: int = 0
     inner_ms: int = 0
     task_ms: int = 0
+    learner_ms: dict[str, int] = field(default_factory=dict)  # task time per learner
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Counters":
-        return cls(**{f.name: int(data.get(f.name, 0)) for f in dataclasses.fields(cls)})
+        ints = {f.name: int(data.get(f.name, 0)) for f in dataclasses.fields(cls) if f.name != "learner_ms"}
+        return cls(**ints, learner_ms={k: int(v) for k, v in data.get("learner_ms", {}).items()})
+
+    def copy(self) -> "Counters":
+        return dataclasses.replace(self, learner_ms=dict(self.learner_ms))
 
     def count_result(self, result: TrainResult) -> None:
         self.completed += 1
         self.inner_ms += int(result.seconds * 1000)
         self.task_ms += int(result.task_seconds * 1000)
+        name = result.task.learner
+        self.learner_ms[name] = self.learner_ms.get(name, 0) + int(result.task_seconds * 1000)
 
     def count_update(self, reply: SubmitReply) -> None:
         outcome = reply.outcome
@@ -111,11 +123,11 @@ class TrainState:
         )
 
 
-def curve_row(iteration: int, accs: dict[str, list[float]]) -> dict[str, float]:
+def curve_row(iteration: int, accs: dict[str, list[float]], learners: tuple[str, ...]) -> dict[str, float]:
     """One point of the meta-training curve: each learner's mean query accuracy (before
     adaptation) over the iteration's tasks."""
     row: dict[str, float] = {"iteration": iteration}
-    for name in LEARNERS:
+    for name in learners:
         values = accs.get(name, [])
         row[name] = sum(values) / len(values) if values else float("nan")
     return row
@@ -165,5 +177,6 @@ def meta_train_summary(plan: TrainPlan, state: TrainState, rewinds: int, resumed
         "wall_s": round(state.wall_s, 2),
         "inner_loop_s": round(c.inner_ms / 1000.0, 2),
         "task_s": round(c.task_ms / 1000.0, 2),
+        "learner_task_s": {name: round(ms / 1000.0, 2) for name, ms in c.learner_ms.items()},
         "workers": state.workers,
     }

@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metanas.cluster.actors import TaskWorker
-from metanas.cluster.messages import Attempt, Outcome, TrainTask, WorkerInfo
+from metanas.cluster.messages import Attempt, Outcome, TrainTask, ValidationTask, WorkerInfo
 from metanas.cluster.placement import auto_worker_count, missing_resources
 from metanas.cluster.schema import Campaign
 
@@ -68,6 +68,8 @@ class WorkerPool:
         if isinstance(task, TrainTask):
             update_ref, result_ref = self.workers[w].meta_train.remote(task, *args)
             return result_ref, update_ref
+        if isinstance(task, ValidationTask):
+            return self.workers[w].validate.remote(task, *args), None
         return self.workers[w].meta_test.remote(task, *args), None
 
     def run(self, queue: deque, args_for: Callable[[Any], tuple], what: str) -> Iterator[Attempt]:

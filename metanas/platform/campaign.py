@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.schema import LEARNERS
+from metanas.cluster.schema import DERIVED
 from metanas.platform.config import Campaign, ConfigError
 from metanas.searchers.darts.learner import Learner
 
@@ -54,18 +54,31 @@ def run_campaign(
 
 
 def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Learner:
-    """Load the meta-learned model of a finished or checkpointed campaign.
+    """Load a meta-learned model of a finished or checkpointed campaign: 'metanas' (the
+    supernet), 'metanas_derived' (the network of the architecture it found), or a
+    meta-trained baseline ('reptile_fixed', 'reptile_conv4').
 
-    `which` is 'metanas' (the supernet) or 'reptile_fixed' (the fixed-architecture baseline).
-    """
-    if which not in LEARNERS:
-        raise ValueError(f"which: expected one of {', '.join(LEARNERS)}, got {which!r}")
+    The Learner takes images as the campaign's data source holds them, at any size: it
+    resizes them to the campaign's (e.g. 105x105 Omniglot drawings to 28x28), averages
+    colour channels to grey and inverts them if the campaign's folders were read with
+    invert: true."""
     run = RunDir(Path(run_dir))
     campaign = run.load_campaign()
-    checkpoint = run.latest_checkpoint()
-    if checkpoint is None:
+    if which not in campaign.meta_trained():
+        raise ValueError(f"which: this campaign meta-trained {', '.join(campaign.meta_trained())}; got {which!r}")
+    first = run.latest_checkpoint()
+    if first is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint yet; has meta-training run?")
-    spec = campaign.model_spec(which)
-    return Learner(
-        spec.space, checkpoint.params(which), campaign.meta_test.adapt.settings(), campaign.image_size, spec.genotype, device
+    derived = campaign.space.cell_space().genotype_of(first.params("metanas"))
+    checkpoint = first
+    if which == DERIVED:
+        checkpoint = RunDir(run.root / "derived").latest_checkpoint()
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run_dir}: the derived network has no checkpoint yet (its stage follows the first)")
+    spec = campaign.model_spec(which, tuple(derived))
+    # Users pass images as they come (the folders' own), so the learner inverts them as the
+    # campaign's data source did; meta-test passes the already inverted episodes.
+    invert = getattr(campaign.data, "invert", False)
+    return Learner.from_spec(
+        spec, checkpoint.params(which), campaign.meta_test.adapt.settings(), campaign.image_size, device, invert
     )

@@ -28,7 +28,8 @@ def _run(config: Path, out: Path, resume: bool, address: str | None, workers: in
 
     summary = run_campaign(campaign, out, resume=resume, address=address)
     print(results_table(summary))
-    print(f"summary: {out / 'summary.json'}  curve: {out / 'meta_train.png'}")
+    curves = [out / name for name in ("meta_train.png", "validation.png") if (out / name).exists()]
+    print(f"summary: {out / 'summary.json'}  curves: {'  '.join(map(str, curves))}")
     return 0
 
 
@@ -68,12 +69,17 @@ def _bench_warmstart(args: argparse.Namespace) -> int:
 def _bench_step(args: argparse.Namespace) -> int:
     import json
 
-    for name in ("image_size", "batch", "channels", "cells", "nodes", "threads", "rounds"):
+    for name in ("image_size", "batch", "channels", "cells", "nodes", "threads", "rounds", "partial_channels"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
+    if args.channels % args.partial_channels:
+        raise ConfigError(f"--partial-channels: must divide --channels ({args.channels}), got {args.partial_channels}")
     from metanas.searchers.darts.bench_step import bench_step
 
-    result = bench_step(args.image_size, args.batch, args.channels, args.cells, args.nodes, args.threads, args.rounds)
+    result = bench_step(
+        args.image_size, args.batch, args.channels, args.cells, args.nodes, args.threads, args.rounds,
+        partial_channels=args.partial_channels,
+    )
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
@@ -137,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     step.add_argument("--nodes", type=int, default=3, help="default 3")
     step.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     step.add_argument("--rounds", type=int, default=6, help="interleaved rounds of 3 steps each (default 6)")
+    step.add_argument(
+        "--partial-channels", type=int, default=1, metavar="K",
+        help="PC-DARTS: mix 1/K of the channels on each edge (default 1: all); K > 1 also times K = 1 alongside",
+    )
     step.add_argument("--json", action="store_true", help="print only the JSON result")
 
     warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on lookup tables")

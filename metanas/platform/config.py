@@ -6,6 +6,7 @@ The schema is `metanas.cluster.schema.Campaign` (every model forbids unknown key
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -64,4 +65,14 @@ def load_campaign(path: str | Path) -> Campaign:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return parse_campaign(data, origin=str(path))
+    return parse_campaign(_paths_from(data, path.resolve().parent), origin=str(path))
+
+
+def _paths_from(data: object, base: Path) -> object:
+    """Relative data paths in a campaign file are relative to the file, so a campaign runs
+    the same from any working directory (and its saved copy holds absolute paths)."""
+    source = data.get("data") if isinstance(data, dict) else None
+    if isinstance(source, dict) and isinstance(source.get("paths"), list):
+        paths = [os.path.normpath(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p for p in source["paths"]]
+        data = {**data, "data": {**source, "paths": paths}}
+    return data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,51 +13,79 @@ import numpy as np
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.schema import Campaign
 from metanas.memory.atomic import atomic_write_json
+from metanas.searchers.stats import mean_ci95
 
 if TYPE_CHECKING:  # (the runner imports Ray; a report can be read without it)
     from metanas.cluster.runner import CampaignResult
 
 log = logging.getLogger(__name__)
 
-METHODS = ("metanas", "reptile_fixed", "scratch", "pixel_prototypes")
+METHODS = ("metanas", "metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes")
+COLORS = {"metanas": "tab:blue", "metanas_derived": "tab:green", "reptile_fixed": "tab:orange", "reptile_conv4": "tab:red"}
 
 
-def mean_ci95(values: list[float]) -> dict[str, float]:
-    """Mean and the half-width of its 95% confidence interval (normal approximation,
-    fine for the hundreds of tasks a meta-test uses)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if len(arr) == 0:
-        return {"mean": math.nan, "ci95": math.nan}
-    half = 1.96 * arr.std(ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else math.nan
-    return {"mean": round(float(arr.mean()), 4), "ci95": round(float(half), 4)}
+def _accuracy(results: list) -> dict[str, dict[str, float]]:
+    methods = [m for m in METHODS if results and m in results[0].accuracy]
+    return {m: mean_ci95([r.accuracy[m] for r in results]) for m in methods}
 
 
 def summarize_meta_test(campaign: Campaign, results: list, meta_genotype) -> dict[str, Any]:
-    """summary.json's `meta_test` section from the per-task `TestResult`s."""
-    methods = [m for m in METHODS if results and m in results[0].accuracy]
-    task_genotypes = Counter(tuple(r.genotype) for r in results)
+    """summary.json's `meta_test` section from the per-task `TestResult`s of every
+    evaluation; its top-level `accuracy` is the first evaluation's."""
+    evaluations = []
+    for e, ev in enumerate(campaign.evaluations()):
+        mine = [r for r in results if r.evaluation == e]
+        evaluations.append({"n_way": ev.n_way, "k_shot": ev.k_shot, "query_per_class": ev.query, "tasks": len(mine), "accuracy": _accuracy(mine)})
+    first = [r for r in results if r.evaluation == 0]
+    task_genotypes = Counter(tuple(r.genotype) for r in first)
     return {
-        "n_way": campaign.episodes.n_way,
-        "k_shot": campaign.episodes.k_shot,
-        "query_per_class": campaign.episodes.query,
-        "tasks": len(results),
-        "accuracy": {m: mean_ci95([r.accuracy[m] for r in results]) for m in methods},
+        **evaluations[0],
         "genotype": list(meta_genotype),
         "task_genotypes": [{"genotype": list(g), "tasks": n} for g, n in task_genotypes.most_common(5)],
+        "evaluations": evaluations,
     }
 
 
-def plot_curve(curve: list[dict[str, float]], path, title: str, alpha_warmup: int = 0) -> None:
+def method_costs(campaign: Campaign, meta_train: dict[str, Any], genotype) -> dict[str, dict[str, Any]]:
+    """summary.json's `meta_train.methods`: each method's parameter count (its network for
+    the first evaluation's n_way, head included) and meta-training time (its tasks' seconds
+    on the workers, summed: the compute it took, whatever the number of workers)."""
+    from metanas.searchers.darts.adaptation import ModelSpec
+
+    n_way = campaign.evaluations()[0].n_way
+    derived = meta_train.get("derived_stage", {})
+    seconds = {**meta_train.get("learner_task_s", {}), **derived.get("learner_task_s", {})}
+
+    def params(spec: ModelSpec) -> int:
+        return sum(p.numel() for p in replace(spec, n_way=n_way).build(seed=0).parameters())
+
+    out = {}
+    for name in campaign.meta_trained():
+        spec = campaign.model_spec(name, tuple(derived.get("genotype", genotype)))
+        out[name] = {"params": params(spec), "meta_train_s": seconds.get(name, 0.0)}
+    if "scratch" in campaign.meta_test.baselines:  # the tasks' own genotypes, never meta-trained
+        out["scratch"] = {"params": params(ModelSpec(campaign.space.cell_space(), 1, n_way, tuple(genotype))), "meta_train_s": 0.0}
+    if "pixel_prototypes" in campaign.meta_test.baselines:
+        out["pixel_prototypes"] = {"params": 0, "meta_train_s": 0.0}
+    return out
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curve(curve: list[dict[str, float]], path, title: str, alpha_warmup: int = 0) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     its = [row["iteration"] for row in curve]
-    for name, color in (("metanas", "tab:blue"), ("reptile_fixed", "tab:orange")):
+    for name, color in COLORS.items():
         ys = np.asarray([row.get(name, math.nan) for row in curve], dtype=float)
-        if len(ys) == 0:
+        if len(ys) == 0 or np.isnan(ys).all():
             continue
         ax.plot(its, ys, color=color, alpha=0.25, lw=1)
         window = max(1, len(ys) // 20)
@@ -75,30 +104,66 @@ def plot_curve(curve: list[dict[str, float]], path, title: str, alpha_warmup: in
     plt.close(fig)
 
 
+def plot_validation(validation: list[dict[str, Any]], path, title: str) -> None:
+    """The learning curves: validation accuracy (after adaptation) per checkpoint, with
+    95% intervals, one line per meta-trained method."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, color in COLORS.items():
+        points = [(row["iteration"], row["accuracy"][name]) for row in validation if name in row["accuracy"]]
+        if not points:
+            continue
+        its = np.asarray([p[0] for p in points])
+        mean = np.asarray([p[1]["mean"] for p in points])
+        half = np.nan_to_num(np.asarray([p[1]["ci95"] for p in points], dtype=float))
+        ax.plot(its, mean, color=color, lw=2, marker="o", ms=3, label=name)
+        ax.fill_between(its, mean - half, mean + half, color=color, alpha=0.15)
+    ax.set_xlabel("meta-iteration (of each method's own stage)")
+    ax.set_ylabel("validation accuracy\n(held-out classes, after adaptation)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def results_table(summary: dict[str, Any]) -> str:
     mt = summary["meta_test"]
-    lines = [
-        f"meta-test: {mt['n_way']}-way {mt['k_shot']}-shot, {mt['tasks']} held-out tasks",
-        f"{'method':<18}{'accuracy':>10}{'95% CI':>12}",
-    ]
-    for name, acc in sorted(mt["accuracy"].items(), key=lambda kv: -kv[1]["mean"]):
-        lines.append(f"{name:<18}{acc['mean']:>10.4f}{'+/- ' + format(acc['ci95'], '.4f'):>12}")
+    costs = summary["meta_train"].get("methods", {})
+    lines = []
+    for ev in mt.get("evaluations", [mt]):
+        lines += [
+            f"meta-test: {ev['n_way']}-way {ev['k_shot']}-shot, {ev['tasks']} held-out tasks",
+            f"{'method':<18}{'accuracy':>10}{'95% CI':>12}{'params':>10}{'meta-train s':>14}",
+        ]
+        for name, acc in sorted(ev["accuracy"].items(), key=lambda kv: -kv[1]["mean"]):
+            cost = costs.get(name, {})
+            params, seconds = cost.get("params", ""), cost.get("meta_train_s", "")
+            lines.append(f"{name:<18}{acc['mean']:>10.4f}{'+/- ' + format(acc['ci95'], '.4f'):>12}{params:>10}{seconds:>14}")
     lines.append(f"meta-learned genotype: {', '.join(mt['genotype'])}")
     tr = summary["meta_train"]
     lines.append(
         f"meta-train: {tr['iterations']} iterations, {tr['tasks_completed']}/{tr['tasks_planned']} tasks completed "
         f"({tr['tasks_failed']} failed, {tr['tasks_retried']} retried), {tr['wall_s']:.0f} s"
     )
+    if "derived_stage" in tr:
+        d = tr["derived_stage"]
+        lines.append(f"derived network: {d['tasks_completed']}/{d['tasks_planned']} tasks, {d['wall_s']:.0f} s")
     return "\n".join(lines)
 
 
 def write_report(run: RunDir, campaign: Campaign, result: "CampaignResult", wall_s: float) -> dict[str, Any]:
-    """Write summary.json and the meta-training curve; return the summary."""
+    """Write summary.json, the meta-training curve and the learning curves; return the summary."""
+    meta_train = {**result.meta_train, "validation": result.validation}
+    meta_train["methods"] = method_costs(campaign, meta_train, result.genotype)
     meta_test = summarize_meta_test(campaign, result.tests, result.genotype)
-    summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": result.meta_train, "meta_test": meta_test}
+    summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": meta_train, "meta_test": meta_test}
     atomic_write_json(run.summary_file, summary)
-    try:
+    try:  # a plot is a convenience; the summary is the record
         plot_curve(result.curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup)
-    except Exception:  # a plot is a convenience; the summary is the record
-        log.exception("could not draw %s", run.curve_png)
+        if result.validation:
+            plot_validation(result.validation, run.validation_png, f"{campaign.name}: learning curves")
+    except Exception:
+        log.exception("could not draw the curves")
     return summary

@@ -97,6 +97,20 @@ def with_rotations(names: Sequence[str], images: Sequence[np.ndarray], rotations
     return ClassPool(tuple(out_names), tuple(out_images))
 
 
+def hold_out_classes(pool: ClassPool, fraction: float, seed: int) -> tuple[ClassPool, ClassPool]:
+    """Split `pool` into (kept, held out) with about `fraction` of its classes held out.
+    A class and its rotations ('a@90') go to the same side, so held-out classes are new
+    characters, not rotated copies of ones still in the pool."""
+    bases = sorted({name.split("@")[0] for name in pool.names})
+    n_out = max(1, int(round(fraction * len(bases))))
+    if n_out >= len(bases):
+        raise ValueError(f"holding out {fraction:g} of {len(bases)} classes leaves none")
+    order = np.random.default_rng([seed, 7]).permutation(len(bases))
+    out = {bases[i] for i in order[:n_out]}
+    held = [name.split("@")[0] in out for name in pool.names]
+    return _subset(pool, [not h for h in held]), _subset(pool, held)
+
+
 def digits_pools(
     test_digits: Sequence[int], rotations: Sequence[int], split: str = "digit", test_classes: int = 12, seed: int = 0
 ) -> tuple[ClassPool, ClassPool]:

@@ -56,6 +56,98 @@ def test_two_worker_campaign_writes_summary_curve_and_checkpoints(finished_run):
     assert "alpha" in params and all(isinstance(v, torch.Tensor) for v in params.values())
 
 
+@pytest.fixture(scope="module")
+def full_run(ray_session, tmp_path_factory):
+    """Every method, both stages, learning curves, two evaluations."""
+    from tests.conftest import TINY_CAMPAIGN
+
+    cfg = {**TINY_CAMPAIGN, "meta_train": {**TINY_CAMPAIGN["meta_train"], "validation": {"episodes": 3, "fraction": 0.15}}}
+    cfg["meta_test"] = {
+        **TINY_CAMPAIGN["meta_test"],
+        "baselines": ["metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes"],
+        "conv4_channels": 8,
+        "derived_channels": 6,
+        "evaluations": [{"n_way": 5, "k_shot": 1}, {"n_way": 3, "k_shot": 2, "tasks": 4}],
+    }
+    out = tmp_path_factory.mktemp("full")
+    return out, run_campaign(parse_campaign(cfg), out, progress=False), parse_campaign(cfg)
+
+
+@pytest.mark.timeout(300)
+def test_every_method_is_meta_trained_measured_and_evaluated(full_run):
+    out, summary, campaign = full_run
+    mt = summary["meta_train"]
+    assert mt["tasks_planned"] == mt["tasks_completed"] == 4 * 2 * 3  # supernet, fixed cell, Conv-4
+    derived = mt["derived_stage"]
+    assert derived["tasks_planned"] == derived["tasks_completed"] == 4 * 2
+    assert derived["genotype"] == summary["meta_test"]["genotype"]
+    assert RunDir(out / "derived").latest_checkpoint().iteration == 4
+    methods = mt["methods"]
+    assert set(methods) == {"metanas", "metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes"}
+    for name in ("metanas", "metanas_derived", "reptile_fixed", "reptile_conv4"):
+        assert methods[name]["meta_train_s"] > 0 and methods[name]["params"] > 0
+    assert methods["pixel_prototypes"] == {"params": 0, "meta_train_s": 0.0}
+    # Conv-4 with 8 channels: 4 convs (no bias), 4 affine norms, a 5-way head on 8 features
+    assert methods["reptile_conv4"]["params"] == 9 * 8 + 3 * 9 * 8 * 8 + 4 * 2 * 8 + 8 * 5 + 5
+    # the derived network is the found genotype at derived_channels wide
+    assert methods["metanas_derived"]["params"] != methods["scratch"]["params"]
+
+    evaluations = summary["meta_test"]["evaluations"]
+    assert [(e["n_way"], e["k_shot"], e["tasks"]) for e in evaluations] == [(5, 1, 6), (3, 2, 4)]
+    for e in evaluations:
+        assert set(e["accuracy"]) == set(methods)
+        assert all(0.0 <= a["mean"] <= 1.0 for a in e["accuracy"].values())
+    assert summary["meta_test"]["accuracy"] == evaluations[0]["accuracy"]
+
+    curves = mt["validation"]
+    assert [row["iteration"] for row in curves] == [0, 2, 4]
+    assert all(set(row["accuracy"]) == {"metanas", "metanas_derived", "reptile_fixed", "reptile_conv4"} for row in curves)
+    assert (out / "validation.png").stat().st_size > 1000
+
+
+@pytest.mark.timeout(120)
+def test_validation_episodes_come_from_classes_neither_trained_nor_tested(full_run):
+    from metanas.cluster.task_runner import build_pools
+
+    _, _, campaign = full_run
+    train, test, validation = build_pools(campaign)
+    base = lambda pool: {name.split("@")[0] for name in pool.names}  # noqa: E731
+    # no class of either, and no rotation of a meta-train class (the digits' class split
+    # makes each rotation a class, so the test pool may hold other rotations of a digit)
+    assert validation.names and not set(validation.names) & (set(train.names) | set(test.names))
+    assert not base(validation) & base(train)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("which", ["metanas_derived", "reptile_conv4", "reptile_fixed"])
+def test_load_gives_each_meta_trained_method(full_run, which):
+    out, summary, _ = full_run
+    learner = metanas.load(out, which=which)
+    _, test_pool = digits_pools([], [0, 90, 180, 270], split="class", test_classes=12, seed=3)
+    ep = test_pool.sample_episode(3, 1, 4, seed=1)
+    model = learner.adapt(ep.support_x, ep.support_y)
+    assert model.predict(ep.query_x).shape == (len(ep.query_y),)
+    expected = {"metanas_derived": tuple(summary["meta_test"]["genotype"]), "reptile_conv4": ("conv4_8",)}
+    if which in expected:
+        assert model.genotype == expected[which]
+
+
+@pytest.mark.timeout(300)
+def test_a_resumed_campaign_goes_on_with_the_derived_stage_where_it_stopped(full_run, tmp_path):
+    import shutil
+
+    out, summary, campaign = full_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "summary.json").unlink()
+    for path in (copy / "derived" / "checkpoints").glob("iter_000004.*"):
+        path.unlink()  # as if the driver died in the derived stage after its checkpoint at 2
+    again = run_campaign(campaign, copy, resume=True, progress=False)
+    assert again["meta_train"]["resumed_from_iteration"] == 4  # the first stage was done
+    assert again["meta_train"]["derived_stage"]["resumed_from_iteration"] == 2
+    assert again["meta_train"]["derived_stage"]["genotype"] == summary["meta_train"]["derived_stage"]["genotype"]
+
+
 @pytest.mark.timeout(120)
 def test_learner_api_adapts_and_predicts_original_labels(finished_run):
     out, _ = finished_run

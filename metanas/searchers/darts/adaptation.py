@@ -5,6 +5,11 @@ Adam optimiser, as in first-order DARTS. In meta-training the `w` steps see the 
 and the `alpha` steps the query set (DARTS' train/val split); at test time there are only
 support labels, so both see the support set. The caller owns the model; `adapt` changes its
 parameters in place and never touches the meta-parameters it was loaded from.
+
+As in MetaNAS' meta-test, the architecture may adapt only during the first steps
+(`alpha_fraction`), and the ops left with little weight may be pruned afterwards
+(`prune_threshold`). Drop path (the space's `drop_path`) is on while `adapt` runs and off
+for `evaluate`, the prototype head and prediction.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
+from metanas.searchers.darts.conv4 import Conv4
 from metanas.searchers.darts.supernet import DiscreteNet, Supernet
 
 Params = dict[str, torch.Tensor]
@@ -34,6 +40,16 @@ class AdaptSettings:
     lr_alpha: float
     batch_size: int = 0  # 0 = full batch
     update_alpha: bool = True
+    alpha_fraction: float = 1.0  # the architecture adapts during the first ceil(fraction * steps) steps
+    # > 0: after adapting, ops whose edge weight is below it get weight exactly 0. Meta-test
+    # only: a pruned (-inf) architecture parameter must never enter a Reptile update.
+    prune_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha_fraction <= 1.0:
+            raise ValueError(f"alpha_fraction: expected 0 <= x <= 1, got {self.alpha_fraction}")
+        if not 0.0 <= self.prune_threshold < 1.0:
+            raise ValueError(f"prune_threshold: expected 0 <= x < 1, got {self.prune_threshold}")
 
 
 @dataclass(frozen=True)
@@ -44,12 +60,18 @@ class ModelSpec:
     in_channels: int
     n_way: int
     genotype: Genotype | None = None  # None: the supernet
+    conv4_channels: int = 0  # > 0: the classic Conv-4 network (only `space.norm` applies)
+    temperature: float = 1.0  # the supernet's softmax temperature
 
     def build(self, seed: int | None = None) -> nn.Module:
         if seed is not None:
             torch.manual_seed(seed)
+        if self.conv4_channels > 0:
+            return Conv4(self.in_channels, self.n_way, self.conv4_channels, self.space.norm)
         if self.genotype is None:
-            return Supernet(self.space, self.in_channels, self.n_way)
+            net = Supernet(self.space, self.in_channels, self.n_way)
+            net.temperature = self.temperature
+            return net
         return DiscreteNet(self.space, self.genotype, self.in_channels, self.n_way)
 
 
@@ -79,6 +101,18 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator):
             yield torch.from_numpy(rng.choice(n, size=batch_size, replace=False))
 
 
+def arch_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The architecture parameters of a supernet; none for a discrete network."""
+    return model.arch_parameters() if hasattr(model, "arch_parameters") else []
+
+
+def set_drop_path(model: nn.Module, on: bool) -> None:
+    """Drop path follows this flag, not train mode: the networks normalise with per-sample
+    statistics, so they run in train mode at test time too."""
+    if hasattr(model, "drop_path_active"):
+        model.drop_path_active = on
+
+
 def _check(loss: torch.Tensor) -> torch.Tensor:
     if not math.isfinite(loss.item()):
         raise NonFiniteLoss(f"loss became {loss.item()} during adaptation")
@@ -96,10 +130,22 @@ def adapt(
 ) -> float:
     """Run `settings.steps` alternating steps; return the last `w` loss."""
     model.train()
+    set_drop_path(model, True)
+    try:
+        loss = _steps(model, w_x, w_y, alpha_x, alpha_y, settings, seed)
+    finally:
+        set_drop_path(model, False)
+    if settings.prune_threshold > 0.0 and arch_parameters(model):
+        prune_ops(model, settings.prune_threshold)
+    return loss
+
+
+def _steps(model, w_x, w_y, alpha_x, alpha_y, settings: AdaptSettings, seed: int) -> float:
     w_params = model.weight_parameters()
     w_opt = torch.optim.Adam(w_params, lr=settings.lr_w, betas=(0.0, 0.999))
-    has_alpha = isinstance(model, Supernet) and settings.update_alpha
-    a_opt = torch.optim.Adam([model.alpha], lr=settings.lr_alpha, betas=(0.5, 0.999)) if has_alpha else None
+    arch = arch_parameters(model) if settings.update_alpha else []
+    a_opt = torch.optim.Adam(arch, lr=settings.lr_alpha, betas=(0.5, 0.999)) if arch else None
+    alpha_steps = math.ceil(settings.alpha_fraction * settings.steps) if arch else 0
     rng = np.random.default_rng(seed)
     w_batches = _batches(len(w_y), settings.batch_size, rng)
     a_batches = _batches(len(alpha_y), settings.batch_size, rng)
@@ -107,17 +153,17 @@ def adapt(
     # alternating pair of steps shares one forward/backward pass: half the cost, and the
     # same first-order gradients, only evaluated at one point instead of two.
     joint = a_opt is not None and alpha_x is w_x and alpha_y is w_y
-    separate_alpha = a_opt is not None and not joint
-    step_params = w_params + [model.alpha] if joint else w_params
-    optimizers = [w_opt, a_opt] if joint else [w_opt]
     loss = torch.tensor(float("nan"))
-    for _ in range(settings.steps):
-        if separate_alpha:
+    for step in range(settings.steps):
+        alpha_now = step < alpha_steps
+        if alpha_now and not joint:
             idx = next(a_batches)
             a_opt.zero_grad(set_to_none=True)
             a_loss = _check(F.cross_entropy(model(alpha_x[idx]), alpha_y[idx]))
-            a_loss.backward(inputs=[model.alpha])  # w's gradients from this pass are not kept
+            a_loss.backward(inputs=arch)  # w's gradients from this pass are not kept
             a_opt.step()
+        step_params = w_params + arch if alpha_now and joint else w_params
+        optimizers = [w_opt, a_opt] if alpha_now and joint else [w_opt]
         idx = next(w_batches)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
@@ -131,6 +177,7 @@ def adapt(
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(accuracy, loss) on one batch, normalised with its own batch statistics."""
+    set_drop_path(model, False)
     logits = model(x)
     return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
 
@@ -145,8 +192,27 @@ def init_head_from_prototypes(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     (Proto-MAML, Triantafillou et al. 2020): logit_k = 2 c_k.f - |c_k|^2, so adaptation
     starts where a prototypical network would end, and label order carries no meaning."""
     model.train()
+    set_drop_path(model, False)
     feats = model.features(x)
     n_way = model.classifier.out_features
     protos = torch.stack([feats[y == k].mean(0) for k in range(n_way)])
     model.classifier.weight.copy_(2.0 * protos)
     model.classifier.bias.copy_(-(protos**2).sum(1))
+
+
+@torch.no_grad()
+def prune_ops(model: Supernet, threshold: float) -> int:
+    """Switch off, on every edge, the ops whose weight is below `threshold`: their
+    architecture parameter becomes -inf, so their weight is exactly 0 and the mixed edge
+    skips them. The op the genotype names for the edge (its strongest besides 'none')
+    always stays. Returns how many ops were switched off."""
+    space, pruned = model.space, 0
+    kept = model.genotype()
+    for k, alpha in enumerate(model.alphas()):  # op weights only (not edge normalisation's)
+        off = model.mix(alpha) < threshold
+        names = kept[k * len(space.edges) : (k + 1) * len(space.edges)]
+        cols = torch.tensor([space.ops.index(n) for n in names], device=off.device)
+        off[torch.arange(len(names), device=off.device), cols] = False
+        pruned += int((off & torch.isfinite(alpha)).sum())
+        alpha[off] = float("-inf")
+    return pruned

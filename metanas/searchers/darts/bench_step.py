@@ -1,7 +1,11 @@
 """`metanas bench step`: the supernet's training step (forward, backward, Adam) with and
 without the speed settings of `supernet.Speed`, measured side by side in one process:
 interleaved rounds on the same batch and thread count, medians compared, so a busy
-machine slows both alike."""
+machine slows both alike.
+
+`partial_channels` K > 1 (PC-DARTS) builds all three on the partial-channel supernet and
+adds a fourth, `full_channels`: the `after` settings with every channel mixed (K = 1), in
+the same rounds, so `partial_speedup` is K's gain on its own."""
 
 from __future__ import annotations
 
@@ -25,20 +29,24 @@ VARIANTS = {
 def bench_step(
     image_size: int = 28, batch: int = 25, channels: int = 16, cells: int = 3, nodes: int = 3,
     threads: int = 1, rounds: int = 6, steps: int = 3, device: str = "cpu", autocast: torch.dtype | None = None,
+    partial_channels: int = 1,
 ) -> dict[str, Any]:
     """`autocast`: a lower precision to run the forward pass in (e.g. torch.bfloat16 on a GPU)."""
     before_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        space = CellSpace(nodes=nodes, channels=channels, cells=cells)
+        space = CellSpace(nodes=nodes, channels=channels, cells=cells, partial_channels=partial_channels)
+        variants = {name: (space, speed) for name, speed in VARIANTS.items()}
+        if partial_channels > 1:
+            variants["full_channels"] = (CellSpace(nodes=nodes, channels=channels, cells=cells), VARIANTS["after"])
         x = torch.rand(batch, 1, image_size, image_size, device=device)
         y = torch.arange(batch, device=device) % 5
         runs = {}
-        for name, speed in VARIANTS.items():
+        for name, (net_space, speed) in variants.items():
             torch.manual_seed(0)
-            net = Supernet(space, 1, 5, speed).to(device)
+            net = Supernet(net_space, 1, 5, speed).to(device)
             runs[name] = (net, torch.optim.Adam(net.parameters(), lr=1e-3))
-        times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        times: dict[str, list[float]] = {name: [] for name in variants}
         for r in range(rounds + 1):  # round 0 warms up
             for name, (net, opt) in runs.items():
                 for _ in range(steps):
@@ -57,8 +65,11 @@ def bench_step(
     finally:
         torch.set_num_threads(before_threads)
     ms = {name: round(statistics.median(t), 1) for name, t in times.items()}
-    return {
+    result = {
         "image_size": image_size, "batch": batch, "channels": channels, "cells": cells, "nodes": nodes,
-        "ops": len(space.ops), "threads": threads, "device": device, "autocast": str(autocast) if autocast else None, "step_ms": ms,
-        "speedup": round(ms["before"] / ms["after"], 2),
+        "ops": len(space.ops), "threads": threads, "device": device, "autocast": str(autocast) if autocast else None,
+        "partial_channels": partial_channels, "step_ms": ms, "speedup": round(ms["before"] / ms["after"], 2),
     }
+    if partial_channels > 1:
+        result["partial_speedup"] = round(ms["full_channels"] / ms["after"], 2)
+    return result

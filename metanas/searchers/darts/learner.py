@@ -9,7 +9,7 @@ Meta-test goes through this same path, so what a user gets is what was measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,15 +22,20 @@ from metanas.searchers.darts.adaptation import (
     Params,
     adapt,
     init_head_from_prototypes,
+    set_drop_path,
     set_params,
 )
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 
 
-def prepare_images(images: Any, image_size: tuple[int, int]) -> torch.Tensor:
+def prepare_images(images: Any, image_size: tuple[int, int], invert: bool = False) -> torch.Tensor:
     """(N, H, W) or (N, C, H, W) values in [0, 1] -> float32 (N, 1, *image_size).
 
-    Colour images are averaged to grey (the campaigns' networks take one channel)."""
+    Resizing is the learner's job: images of any size are resized (antialiased) to the
+    campaign's, e.g. Omniglot's 105x105 drawings to 28x28. Colour images are averaged to
+    grey (the campaigns' networks take one channel); `invert` (a campaign that read its
+    folders with invert: true) turns dark strokes on white into bright on dark, as the
+    campaign saw them."""
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim == 3:
         arr = arr[:, None]
@@ -41,6 +46,8 @@ def prepare_images(images: Any, image_size: tuple[int, int]) -> torch.Tensor:
     if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
         raise ValueError("image values must be finite and in [0, 1]; divide 8-bit images by 255")
     x = torch.from_numpy(arr).mean(dim=1, keepdim=True)
+    if invert:
+        x = 1.0 - x
     if tuple(x.shape[-2:]) != tuple(image_size):
         x = F.interpolate(x, size=image_size, mode="bilinear", antialias=True, align_corners=False)
     return x.contiguous()
@@ -55,6 +62,7 @@ class AdaptedModel:
     labels: np.ndarray  # original label of each output unit
     image_size: tuple[int, int]
     device: torch.device
+    invert: bool = False
 
     @property
     def genotype(self) -> Genotype:
@@ -62,8 +70,9 @@ class AdaptedModel:
 
     @torch.no_grad()
     def predict(self, images: Any) -> np.ndarray:
-        x = prepare_images(images, self.image_size).to(self.device)
+        x = prepare_images(images, self.image_size, self.invert).to(self.device)
         self.network.train()  # the network keeps no running statistics to switch to
+        set_drop_path(self.network, False)  # train mode, yet no drop path: this is a prediction
         return self.labels[self.network(x).argmax(1).cpu().numpy()]
 
 
@@ -79,16 +88,37 @@ class Learner:
         image_size: tuple[int, int],
         genotype: Genotype | None = None,
         device: str | torch.device = "cpu",
+        conv4_channels: int = 0,
+        temperature: float = 1.0,
+        invert: bool = False,
     ) -> None:
+        """`genotype` None: the supernet (softmax `temperature`); `conv4_channels` > 0: the
+        Conv-4 network; `invert`: see `prepare_images`."""
         self.space = space
         self.params = params
         self.settings = settings
         self.image_size = tuple(image_size)
         self.genotype = genotype
         self.device = torch.device(device)
+        self.invert = invert
+        self.spec = ModelSpec(space, 1, 2, genotype, conv4_channels, temperature)  # n_way: the task's
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        params: Params | None,
+        settings: AdaptSettings,
+        image_size: tuple[int, int],
+        device: Any = "cpu",
+        invert: bool = False,
+    ) -> "Learner":
+        return cls(
+            spec.space, params, settings, image_size, spec.genotype, device, spec.conv4_channels, spec.temperature, invert
+        )
 
     def adapt(self, images: Any, labels: Any, seed: int = 0) -> AdaptedModel:
-        x = prepare_images(images, self.image_size).to(self.device)
+        x = prepare_images(images, self.image_size, self.invert).to(self.device)
         labels = np.asarray(labels)
         if labels.ndim != 1 or len(labels) != len(x):
             raise ValueError(f"labels must be a vector with one label per image ({len(x)}), got shape {labels.shape}")
@@ -96,9 +126,9 @@ class Learner:
         if len(classes) < 2:
             raise ValueError("adaptation needs at least two classes in the support set")
         y_t = torch.as_tensor(y, device=self.device)
-        network = ModelSpec(self.space, 1, len(classes), self.genotype).build(seed).to(self.device)
+        network = replace(self.spec, n_way=len(classes)).build(seed).to(self.device)
         if self.params is not None:  # None: adapt from random initialisation (the scratch baseline)
             set_params(network, {k: v.to(self.device) for k, v in self.params.items()})
         init_head_from_prototypes(network, x, y_t)
         adapt(network, x, y_t, x, y_t, self.settings, seed=seed)
-        return AdaptedModel(network, classes, self.image_size, self.device)
+        return AdaptedModel(network, classes, self.image_size, self.device, self.invert)

@@ -1,4 +1,6 @@
-"""Candidate operations on one DARTS edge. All keep the channel count and spatial size.
+"""Candidate operations on one DARTS edge. All keep the channel count; with stride 2 (the
+edges from a reduction cell's inputs) they halve the spatial size, rounding up, so every op
+of an edge yields the same shape at any input size.
 
 Normalisation keeps no running statistics, so the network carries no buffers and its
 meta-parameters are parameters only. The default is GroupNorm (per-sample statistics): in
@@ -13,7 +15,10 @@ them (`after_relu`).
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,12 +31,18 @@ def norm_layer(kind: str, channels: int, affine: bool = False) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels, affine=affine, track_running_stats=False)
     if kind == "group":
-        return nn.GroupNorm(min(4, channels), channels, affine=affine)
+        return nn.GroupNorm(math.gcd(4, channels), channels, affine=affine)  # 4 groups, or fewer that divide
     raise ValueError(f"norm: expected one of {NORMS}, got {kind!r}")
 
 
 class Zero(nn.Module):
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
         return x.mul(0.0)
 
 
@@ -46,35 +57,70 @@ class _ReLUFirst(nn.Sequential):
 
 
 class ReLUConvBN(_ReLUFirst):
-    def __init__(self, c: int, kernel: int, padding: int, norm: str) -> None:
-        super().__init__(nn.ReLU(), nn.Conv2d(c, c, kernel, padding=padding, bias=False), norm_layer(norm, c))
+    def __init__(self, c: int, kernel: int, padding: int, norm: str, stride: int = 1) -> None:
+        super().__init__(
+            nn.ReLU(), nn.Conv2d(c, c, kernel, stride=stride, padding=padding, bias=False), norm_layer(norm, c)
+        )
 
 
 class SepConv(_ReLUFirst):
     """Depthwise then pointwise convolution (one stack; DARTS stacks two)."""
 
-    def __init__(self, c: int, dilation: int, norm: str) -> None:
+    def __init__(self, c: int, dilation: int, norm: str, stride: int = 1) -> None:
         super().__init__(
             nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation, groups=c, bias=False),
+            nn.Conv2d(c, c, 3, stride=stride, padding=dilation, dilation=dilation, groups=c, bias=False),
             nn.Conv2d(c, c, 1, bias=False),
             norm_layer(norm, c),
         )
 
 
-def make_op(name: str, c: int, norm: str = "batch") -> nn.Module:
+class FactorizedReduce(nn.Module):
+    """Halve the spatial size without dropping three pixels in four: two 1x1 stride-2
+    convolutions, the second on the grid shifted by one pixel, concatenated, then a norm
+    (DARTS' skip_connect in a reduction cell). Needs at least 2 channels."""
+
+    def __init__(self, c: int, norm: str) -> None:
+        super().__init__()
+        self.conv_a = nn.Conv2d(c, c - c // 2, 1, stride=2, bias=False)
+        self.conv_b = nn.Conv2d(c, c // 2, 1, stride=2, bias=False)
+        self.norm = norm_layer(norm, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_relu(F.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        # pad before shifting, so both grids give ceil(n/2) rows and columns, odd n included
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.norm(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
+
+
+def make_op(name: str, c: int, norm: str = "batch", stride: int = 1) -> nn.Module:
     if name == "none":
-        return Zero()
+        return Zero(stride)
     if name == "skip_connect":
-        return nn.Identity()
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, norm)
     if name == "conv_3x3":
-        return ReLUConvBN(c, 3, 1, norm)
+        return ReLUConvBN(c, 3, 1, norm, stride)
     if name == "sep_conv_3x3":
-        return SepConv(c, 1, norm)
+        return SepConv(c, 1, norm, stride)
     if name == "dil_conv_3x3":
-        return SepConv(c, 2, norm)
+        return SepConv(c, 2, norm, stride)
     if name == "max_pool_3x3":
-        return nn.MaxPool2d(3, stride=1, padding=1)
+        return nn.MaxPool2d(3, stride=stride, padding=1)
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
     raise ValueError(f"unknown op {name!r}")
+
+
+def droppable(op: nn.Module) -> bool:
+    """Drop path leaves the identity alone (DARTS): it carries the signal unchanged, and
+    'none' has nothing to drop."""
+    return not isinstance(op, (nn.Identity, Zero))
+
+
+def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Zero each sample's whole output with probability p, scale the rest by 1/(1-p)."""
+    keep = 1.0 - p
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x * mask.div_(keep)

@@ -4,6 +4,9 @@ theta <- theta + beta * mean_i(theta_i - theta), with separate step sizes for `w
 `alpha`, both decayed linearly over the campaign, and `alpha` frozen during its warm-up
 (as in MetaNAS, the weights of all ops learn first so no op wins just by training faster).
 Pure torch, no Ray: the MetaLearner actor wraps these classes.
+
+The schedule also anneals the supernet's softmax temperature (MetaNAS: 1.0 -> 0.05), so
+the mixed edges sharpen towards the discrete architecture as meta-training goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ import torch
 
 Params = dict[str, torch.Tensor]
 
+# the names of Supernet.arch_parameters(): op weights (normal, reduction), then edge
+# normalisation's edge weights (normal, reduction)
+ARCH_PARAMS = ("alpha", "alpha_reduce", "beta", "beta_reduce")
+
+
+def is_arch_param(name: str) -> bool:
+    """Architecture parameters take the `beta_alpha` step size, everything else `beta_w`."""
+    return name in ARCH_PARAMS
+
 
 @dataclass(frozen=True)
 class MetaSchedule:
@@ -24,6 +36,12 @@ class MetaSchedule:
     beta_alpha: float
     beta_final_fraction: float = 0.0
     alpha_warmup: int = 0
+    temperature_start: float = 1.0
+    temperature_end: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature_start <= 0 or self.temperature_end <= 0:
+            raise ValueError(f"temperatures must be > 0, got {self.temperature_start} -> {self.temperature_end}")
 
     def betas(self, iteration: int) -> tuple[float, float]:
         frac = min(iteration / max(self.iterations, 1), 1.0)
@@ -34,6 +52,14 @@ class MetaSchedule:
     def alpha_active(self, iteration: int) -> bool:
         return iteration >= self.alpha_warmup
 
+    def temperature(self, iteration: int) -> float:
+        """Geometric from `temperature_start` at iteration 0 to `temperature_end` at the
+        last iteration (iterations - 1), constant after."""
+        frac = min(max(iteration, 0) / max(self.iterations - 1, 1), 1.0)
+        if frac == 1.0:  # exactly the end value, not a rounding of it
+            return self.temperature_end
+        return self.temperature_start * (self.temperature_end / self.temperature_start) ** frac
+
 
 def reptile_step(theta: Params, deltas: Sequence[Params], beta_w: float, beta_alpha: float) -> Params:
     """Return the new meta-parameters; `theta` is not modified."""
@@ -42,7 +68,7 @@ def reptile_step(theta: Params, deltas: Sequence[Params], beta_w: float, beta_al
     out = {}
     for name, value in theta.items():
         mean = torch.stack([d[name].to(value.dtype) for d in deltas]).mean(0)
-        beta = beta_alpha if name == "alpha" else beta_w
+        beta = beta_alpha if is_arch_param(name) else beta_w
         out[name] = value + beta * mean
     return out
 
@@ -174,7 +200,7 @@ class AsyncReptile:
             return
         beta_w, beta_alpha = self.schedule.betas(self.version)
         for name, value in self.theta.items():
-            beta = beta_alpha if name == "alpha" else beta_w
+            beta = beta_alpha if is_arch_param(name) else beta_w
             self.theta[name] = value + beta * self.buffer[name] / self.buffered
             self.buffer[name].zero_()
         self.buffered = 0

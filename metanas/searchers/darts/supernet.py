@@ -3,11 +3,27 @@ network built from a genotype (every edge one op). Both share one skeleton:
 
     stem conv -> [cell -> 2x2 max pool] * (cells - 1) -> cell -> 4x4 average pool -> linear
 
+and with `reduction` the max pools become reduction cells (`cells.cell_kinds`). With
+`input_cells` 2 each cell also reads the output of the cell before the previous one (the
+first cell reads the stem twice), and a max pool between cells pools both.
+
 The head keeps a coarse 4x4 spatial grid instead of global average pooling: on small images
 (digits, rotated classes) where a stroke is matters as much as what it is, and global
 pooling would make a digit and its rotation look alike.
 
-The architecture parameters `alpha` (edges x ops) are shared by all cells.
+The architecture parameters `alpha` (edges x ops) are shared by all normal cells, and
+`alpha_reduce` by all reduction cells; edge weights are softmax(alpha / temperature).
+
+PC-DARTS' options (`CellSpace.partial_channels`, `edge_normalization`) change only the
+supernet: a mixed edge runs its ops on 1/K of the channels (`cells.MixedOp`), and with
+edge normalisation `beta` (and `beta_reduce`) scale each edge by softmax(beta) over the
+edges into its node. They are architecture parameters too (`arch_parameters`), but the
+genotype comes from `alphas()` alone: it keeps every edge.
+
+Drop path (`space.drop_path`) acts only while `drop_path_active` is on and the network is
+in training mode. The networks run in training mode at test time too (norms use per-sample
+statistics), so the flag, not the mode, says "training": `adapt` turns it on, evaluation
+and prediction turn it off.
 
 Speed (`Speed`, on by default; `metanas bench step` measures it side by side): the
 networks run channels-last, which oneDNN's convolutions and pools on CPU (and cuDNN on a
@@ -18,17 +34,22 @@ change nothing but float rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
+from metanas.searchers.darts.cells import Cell, EdgeModule, MixedOp, cell_kinds
 from metanas.searchers.darts.ops import make_op, norm_layer
 
-
 FEATURE_GRID = 4
+
+# reduction cell? -> (edge weights, which ops are live, or None when unknown)
+EdgeWeights = dict[bool, tuple[torch.Tensor, Optional[list[list[bool]]]]]
+# reduction cell? -> one factor per edge (edge normalisation)
+EdgeScales = dict[bool, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -37,60 +58,18 @@ class Speed:
     shared_relu: bool = True
 
 
-class MixedOp(nn.Module):
-    def __init__(self, ops: Sequence[str], c: int, norm: str, shared_relu: bool = True) -> None:
-        super().__init__()
-        self.ops = nn.ModuleList(make_op(o, c, norm) for o in ops)
-        # 'none' contributes exactly zero; skipping it saves work without changing the sum.
-        self.active = [i for i, o in enumerate(ops) if o != "none"]
-        self.shared_relu = shared_relu
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        relu = None  # computed once for every op that starts with one
-        total = 0
-        for i in self.active:
-            op = self.ops[i]
-            if self.shared_relu and hasattr(op, "after_relu"):
-                relu = F.relu(x) if relu is None else relu
-                out = op.after_relu(relu)
-            else:
-                out = op(x)
-            total = total + weights[i] * out
-        return total
-
-
-class Cell(nn.Module):
-    def __init__(self, space: CellSpace, edge_module: Callable[[int], nn.Module]) -> None:
-        super().__init__()
-        self.space = space
-        self.edges = nn.ModuleList(edge_module(k) for k in range(len(space.edges)))
-        c = space.channels
-        self.combine = nn.Sequential(nn.ReLU(), nn.Conv2d(c * space.nodes, c, 1, bias=False), norm_layer(space.norm, c, affine=True))
-
-    def forward(self, x: torch.Tensor, edge_weights: torch.Tensor | None = None) -> torch.Tensor:
-        states = [x]
-        k = 0
-        for node in range(self.space.nodes):
-            total = 0
-            for source in range(node + 1):
-                edge = self.edges[k]
-                out = edge(states[source]) if edge_weights is None else edge(states[source], edge_weights[k])
-                total = total + out
-                k += 1
-            states.append(total)
-        return self.combine(torch.cat(states[1:], dim=1))
-
-
 class _Network(nn.Module):
-    def __init__(
-        self, space: CellSpace, in_channels: int, n_classes: int, edge_module: Callable[[int], nn.Module], speed: Speed
-    ) -> None:
+    def __init__(self, space: CellSpace, in_channels: int, n_classes: int, edge_module: EdgeModule, speed: Speed) -> None:
         super().__init__()
         self.space = space
         self.speed = speed
+        self.drop_path_active = False
         c = space.channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), norm_layer(space.norm, c, affine=True))
-        self.cells = nn.ModuleList(Cell(space, edge_module) for _ in range(space.cells))
+        kinds = cell_kinds(space)
+        self.cells = nn.ModuleList(
+            Cell(space, edge_module, reduction, i > 0 and kinds[i - 1]) for i, reduction in enumerate(kinds)
+        )
         self.classifier = nn.Linear(c * FEATURE_GRID**2, n_classes)
         if speed.channels_last:  # (moving to a device later keeps the layout)
             self.to(memory_format=torch.channels_last)
@@ -98,38 +77,91 @@ class _Network(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.speed.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        h = self.stem(x)
+        s0 = s1 = self.stem(x)
         weights = self.edge_weights()
+        scales = self.edge_scales()
+        drop = self.space.drop_path if self.training and self.drop_path_active else 0.0
+        two_inputs = self.space.input_cells == 2
         for i, cell in enumerate(self.cells):
-            h = cell(h, weights)
-            if i < len(self.cells) - 1 and min(h.shape[-2:]) >= 2:
-                h = F.max_pool2d(h, 2)
-        return F.adaptive_avg_pool2d(h, FEATURE_GRID).flatten(1)
+            w, live = weights[cell.reduction] if weights is not None else (None, None)
+            s0, s1 = s1, cell(s0, s1, w, live, drop, scales[cell.reduction] if scales is not None else None)
+            if not self.space.reduction and i < len(self.cells) - 1 and min(s1.shape[-2:]) >= 2:
+                s1 = F.max_pool2d(s1, 2)
+                s0 = F.max_pool2d(s0, 2) if two_inputs else s0  # the next cell reads both at one size
+        return F.adaptive_avg_pool2d(s1, FEATURE_GRID).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
-    def edge_weights(self) -> torch.Tensor | None:
+    def edge_weights(self) -> EdgeWeights | None:
+        return None
+
+    def edge_scales(self) -> EdgeScales | None:
         return None
 
 
 class Supernet(_Network):
-    """Continuous relaxation: edge k computes sum_o softmax(alpha[k])_o * op_o(x)."""
+    """Continuous relaxation: edge k computes sum_o softmax(alpha[k] / temperature)_o * op_o(x)."""
 
     def __init__(self, space: CellSpace, in_channels: int, n_classes: int, speed: Speed = Speed()) -> None:
-        super().__init__(
-            space, in_channels, n_classes, lambda k: MixedOp(space.ops, space.channels, space.norm, speed.shared_relu), speed
-        )
-        self.alpha = nn.Parameter(1e-3 * torch.randn(len(space.edges), len(space.ops)))
+        def edge(k: int, reduction: bool, stride: int) -> nn.Module:
+            return MixedOp(space.ops, space.channels, space.norm, speed.shared_relu, stride, space.partial_channels)
 
-    def edge_weights(self) -> torch.Tensor:
-        return F.softmax(self.alpha, dim=-1)
+        super().__init__(space, in_channels, n_classes, edge, speed)
+        self.alpha = nn.Parameter(1e-3 * torch.randn(len(space.edges), len(space.ops)))
+        if space.reduction:
+            self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(len(space.edges), len(space.ops)))
+        if space.edge_normalization:  # PC-DARTS: one weight per edge, softmaxed over each node's inputs
+            self.beta = nn.Parameter(1e-3 * torch.randn(len(space.edges)))
+            if space.reduction:
+                self.beta_reduce = nn.Parameter(1e-3 * torch.randn(len(space.edges)))
+        self.temperature = 1.0  # annealed by the caller (MetaSchedule.temperature)
+
+    def alphas(self) -> list[nn.Parameter]:
+        """The op weights: `alpha`, then `alpha_reduce` with reduction cells."""
+        return [self.alpha, self.alpha_reduce] if self.space.reduction else [self.alpha]
+
+    def betas(self) -> list[nn.Parameter]:
+        """The edge weights of edge normalisation (`beta`, `beta_reduce`); none without it."""
+        if not self.space.edge_normalization:
+            return []
+        return [self.beta, self.beta_reduce] if self.space.reduction else [self.beta]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return self.alphas() + self.betas()
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n != "alpha"]
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def mix(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Edge weights from architecture parameters: softmax(alpha / temperature)."""
+        return F.softmax(alpha if self.temperature == 1.0 else alpha / self.temperature, dim=-1)
+
+    def edge_weights(self) -> EdgeWeights:
+        out = {}
+        for reduction, alpha in zip((False, True), self.alphas()):
+            w = self.mix(alpha)
+            # Which ops have weight exactly 0 (pruned): read only on the CPU, where it is
+            # free; on an accelerator it would stall the queue every pass, and there such
+            # an op runs and adds exactly zero.
+            live = (w > 0).tolist() if w.device.type == "cpu" else None
+            out[reduction] = (w, live)
+        return out
+
+    def edge_scales(self) -> EdgeScales | None:
+        """Edge normalisation: each edge's output times softmax(beta) over the edges into its
+        node (no temperature: a derived cell sums every edge alike)."""
+        if not self.space.edge_normalization:
+            return None
+        sizes = [self.space.input_cells + i for i in range(self.space.nodes)]  # edges are grouped by node
+        return {
+            reduction: torch.cat([F.softmax(b, dim=0) for b in beta.split(sizes)])
+            for reduction, beta in zip((False, True), self.betas())
+        }
 
     def genotype(self) -> Genotype:
-        return self.space.derive_genotype(self.alpha.detach())
+        return self.space.derive_genotype(*(a.detach() for a in self.alphas()))
 
 
 class DiscreteNet(_Network):
@@ -137,7 +169,12 @@ class DiscreteNet(_Network):
 
     def __init__(self, space: CellSpace, genotype: Genotype, in_channels: int, n_classes: int, speed: Speed = Speed()) -> None:
         space.genotype_to_config(genotype)  # validates length and op names
-        super().__init__(space, in_channels, n_classes, lambda k: make_op(genotype[k], space.channels, space.norm), speed)
+        n = len(space.edges)
+
+        def edge(k: int, reduction: bool, stride: int) -> nn.Module:
+            return make_op(genotype[k + n * reduction], space.channels, space.norm, stride)
+
+        super().__init__(space, in_channels, n_classes, edge, speed)
         self.genotype_ops = tuple(genotype)
 
     def weight_parameters(self) -> list[nn.Parameter]:
