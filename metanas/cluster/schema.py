@@ -268,7 +268,9 @@ class Campaign(_Strict):
             if derived is None:
                 raise ValueError("the derived network needs the genotype the first stage found")
             channels = self.meta_test.derived_channels or space.channels
-            return ModelSpec(dataclasses.replace(space, channels=channels), 1, self.episodes.n_way, tuple(derived))
+            # (partial channels are the supernet's; a discrete network uses all of its own)
+            space = dataclasses.replace(space, channels=channels, partial_channels=1)
+            return ModelSpec(space, 1, self.episodes.n_way, tuple(derived))
         if learner == "reptile_fixed":
             return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
         return ModelSpec(space, 1, self.episodes.n_way, temperature=self.meta_train.temperature_end)

@@ -23,10 +23,32 @@ def test_small_omniglot_campaign_runs_end_to_end(ray_session, omniglot_zips, tmp
         "invert": True,
     }
     cfg["meta_train"].update(iterations=6, meta_batch=2)
-    summary = run_campaign(parse_campaign(cfg), tmp_path / "run", progress=False)
+    campaign = parse_campaign(cfg)
+    summary = run_campaign(campaign, tmp_path / "run", progress=False)
     mt = summary["meta_train"]
     assert mt["tasks_completed"] == mt["tasks_planned"] == 6 * 2 * 2
     assert summary["meta_test"]["tasks"] == 6
     # learned or not, a 5-way classifier on real characters must beat chance (0.2)
     assert summary["meta_test"]["accuracy"]["pixel_prototypes"]["mean"] > 0.3
     assert (tmp_path / "run" / "meta_train.png").exists()
+
+    # The learner takes Omniglot's own 105x105 drawings (dark strokes on white): resizing
+    # to 28x28 and inverting, as the campaign read its folders, is its job.
+    import numpy as np
+
+    import metanas
+    from metanas.cluster.task_runner import build_pools
+    from metanas.searchers.episodes import read_class_folders
+
+    held_out = sorted({name.split("@")[0] for name in build_pools(campaign)[1].names})[:20]
+    raw = {}
+    for path in omniglot_zips:
+        for group, classes in read_class_folders(path, 105).items():
+            raw |= {f"{group}/{c}": images for c, images in classes.items() if f"{group}/{c}" in held_out}
+    assert len(raw) == 20 and next(iter(raw.values())).shape[1:] == (105, 105)
+    support = np.stack([raw[c][0] for c in held_out])
+    query = np.concatenate([raw[c][1:6] for c in held_out])
+    labels = np.repeat(np.arange(20), 5)
+    model = metanas.load(tmp_path / "run").adapt(support, np.arange(20))
+    accuracy = float((model.predict(query) == labels).mean())
+    assert accuracy > 0.25  # 20-way: chance is 0.05
