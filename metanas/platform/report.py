@@ -94,14 +94,7 @@ def plot_curve(curve: list[dict[str, float]], path, title: str, alpha_warmup: in
     if 0 < alpha_warmup < len(its):
         ax.axvline(alpha_warmup, color="gray", ls="--", lw=1)
         ax.annotate("alpha warm-up ends", (alpha_warmup, ax.get_ylim()[0]), xytext=(4, 6), textcoords="offset points", color="gray")
-    ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("query accuracy (meta-train tasks,\nprototype head before adaptation)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, title, "meta-iteration", "query accuracy (meta-train tasks,\nprototype head before adaptation)")
 
 
 def plot_validation(validation: list[dict[str, Any]], path, title: str) -> None:
@@ -118,8 +111,16 @@ def plot_validation(validation: list[dict[str, Any]], path, title: str) -> None:
         half = np.nan_to_num(np.asarray([p[1]["ci95"] for p in points], dtype=float))
         ax.plot(its, mean, color=color, lw=2, marker="o", ms=3, label=name)
         ax.fill_between(its, mean - half, mean + half, color=color, alpha=0.15)
-    ax.set_xlabel("meta-iteration (of each method's own stage)")
-    ax.set_ylabel("validation accuracy\n(held-out classes, after adaptation)")
+    _finish(
+        plt, fig, ax, path, title, "meta-iteration (of each method's own stage)",
+        "validation accuracy\n(held-out classes, after adaptation)",
+    )
+
+
+def _finish(plt, fig, ax, path, title: str, xlabel: str, ylabel: str) -> None:
+    """Label, grid and legend as every campaign plot has them; write the PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
