@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 #   make demo TORCH_SPEC='torch'
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast test-slow clean
+.PHONY: setup chromium demo test test-fast test-slow clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The explain report's test opens the page in a real headless Chromium (Debian's package).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null)
+
 demo: setup
 	$(VENV)/bin/metanas demo --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -42,13 +42,17 @@ class TaskWorker:
     """One per worker slot. Restarted by Ray if its process dies; the pool re-submits the
     task that was lost (same iteration and slot, hence the same episode)."""
 
-    def __init__(self, campaign: dict[str, Any], worker_id: int, cpus: float, slowdown: float = 1.0) -> None:
+    def __init__(
+        self, campaign: dict[str, Any], worker_id: int, cpus: float, slowdown: float = 1.0, limits: list[dict] | None = None
+    ) -> None:
         """`slowdown` > 1 (benchmarks only) makes every meta-training task take that many
-        times as long, as on a slower device: the straggler that async updates tolerate."""
+        times as long, as on a slower device: the straggler that async updates tolerate.
+        `limits`: the campaign's hardware limits, as `CostLimit.to_dict` wrote them."""
         import torch
 
         from metanas.cluster.schema import Campaign
         from metanas.cluster.task_runner import TaskRunner
+        from metanas.searchers.darts.cost import CostLimit
 
         # One intra-op thread per CPU Ray gave us: workers sharing a node must not fight.
         torch.set_num_threads(max(1, int(cpus)))
@@ -57,7 +61,8 @@ class TaskWorker:
         if gpu_ids and device == "cpu":
             log.warning("TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids)
         self.slowdown = slowdown
-        self.runner = TaskRunner(Campaign.model_validate(campaign), device=device)
+        limits = tuple(CostLimit.from_dict(d) for d in limits or ())
+        self.runner = TaskRunner(Campaign.model_validate(campaign), device=device, limits=limits)
         self.info_ = WorkerInfo(worker_id, ray.get_runtime_context().get_node_id(), os.getpid(), device)
 
     def info(self) -> WorkerInfo:

@@ -30,14 +30,17 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from metanas.cluster.actors import MemoryWriter, MetaLearner, to_wire
 from metanas.cluster.checkpointer import Checkpointer, write_initial_checkpoint
 from metanas.cluster.connect import connect
+from metanas.cluster.events import EventLog
+from metanas.cluster.hardware import campaign_limits
 from metanas.cluster.messages import Outcome, TestResult, TestTask, ValidationTask, WorkerInfo
 from metanas.cluster.remote import RemoteMemory, RemoteMetaLearner
 from metanas.cluster.run_dir import Checkpoint, RunDir
 from metanas.cluster.scheduler import MetaTrainScheduler
 from metanas.cluster.schema import DERIVED, Campaign
 from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally, meta_train_summary
-from metanas.searchers.stats import mean_ci95
 from metanas.cluster.worker_pool import WorkerPool
+from metanas.searchers.darts.cost import genotype_within
+from metanas.searchers.stats import mean_ci95
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,9 @@ class CampaignRunner:
         self.run_dir = run_dir
         self.progress = progress
         self.plan = TrainPlan.from_campaign(campaign)
+        self.limits = campaign_limits(campaign, run_dir.root)  # (before Ray: profiling wants a quiet machine)
         connect(address)
-        self.pool = WorkerPool(campaign, slowdown)
+        self.pool = WorkerPool(campaign, slowdown, [limit.to_dict() for limit in self.limits])
         # The central actors live on the driver's node: a worker node that dies does not
         # take them along, and their checkpoint and memory files land on the driver's disk.
         self.home = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -143,7 +147,10 @@ class CampaignRunner:
         resumed_from = state.iteration
         checkpointer = Checkpointer(stage.run_dir, stage.learner, self.memory, wall_before=state.wall_s)
         bar = _progress(stage.plan.iterations, state.iteration, desc, self.progress)
-        scheduler = MetaTrainScheduler(stage.plan, self.pool, stage.learner, checkpointer, WorkerTally(self.worker_info), bar)
+        events = EventLog(self.run_dir.root, "derived" if stage.plan.derived else "first")
+        scheduler = MetaTrainScheduler(
+            stage.plan, self.pool, stage.learner, checkpointer, WorkerTally(self.worker_info), bar, events
+        )
         try:
             stage.state = scheduler.run(state)
         finally:
@@ -156,8 +163,9 @@ class CampaignRunner:
         return self._train(self.stages[0], "meta-train")
 
     def genotype(self) -> tuple[str, ...]:
-        """The architecture the meta-learned supernet derives (argmax of its alpha)."""
-        return tuple(self.campaign.space.cell_space().genotype_of(self.learner.arch("metanas")))
+        """The architecture the meta-learned supernet derives (argmax of its alpha,
+        projected within the campaign's hardware limits)."""
+        return genotype_within(self.campaign.space.cell_space(), self.learner.arch("metanas"), self.limits)
 
     def derived_stage(self) -> dict[str, Any]:
         """The second stage: meta-train the derived network; return its summary."""

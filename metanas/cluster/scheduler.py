@@ -53,9 +53,13 @@ class MetaTrainScheduler:
     goes; `restarts` counts the rewinds."""
 
     def __init__(
-        self, plan: TrainPlan, pool: Pool, learner: MetaLearnerHandle, checkpointer: Checkpointer, tally: WorkerTally, bar: Any
+        self, plan: TrainPlan, pool: Pool, learner: MetaLearnerHandle, checkpointer: Checkpointer, tally: WorkerTally, bar: Any,
+        events: Callable[[dict], None] = lambda event: None,
     ) -> None:
+        """`events` receives one dict per task try, async update and rewind (the run's
+        event log)."""
         self.plan = plan
+        self.events = events
         self.pool = pool
         self.learner = learner
         self.checkpointer = checkpointer
@@ -80,12 +84,19 @@ class MetaTrainScheduler:
                     raise RuntimeError(f"meta-training rewound {MAX_REWINDS} times ({err}); giving up") from err
                 self.learner.reload()
                 state = self.checkpointer.latest()
+                self.events({"kind": "rewind", "to_iteration": state.iteration, "reason": str(err)})
                 log.warning("%s; re-running from iteration %d", err, state.iteration)
                 self.bar.reset(total=self.plan.iterations)
                 self.bar.update(state.iteration)
 
     def _count(self, attempt: Attempt) -> bool:
         """Count one try of a task; True when the task is done (completed or failed)."""
+        task, result = attempt.task, attempt.result
+        self.events({
+            "kind": "task", "learner": task.learner, "iteration": task.iteration, "slot": task.slot,
+            "outcome": attempt.outcome.value, "worker": result.worker.worker_id if result and result.worker else None,
+            "seconds": round(result.task_seconds or result.seconds, 4) if result else None,
+        })
         if attempt.outcome is Outcome.RETRIED:
             self.counts.retried += 1
             return False
@@ -189,4 +200,5 @@ class MetaTrainScheduler:
         if reply.incarnation != self.incarnation:
             raise MetaLearnerRestarted()
         self.counts.count_update(reply)
+        self.events({"kind": "update", "learner": task.learner, "staleness": reply.staleness, "outcome": reply.outcome.value})
         return True

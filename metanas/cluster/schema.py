@@ -17,6 +17,7 @@ from metanas.searchers.darts.cell_space import CellSpace
 
 if TYPE_CHECKING:  # torch loads only where a network is built, not to read a campaign
     from metanas.searchers.darts.adaptation import AdaptSettings, ModelSpec
+    from metanas.searchers.darts.latency import NetworkShape
     from metanas.searchers.darts.reptile import MetaSchedule
 
 # What meta-training learns. The first stage: the supernet and the fixed-architecture
@@ -197,6 +198,24 @@ class WorkerSettings(_Strict):
     start_timeout_s: PositiveFloat = 120.0
 
 
+class Constraints(_Strict):
+    """A hardware budget for the derived networks (ProxylessNAS, FBNet): the supernet's
+    expected cost under its edge weights joins the architecture's loss as a hinge on each
+    limit, and every derived genotype is projected within the limits. Latency is one
+    inference pass of `batch` images on `device` with `threads` threads, predicted from a
+    latency table. Without limits the campaign only measures and reports its genotypes."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: PositiveInt = 1
+    batch: PositiveInt = 1
+    max_latency_ms: Optional[PositiveFloat] = None
+    max_params: Optional[PositiveInt] = None
+    weight: PositiveFloat = 1.0  # of each hinge in the architecture's loss
+    # A table from `metanas hw profile` (relative to the campaign file); by default the
+    # driver profiles the space on `device` before meta-training starts.
+    latency_table: Optional[str] = None
+
+
 class Campaign(_Strict):
     name: str = "campaign"
     seed: int = 0
@@ -209,6 +228,7 @@ class Campaign(_Strict):
     # The task memory every finished task search is appended to; default OUT/memory.
     # Point several campaigns at one directory to share what they learn.
     memory: Optional[str] = None
+    constraints: Optional[Constraints] = None
 
     @model_validator(mode="after")
     def _fixed_genotype_fits(self) -> "Campaign":
@@ -274,6 +294,15 @@ class Campaign(_Strict):
         if learner == "reptile_fixed":
             return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
         return ModelSpec(space, 1, self.episodes.n_way, temperature=self.meta_train.temperature_end)
+
+    def network_shape(self) -> "NetworkShape":
+        """The shape of the networks the campaign derives (the derived network's width,
+        the first evaluation's classes): what a genotype's latency and parameters are of."""
+        from metanas.searchers.darts.latency import NetworkShape
+
+        space = self.space.cell_space()
+        space = dataclasses.replace(space, channels=self.meta_test.derived_channels or space.channels)
+        return NetworkShape(space, self.image_size, self.evaluations()[0].n_way)
 
     @property
     def image_size(self) -> tuple[int, int]:

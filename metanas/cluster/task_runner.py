@@ -12,6 +12,7 @@ exactly the same data.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from metanas.cluster.schema import Campaign
 from metanas.memory.embedders import support_embedder_name, support_embedding
 from metanas.memory.records import TaskRecord
 from metanas.searchers.darts.adaptation import Params, adapt, evaluate, get_params, init_head_from_prototypes, set_params
+from metanas.searchers.darts.cost import CostLimit, constrained_genotype
 from metanas.searchers.darts.learner import Learner
 from metanas.searchers.episodes import (
     ClassPool,
@@ -51,8 +53,11 @@ def build_pools(campaign: Campaign) -> tuple[ClassPool, ClassPool, ClassPool | N
 class TaskRunner:
     """Holds the task pools and one network per learner, reused across tasks."""
 
-    def __init__(self, campaign: Campaign, device: str | torch.device = "cpu") -> None:
+    def __init__(self, campaign: Campaign, device: str | torch.device = "cpu", limits: tuple[CostLimit, ...] = ()) -> None:
+        """`limits`: the campaign's hardware limits (`metanas.cluster.hardware`): the
+        supernet's architecture steps carry their penalty, and its genotypes respect them."""
         self.campaign = campaign
+        self.limits = limits
         self.device = torch.device(device)
         self.train_pool, self.test_pool, self.validation_pool = build_pools(campaign)
         self.space = campaign.space.cell_space()
@@ -87,7 +92,8 @@ class TaskRunner:
     def learner(self, name: str, params: Params | None, derived: tuple[str, ...] | None = None) -> Learner:
         """The meta-trained method `name` as a user gets it from `metanas.load`."""
         spec = self.campaign.model_spec(name, derived)
-        return Learner.from_spec(spec, params, self.campaign.meta_test.adapt.settings(), self.image_size, self.device)
+        settings = replace(self.campaign.meta_test.adapt.settings(), limits=self.limits)
+        return Learner.from_spec(spec, params, settings, self.image_size, self.device)
 
     def meta_train_task(self, task: TrainTask, theta: Params) -> tuple[Params, TrainResult]:
         """Adapt on one meta-train episode; return (theta_task - theta, result).
@@ -104,11 +110,14 @@ class TaskRunner:
         embedding = support_embedding(net, sx) if task.learner == "metanas" else None
         mt = self.campaign.meta_train
         wx, wy = (torch.cat([sx, qx]), torch.cat([sy, qy])) if mt.w_sees_query else (sx, sy)
-        adapt(net, wx, wy, qx, qy, mt.inner.settings(task.update_alpha), seed=task.iteration * 1009 + task.slot)
+        settings = replace(mt.inner.settings(task.update_alpha), limits=self.limits)
+        adapt(net, wx, wy, qx, qy, settings, seed=task.iteration * 1009 + task.slot)
         after = evaluate(net, qx, qy)[0]
         new = get_params(net)
         delta = {k: new[k] - theta[k].cpu() for k in theta}
-        record = self._task_record(task, net.genotype(), after, embedding) if embedding is not None else None
+        record = None
+        if embedding is not None:
+            record = self._task_record(task, constrained_genotype(self.space, net.alphas(), self.limits), after, embedding)
         return delta, TrainResult(task, before, after, time.perf_counter() - start, record=record)
 
     def _task_record(self, task: TrainTask, genotype: tuple[str, ...], score: float, embedding: Any) -> TaskRecord:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -29,8 +29,9 @@ WAIT_TIMEOUT_S = 600.0  # no task may take longer, and no lost worker stay away 
 
 
 class WorkerPool:
-    def __init__(self, campaign: Campaign, slowdown: dict[int, float] | None = None) -> None:
-        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device."""
+    def __init__(self, campaign: Campaign, slowdown: dict[int, float] | None = None, limits: Sequence[dict] = ()) -> None:
+        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device.
+        `limits`: the campaign's hardware limits (`CostLimit.to_dict`), built on the driver."""
         w = campaign.workers
         self.settings = w
         self.task_retries = campaign.meta_train.task_retries
@@ -41,7 +42,7 @@ class WorkerPool:
         config = campaign.model_dump(mode="json")
         self.workers = [
             TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy).remote(
-                config, i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0)
+                config, i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0), list(limits)
             )
             for i in range(self.count)
         ]

@@ -27,7 +27,7 @@ import numpy as np
 from metanas.memory.acquisition import greedy_portfolio
 from metanas.memory.embedders import estimated_landmarks
 from metanas.memory.gp import rank_normalise
-from metanas.memory.surrogate import spearman
+from metanas.searchers.stats import spearman
 from metanas.memory.tables import TableTask, load_table, synthetic_family
 from metanas.memory.transfer import MemoryModel
 from metanas.memory.records import PastTask
@@ -203,7 +203,7 @@ def _summarise(curves: dict[str, np.ndarray], tpe: dict[str, np.ndarray], budget
     return row
 
 
-def plot_curves(result: dict[str, Any], path: str) -> None:
+def plot_curves(result: dict[str, Any], path: str, ylabel: str = "mean normalised regret") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,7 +219,7 @@ def plot_curves(result: dict[str, Any], path: str) -> None:
             ax.plot(range(1, len(curve) + 1), np.maximum(curve, 1e-4), label=method, **style)
         ax.set_yscale("log")
         ax.set_xlabel("evaluations")
-        ax.set_ylabel("mean normalised regret")
+        ax.set_ylabel(ylabel)
         ax.set_title(f"{table} (leave-one-task-out, {result['seeds']} seeds)")
         ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[len(tables):]:

@@ -32,10 +32,3 @@ def knn_surrogate(space: SearchSpace, trials: Sequence[dict[str, Any]], k: int =
 
     return predict
 
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Rank correlation of two equally long score lists (0 when either is constant)."""
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    if np.std(ra) == 0 or np.std(rb) == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])

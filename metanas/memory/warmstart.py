@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from metanas.memory.records import PastTask
-from metanas.memory.surrogate import finite_trials, knn_surrogate, spearman
+from metanas.memory.surrogate import finite_trials, knn_surrogate
+from metanas.searchers.stats import spearman
 from metanas.memory.transfer import MemoryModel
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key

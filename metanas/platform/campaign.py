@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from metanas.cluster.hardware import campaign_limits, load_limits
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.schema import DERIVED
 from metanas.platform.config import Campaign, ConfigError
+from metanas.searchers.darts.cost import genotype_within
 from metanas.searchers.darts.learner import Learner
 
 
@@ -43,6 +46,7 @@ def run_campaign(
             raise ConfigError(f"{run.root} holds a different campaign than the one given; use another --out")
         checkpoint = run.latest_checkpoint()
     run.root.mkdir(parents=True, exist_ok=True)
+    campaign_limits(campaign, run.root)  # a bad latency table fails here, before Ray starts
     run.save_campaign(campaign)
     started = time.time()
     runner = CampaignRunner(campaign, run, address=address, progress=progress)
@@ -69,7 +73,8 @@ def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Le
     first = run.latest_checkpoint()
     if first is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint yet; has meta-training run?")
-    derived = campaign.space.cell_space().genotype_of(first.params("metanas"))
+    settings = replace(campaign.meta_test.adapt.settings(), limits=load_limits(run.root))
+    derived = genotype_within(campaign.space.cell_space(), first.params("metanas"), settings.limits)
     checkpoint = first
     if which == DERIVED:
         checkpoint = RunDir(run.root / "derived").latest_checkpoint()
@@ -79,6 +84,4 @@ def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Le
     # Users pass images as they come (the folders' own), so the learner inverts them as the
     # campaign's data source did; meta-test passes the already inverted episodes.
     invert = getattr(campaign.data, "invert", False)
-    return Learner.from_spec(
-        spec, checkpoint.params(which), campaign.meta_test.adapt.settings(), campaign.image_size, device, invert
-    )
+    return Learner.from_spec(spec, checkpoint.params(which), settings, campaign.image_size, device, invert)

@@ -52,6 +52,8 @@ def _bench_warmstart(args: argparse.Namespace) -> int:
 
     if args.budget < 10 or args.seeds < 1:
         raise ConfigError(f"--budget must be >= 10 and --seeds >= 1, got {args.budget} and {args.seeds}")
+    if args.objectives:
+        return _bench_multi_objective(args)
     tables = tuple(args.tables.split(",")) if args.tables else TABLES
     unknown = [t for t in tables if t not in TABLES]
     if unknown:
@@ -63,6 +65,28 @@ def _bench_warmstart(args: argparse.Namespace) -> int:
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     if args.plot and not args.json:
         print(f"regret curves: {args.plot}")
+    return 0
+
+
+def _bench_multi_objective(args: argparse.Namespace) -> int:
+    import json
+
+    from metanas.memory.bench_multiobjective import MO_TABLES, bench_multi_objective, parse_objectives
+    from metanas.memory.bench_warmstart import plot_curves
+
+    try:
+        objectives = parse_objectives(args.objectives)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    tables = tuple(args.tables.split(",")) if args.tables else MO_TABLES
+    unknown = [t for t in tables if t not in MO_TABLES]
+    if unknown:
+        raise ConfigError(f"--tables: with --objectives, choose from {', '.join(MO_TABLES)} (tables with several metrics); got {unknown}")
+    result = bench_multi_objective(objectives, args.budget, args.seeds, tables, progress=True, workers=args.workers)
+    if args.plot:
+        plot_curves(result, str(args.plot), ylabel="mean hypervolume regret")
+    result.pop("curves")
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
 
@@ -155,11 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     warm.add_argument("--tables", help="comma-separated subset of the tables (default: all)")
     warm.add_argument("--workers", type=int, help="processes (default: one per CPU)")
     warm.add_argument("--plot", type=Path, help="write the regret curves to this PNG (default: no file)")
+    warm.add_argument("--objectives", help="two comma-separated metrics, e.g. val_acc,latency: the multi-objective "
+                      "benchmark (hypervolume regret on NAS-Bench-201) instead of the single-score one")
     warm.add_argument("--json", action="store_true", help="print only the JSON result (progress goes to stderr)")
 
-    from metanas.platform import cli_memory
+    explain = sub.add_parser("explain", help="write a run's report.html: curves, alpha, the derived cell, latency, workers")
+    explain.add_argument("run_dir", type=Path, help="a finished campaign's output directory")
+    explain.add_argument("--out", type=Path, help="where to write the page (default RUN_DIR/report.html)")
+
+    from metanas.platform import cli_hw, cli_memory
 
     cli_memory.add_commands(sub)
+    cli_hw.add_commands(sub, bench_sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -171,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args.config, args.out, args.resume, args.address, args.workers)
         if args.command == "demo":
             return _run(demo_config_path(), args.out, args.resume, None, args.workers)
+        if args.command == "explain":
+            from metanas.platform.explain import write_explain
+
+            print(write_explain(args.run_dir, args.out))
+            return 0
         if args.command in ("submit", "status", "logs", "stop"):
             return _jobs(args)
         if args.command == "bench" and args.bench == "scaling":
@@ -179,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench_step(args)
         if args.command == "bench" and args.bench == "warmstart":
             return _bench_warmstart(args)
+        if args.command == "hw" or (args.command == "bench" and args.bench == "latency"):
+            return cli_hw.run(args)
         return cli_memory.run(args)
     except ConfigError as err:
         print(f"metanas: error: {err}", file=sys.stderr)

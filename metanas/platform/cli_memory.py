@@ -34,6 +34,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"], help="default optuna")
     search.add_argument("--warm-start", default="model", choices=["model", "memory", "portfolio", "none"], help="default model")
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--storage", help="also record the study in this Optuna storage (e.g. sqlite:///searches.db) "
+                        "for optuna-dashboard; searcher optuna only")
 
     predict = sub.add_parser("predict", help="the memory's zero-shot proposals for a built-in benchmark task")
     predict.add_argument("task", help="TABLE/DATASET, as for `metanas search` (its own records are left out)")
@@ -123,7 +125,7 @@ def _search(args: argparse.Namespace) -> int:
     task, table = _table_task(args.task)
     result = search(
         task.objective(), task.space, task_id=args.task, memory=args.memory, budget=args.budget,
-        searcher=args.searcher, warm_start=args.warm_start, family=table, seed=args.seed,
+        searcher=args.searcher, warm_start=args.warm_start, family=table, seed=args.seed, storage=args.storage,
     )
     best = result.best
     print(json.dumps({"task": args.task, "best_score": best.score, "best_config": best.config,

@@ -69,10 +69,14 @@ def load_campaign(path: str | Path) -> Campaign:
 
 
 def _paths_from(data: object, base: Path) -> object:
-    """Relative data paths in a campaign file are relative to the file, so a campaign runs
+    """Relative data paths (and a latency table's) in a campaign file are relative to the file, so a campaign runs
     the same from any working directory (and its saved copy holds absolute paths)."""
     source = data.get("data") if isinstance(data, dict) else None
     if isinstance(source, dict) and isinstance(source.get("paths"), list):
         paths = [os.path.normpath(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p for p in source["paths"]]
         data = {**data, "data": {**source, "paths": paths}}
+    constraints = data.get("constraints") if isinstance(data, dict) else None
+    table = constraints.get("latency_table") if isinstance(constraints, dict) else None
+    if isinstance(table, str) and not Path(table).is_absolute():
+        data = {**data, "constraints": {**constraints, "latency_table": os.path.normpath(base / table)}}
     return data

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.schema import Campaign
+from metanas.cluster.hardware import hardware_summary
+from metanas.cluster.schema import DERIVED, Campaign
 from metanas.memory.atomic import atomic_write_json
 from metanas.searchers.stats import mean_ci95
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # (the runner imports Ray; a report can be read without it)
 
 log = logging.getLogger(__name__)
 
+HARDWARE_PNG = "hardware.png"
 METHODS = ("metanas", "metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes")
 COLORS = {"metanas": "tab:blue", "metanas_derived": "tab:green", "reptile_fixed": "tab:orange", "reptile_conv4": "tab:red"}
 
@@ -38,10 +40,13 @@ def summarize_meta_test(campaign: Campaign, results: list, meta_genotype) -> dic
         evaluations.append({"n_way": ev.n_way, "k_shot": ev.k_shot, "query_per_class": ev.query, "tasks": len(mine), "accuracy": _accuracy(mine)})
     first = [r for r in results if r.evaluation == 0]
     task_genotypes = Counter(tuple(r.genotype) for r in first)
+    edges = campaign.space.cell_space().edge_names
     return {
         **evaluations[0],
         "genotype": list(meta_genotype),
         "task_genotypes": [{"genotype": list(g), "tasks": n} for g, n in task_genotypes.most_common(5)],
+        # how often each op won each edge across the first evaluation's tasks
+        "op_counts": {edge: dict(Counter(r.genotype[k] for r in first).most_common()) for k, edge in enumerate(edges)},
         "evaluations": evaluations,
     }
 
@@ -129,6 +134,30 @@ def _finish(plt, fig, ax, path, title: str, xlabel: str, ylabel: str) -> None:
     plt.close(fig)
 
 
+def plot_hardware(hw: dict[str, Any], path, title: str) -> None:
+    """Each genotype the meta-test tasks derived (dot area: how many tasks), its
+    supernet accuracy against its latency, the Pareto front, the limit and the derived
+    network."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+
+    def latency(row: dict[str, Any]) -> float:
+        return row["latency_ms"] if row["latency_ms"] is not None else row["predicted_latency_ms"]
+
+    rows = hw["genotypes"]
+    ax.scatter([latency(r) for r in rows], [r["accuracy"] for r in rows], s=[12 + 6 * r["tasks"] for r in rows],
+               color="tab:blue", alpha=0.5, label="task genotypes (area: tasks)")
+    front = sorted((r for r in rows if r["genotype"] in hw["pareto"]), key=latency)
+    ax.plot([latency(r) for r in front], [r["accuracy"] for r in front], color="tab:blue", lw=1.5, marker="o", ms=4,
+            label="Pareto front")
+    d = hw["derived"]
+    if d.get("accuracy") is not None:
+        ax.scatter([latency(d)], [d["accuracy"]], marker="*", s=200, color="tab:green", label="metanas_derived", zorder=3)
+    if hw.get("max_latency_ms"):
+        ax.axvline(hw["max_latency_ms"], color="tab:red", ls="--", lw=1, label=f"max_latency_ms {hw['max_latency_ms']:g}")
+    _finish(plt, fig, ax, path, title, f"latency (ms, batch {hw['batch']})", "accuracy (first evaluation)")
+
+
 def results_table(summary: dict[str, Any]) -> str:
     mt = summary["meta_test"]
     costs = summary["meta_train"].get("methods", {})
@@ -151,6 +180,15 @@ def results_table(summary: dict[str, Any]) -> str:
     if "derived_stage" in tr:
         d = tr["derived_stage"]
         lines.append(f"derived network: {d['tasks_completed']}/{d['tasks_planned']} tasks, {d['wall_s']:.0f} s")
+    if "hardware" in summary:
+        hw = summary["hardware"]
+        d = hw["derived"]
+        shown = d["latency_ms"] if d["latency_ms"] is not None else d["predicted_latency_ms"]
+        lines.append(
+            f"hardware ({hw['device']}): derived network {shown:.3f} ms, {d['params']} params; "
+            f"{hw['tasks_within'] * 100:.1f}% of tasks' genotypes within the limits; "
+            f"{len(hw['pareto'])} genotypes on the Pareto front of {len(hw['genotypes'])}"
+        )
     return "\n".join(lines)
 
 
@@ -160,11 +198,16 @@ def write_report(run: RunDir, campaign: Campaign, result: "CampaignResult", wall
     meta_train["methods"] = method_costs(campaign, meta_train, result.genotype)
     meta_test = summarize_meta_test(campaign, result.tests, result.genotype)
     summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": meta_train, "meta_test": meta_test}
+    if campaign.constraints is not None:
+        derived = meta_test["accuracy"].get(DERIVED, {}).get("mean")
+        summary["hardware"] = hardware_summary(campaign, run.root, result.tests, result.genotype, derived)
     atomic_write_json(run.summary_file, summary)
     try:  # a plot is a convenience; the summary is the record
         plot_curve(result.curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup)
         if result.validation:
             plot_validation(result.validation, run.validation_png, f"{campaign.name}: learning curves")
+        if "hardware" in summary:
+            plot_hardware(summary["hardware"], run.root / HARDWARE_PNG, f"{campaign.name}: accuracy against latency")
     except Exception:
         log.exception("could not draw the curves")
     return summary

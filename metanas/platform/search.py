@@ -9,6 +9,13 @@ of the search), weights every past task of the same space by how well its trials
 probes, and warm-starts from their weighted trials (`metanas.memory.warmstart`). Then it
 searches and appends the result to the memory (idempotent by key, so a retried search
 never duplicates a record).
+
+With `objectives={"val_acc": "max", "latency_ms": "min"}` the objective returns a dict of
+metrics and the search is multi-objective (Optuna's multi-objective TPE, or NSGA-II with
+`searcher="nsga2"`); `constraints={"latency_ms": 5.0}` bounds a metric (at most it for a
+minimised one, at least it for a maximised one). It warm-starts from the stored tasks'
+Pareto sets (`warm_start="pareto"`), stores every metric of every trial, and the result's
+`pareto` holds the front.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +36,8 @@ from metanas.searchers.space import SearchSpace
 # What `metanas bench warmstart` measures best across its tables (README): the memory's
 # model chooses the first evaluations, weighting stored tasks as evidence arrives.
 DEFAULT_WARM_START = "model"
+MULTI_OBJECTIVE_POLICIES = ("pareto", "none")
+MULTI_OBJECTIVE_SEARCHERS = {"optuna": "tpe", "nsga2": "nsga2", "random": "random"}
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +68,7 @@ def search(
     memory: str | Path | None = None,
     budget: int = 50,
     searcher: str = "optuna",
-    warm_start: str = DEFAULT_WARM_START,
+    warm_start: str | None = None,
     embedder: LandmarkEmbedder | None = None,
     embedding: tuple[str, Sequence[float]] | None = None,
     family: str = "default",
@@ -68,8 +77,14 @@ def search(
     seed: int = 0,
     campaign_id: str = "",
     key: str | None = None,
+    objectives: Mapping[str, str] | None = None,
+    constraints: Mapping[str, float] | None = None,
+    storage: str | None = None,
 ) -> SearchResult:
-    """Search `space` for the config that maximises `objective` on one task.
+    """Search `space` for the config that maximises `objective` on one task (or, with
+    `objectives`, for the Pareto front of several metrics: see the module's docstring).
+    `storage` (Optuna searchers): record the study in this Optuna storage, e.g.
+    "sqlite:///searches.db", named after `task_id`, for `optuna-dashboard`.
 
     `warm_start`: `model` (default: the memory's cross-task model proposes each early
     evaluation and re-weights the stored tasks as results arrive; Optuna or Ray Tune),
@@ -80,6 +95,13 @@ def search(
     (no extra evaluation). Returns the searcher's result, probe evaluations included among
     its trials. Raises `SearchFailed` (trials attached, memory untouched) when every
     evaluation failed."""
+    if objectives is not None or constraints is not None:
+        return _multi_objective(
+            objective, space, objectives, constraints, task_id=task_id, memory=memory, budget=budget, searcher=searcher,
+            warm_start=warm_start or "pareto", embedding=embedding, family=family, k=k, seed=seed,
+            campaign_id=campaign_id, key=key, storage=storage,
+        )
+    warm_start = warm_start or DEFAULT_WARM_START
     if warm_start not in POLICIES:
         raise ValueError(f"warm_start: expected one of {POLICIES}, got {warm_start!r}")
     if not task_id:
@@ -88,6 +110,8 @@ def search(
         raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
     if searcher not in SEARCHERS:
         raise ValueError(f"searcher: expected one of {SEARCHERS}, got {searcher!r}")
+    if storage is not None and searcher != "optuna":
+        raise ValueError(f"storage: Optuna storages record searcher='optuna' searches, not {searcher!r}")
     if warm_start == "model" and searcher == "random":
         raise ValueError("warm_start='model' proposes configs through Optuna: use searcher='optuna' or 'tune'")
     obj = Objective(objective)
@@ -119,7 +143,7 @@ def search(
     )
     log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(plan.told), len(plan.queued), plan.dropped)
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"storage": storage, "study_name": task_id} if storage is not None else {}
     if warm_start == "model":
         from metanas.memory.sampler import MemorySampler
 
@@ -185,3 +209,70 @@ def propose(
             raise ValueError(f"embedding: the memory's records of this space use {embedder!r}, not {embedding[0]!r}")
         vector = np.asarray(embedding[1], dtype=np.float32)
     return model.portfolio(n, vector)
+
+
+def _multi_objective(
+    objective: Callable[..., Mapping[str, float]],
+    space: SearchSpace,
+    objectives: Mapping[str, str] | None,
+    constraints: Mapping[str, float] | None,
+    *,
+    task_id: str,
+    memory: str | Path | None,
+    budget: int,
+    searcher: str,
+    warm_start: str,
+    embedding: tuple[str, Sequence[float]] | None,
+    family: str,
+    k: int,
+    seed: int,
+    campaign_id: str,
+    key: str | None,
+    storage: str | None = None,
+) -> SearchResult:
+    """`search` with several objectives: warm start from the stored Pareto sets, Optuna's
+    multi-objective sampler, every metric stored."""
+    from metanas.memory.pareto_warmstart import pareto_warm_start
+    from metanas.searchers.multi_objective import MultiObjective, multi_objective_search
+
+    if objectives is None:
+        raise ValueError("constraints: bound metrics of a multi-objective search; pass objectives= too")
+    mo = MultiObjective(objective, objectives, constraints)  # checks objectives and constraints
+    if warm_start not in MULTI_OBJECTIVE_POLICIES:
+        raise ValueError(f"warm_start: a multi-objective search takes one of {MULTI_OBJECTIVE_POLICIES}, got {warm_start!r}")
+    if searcher not in MULTI_OBJECTIVE_SEARCHERS:
+        raise ValueError(f"searcher: a multi-objective search takes one of {tuple(MULTI_OBJECTIVE_SEARCHERS)}, got {searcher!r}")
+    if not task_id:
+        raise ValueError("task_id: required, so the memory can tell tasks apart")
+    if not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
+    store = None
+    if memory is not None:
+        from metanas.memory.store import MemoryStore
+
+        store = MemoryStore(Path(memory))
+    family_filter = None if family == "default" else family
+    warm: list[WarmStart] = []
+    if store is not None and warm_start == "pareto":
+        if embedding is not None:
+            vector = np.asarray(embedding[1], dtype=np.float32)
+            hits = store.nearest(vector, k, space.signature, embedding[0], family=family_filter)
+            past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
+        else:  # the newest first
+            past = list(reversed(past_tasks(store, space, family_filter, task_id)))
+        warm = pareto_warm_start(space, past, mo.objectives, mo.constraints)
+    log.info("task %s: %d warm-start configs from stored Pareto sets", task_id, len(warm))
+    result = multi_objective_search(mo, space, budget, warm, MULTI_OBJECTIVE_SEARCHERS[searcher], seed, storage, task_id)
+    if store is not None:
+        from metanas.memory.records import TaskRecord
+
+        best = result.best  # raises when no trial was feasible: nothing to remember
+        embedder_name, vector = (embedding[0], np.asarray(embedding[1], dtype=np.float32)) if embedding is not None \
+            else estimated_landmarks(space, [t.to_dict() for t in result.trials])
+        store.append([TaskRecord(
+            key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/" + ",".join(mo.objectives),
+            task_id=task_id, family=family, embedder=embedder_name, embedding=vector, space_signature=space.signature,
+            best_config=best.config, best_score=best.score, trials=[t.to_dict() for t in result.trials],
+            searcher=f"{searcher}_multi_objective", campaign_id=campaign_id, created_at=time.time(),
+        )])
+    return result

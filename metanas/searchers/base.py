@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from metanas.searchers.pareto import feasible, pareto_front
 from metanas.searchers.space import SearchSpace, config_key
 
 # The score of a failed evaluation (an objective that returned NaN or inf), in every
@@ -36,9 +37,13 @@ class Trial:
     score: float
     budget: float | None = None
     source: str = "search"  # "search", "warm_start", "known" (told, not evaluated) or "probe"
+    # A multi-objective search's metrics (None when the evaluation failed); its `score` is
+    # the first objective's value, negated when that objective is minimised.
+    metrics: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "score": self.score, "budget": self.budget, "source": self.source}
+        out = {"config": self.config, "score": self.score, "budget": self.budget, "source": self.source}
+        return out if self.metrics is None else {**out, "metrics": self.metrics}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,18 @@ class SearchResult:
     trials: list[Trial] = field(default_factory=list)
     seconds: float = 0.0
     warm_start_dropped: int = 0  # warm-start configs that did not fit the space
+    # A multi-objective search's objectives (name -> 'max' or 'min') and bounds (name ->
+    # the worst acceptable value); None for a single score.
+    objectives: dict[str, str] | None = None
+    constraints: dict[str, float] | None = None
+
+    @property
+    def pareto(self) -> list[Trial]:
+        """The evaluated trials no other feasible trial dominates (feasible ones only)."""
+        if self.objectives is None:
+            raise ValueError("pareto: this was a single-objective search; pass objectives= to metanas.search")
+        ok = [t for t in self.trials if t.metrics is not None and feasible(t.metrics, self.objectives, self.constraints)]
+        return [ok[i] for i in pareto_front([t.metrics for t in ok], self.objectives)]
 
     @property
     def evaluated(self) -> list[Trial]:

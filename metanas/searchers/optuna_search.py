@@ -41,10 +41,16 @@ def suggest(trial, p: Param):
 class OptunaSearcher(Searcher):
     name = "optuna"
 
-    def __init__(self, seed: int = 0, sampler: Any = "tpe", fidelities: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, seed: int = 0, sampler: Any = "tpe", fidelities: Sequence[float] | None = None,
+        storage: str | None = None, study_name: str | None = None,
+    ) -> None:
         """`sampler`: 'tpe', 'cmaes', 'random', or an Optuna sampler object (e.g.
-        `metanas.MemorySampler`), used as it is (its own seed applies)."""
+        `metanas.MemorySampler`), used as it is (its own seed applies). `storage`: an Optuna
+        storage URL (e.g. sqlite:///searches.db) to record the study in, under
+        `study_name`, so optuna-dashboard can open it."""
         super().__init__(seed)
+        self.storage, self.study_name = storage, study_name
         if isinstance(sampler, str) and sampler not in ("tpe", "cmaes", "random"):
             raise ValueError(f"sampler: expected 'tpe', 'cmaes', 'random' or an Optuna sampler, got {sampler!r}")
         self.sampler = sampler
@@ -69,7 +75,10 @@ class OptunaSearcher(Searcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = optuna_distributions(space)
         pruner = optuna.pruners.SuccessiveHalvingPruner() if self.fidelities and objective.takes_budget else optuna.pruners.NopPruner()
-        study = optuna.create_study(direction="maximize", sampler=self._make_sampler(), pruner=pruner)
+        study = optuna.create_study(
+            direction="maximize", sampler=self._make_sampler(), pruner=pruner, storage=self.storage,
+            study_name=self.study_name, load_if_exists=self.storage is not None,
+        )
         trials: list[Trial] = []
         for ws in warm_start:
             if ws.score is not None:

@@ -127,8 +127,12 @@ def _setup(tmp_path, updates="sync", iterations=8, meta_batch=2, every=2, pool=N
     memory = Memory()
     checkpointer = Checkpointer(run, learner, memory, wall_before=0.0)
     pool = pool or FakePool()
-    scheduler = MetaTrainScheduler(plan, pool, learner, checkpointer, WorkerTally([WORKER]), Bar())
+    scheduler = MetaTrainScheduler(plan, pool, learner, checkpointer, WorkerTally([WORKER]), Bar(), EVENTS.append)
+    EVENTS.clear()
     return scheduler, state, learner, memory, pool
+
+
+EVENTS: list[dict] = []  # what the last scheduler `_setup` built logged
 
 
 def _all_accounted_for(state, memory, iterations=8, meta_batch=2):
@@ -187,6 +191,14 @@ def test_a_restarted_meta_learner_rewinds_both_to_the_checkpoint(tmp_path, updat
     assert final.counts.applied == final.counts.completed == 32  # counts came back with the checkpoint
     assert learner.core.current_version("metanas") == 8
     assert pool.runs[("metanas", 4, 0)] == 2 and pool.runs[("metanas", 0, 0)] == 1  # only the tasks since
+    # the event log holds every try, the rewind, and (async) every update with its staleness
+    assert [e["to_iteration"] for e in EVENTS if e["kind"] == "rewind"] == [4]
+    tries = [e for e in EVENTS if e["kind"] == "task"]
+    assert len(tries) == sum(pool.runs.values()) and all(e["outcome"] == "completed" and e["worker"] == 0 for e in tries)
+    updates_logged = [e for e in EVENTS if e["kind"] == "update"]
+    # (async: the update that met the restarted MetaLearner is refused, not logged)
+    assert len(updates_logged) == (len(tries) - 1 if updates == "async" else 0)
+    assert all(e["staleness"] >= 0 for e in updates_logged)
 
 
 class RestartBeforeApply(LocalLearner):

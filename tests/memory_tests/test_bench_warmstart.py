@@ -49,3 +49,25 @@ def test_bench_output_schema_and_the_memory_helps_early(tmp_path):
     assert methods["metanas_model"]["regret@5"] < methods["tpe"]["regret@5"]
     plot_curves(result, str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_multi_objective_bench_schema_and_exact_fronts():
+    from metanas.memory.bench_multiobjective import (
+        MO_METHODS, _tasks, bench_multi_objective, front_mask, parse_objectives,
+    )
+    from metanas.searchers.pareto import pareto_front
+
+    y = np.random.default_rng(0).random((300, 2))
+    exact = pareto_front([{"a": a, "b": b} for a, b in y], {"a": "max", "b": "max"})
+    assert np.flatnonzero(front_mask(y)).tolist() == exact
+    objectives = parse_objectives("val_acc,latency")
+    assert objectives == {"val_acc": "max", "latency": "min"}
+    with pytest.raises(ValueError, match="expected two of"):
+        parse_objectives("val_acc,speed")
+    task = _tasks("nasbench201", tuple(objectives))[0]
+    assert 0.5 < task.true_hv <= 1.0 and task.regret_curve([]) == []
+    result = bench_multi_objective(objectives, budget=10, seeds=1, progress=False, workers=1)
+    methods = result["benchmarks"]["nasbench201"]["methods"]
+    assert result["default_method"] == "metanas_pareto" and set(methods) == set(MO_METHODS)
+    for row in methods.values():
+        assert 0.0 <= row["hv_regret@10"] <= row["hv_regret@1"] <= 1.0

@@ -88,3 +88,47 @@ def test_the_model_policy_is_the_default_and_proposals_come_from_the_memory(tmp_
         metanas.propose(SPACE, tmp_path / "nope")
     with pytest.raises(ValueError, match="searcher='optuna'"):
         metanas.search(family_member(0.7), SPACE, task_id="new", searcher="random", budget=5, warm_start="model")
+
+
+def speed_accuracy(h: float):
+    """A task with two metrics: accuracy peaks at x = h; latency grows with x."""
+
+    def objective(config):
+        return {"acc": 1.0 - (config["x"] - h) ** 2 - 0.1 * config["y"], "ms": 1.0 + 3.0 * config["x"] + config["y"]}
+
+    return objective
+
+
+def test_multi_objective_search_stores_every_metric_and_warm_starts_from_stored_fronts(tmp_path):
+    memory, objectives = tmp_path / "mem", {"acc": "max", "ms": "min"}
+    for i, h in enumerate((0.55, 0.65)):
+        metanas.search(speed_accuracy(h), SPACE, task_id=f"past{i}", memory=memory, budget=15, objectives=objectives, seed=i)
+    stored = MemoryStore(memory).records()
+    assert len(stored) == 2 and all(set(t["metrics"]) == {"acc", "ms"} for r in stored for t in r.trials)
+    fronts = {(t["config"]["x"], t["config"]["y"]) for r in stored for t in r.trials}
+    result = metanas.search(speed_accuracy(0.6), SPACE, task_id="new", memory=memory, budget=12, objectives=objectives,
+                            constraints={"ms": 3.0})
+    warm = [t for t in result.trials if t.source == "warm_start"]
+    assert warm and all((t.config["x"], t.config["y"]) in fronts for t in warm)
+    assert result.pareto and all(t.metrics["ms"] <= 3.0 for t in result.pareto)
+    with pytest.raises(ValueError, match="multi-objective search takes one of"):
+        metanas.search(speed_accuracy(0.6), SPACE, task_id="x", objectives=objectives, warm_start="model")
+    with pytest.raises(metanas.SearchFailed):  # nothing feasible: nothing stored
+        metanas.search(speed_accuracy(0.6), SPACE, task_id="x", memory=memory, budget=4, objectives=objectives,
+                       constraints={"ms": 0.5})
+    assert len(MemoryStore(memory).records()) == 3
+    with pytest.raises(ValueError, match="pareto: this was a single-objective search"):
+        metanas.search(family_member(0.5), SPACE, task_id="s", budget=3, warm_start="none").pareto
+
+
+def test_a_search_recorded_in_an_optuna_storage_opens_as_a_study(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'searches.db'}"
+    metanas.search(family_member(0.5), SPACE, task_id="one", budget=6, warm_start="none", storage=url)
+    metanas.search(speed_accuracy(0.5), SPACE, task_id="two", budget=5, objectives={"acc": "max", "ms": "min"}, storage=url)
+    one, two = optuna.load_study(study_name="one", storage=url), optuna.load_study(study_name="two", storage=url)
+    assert len(one.trials) == 6 and one.best_value == max(t.value for t in one.trials)
+    assert len(two.trials) == 5 and two.metric_names == ["acc", "ms"] and two.best_trials
+    with pytest.raises(ValueError, match="storage"):
+        metanas.search(family_member(0.5), SPACE, task_id="t", budget=3, searcher="random", warm_start="none", storage=url)

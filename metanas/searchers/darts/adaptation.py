@@ -24,6 +24,7 @@ from torch import nn
 
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.conv4 import Conv4
+from metanas.searchers.darts.cost import CostLimit, cost_penalty
 from metanas.searchers.darts.supernet import DiscreteNet, Supernet
 
 Params = dict[str, torch.Tensor]
@@ -44,6 +45,9 @@ class AdaptSettings:
     # > 0: after adapting, ops whose edge weight is below it get weight exactly 0. Meta-test
     # only: a pruned (-inf) architecture parameter must never enter a Reptile update.
     prune_threshold: float = 0.0
+    # Hardware limits (ProxylessNAS, FBNet): each adds its hinge on the expected cost under
+    # the edge weights to the architecture's loss. Discrete networks have no such loss.
+    limits: tuple[CostLimit, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha_fraction <= 1.0:
@@ -160,7 +164,7 @@ def _steps(model, w_x, w_y, alpha_x, alpha_y, settings: AdaptSettings, seed: int
             idx = next(a_batches)
             a_opt.zero_grad(set_to_none=True)
             a_loss = _check(F.cross_entropy(model(alpha_x[idx]), alpha_y[idx]))
-            a_loss.backward(inputs=arch)  # w's gradients from this pass are not kept
+            (a_loss + cost_penalty(model, settings.limits)).backward(inputs=arch)  # w's gradients from this pass are not kept
             a_opt.step()
         step_params = w_params + arch if alpha_now and joint else w_params
         optimizers = [w_opt, a_opt] if alpha_now and joint else [w_opt]
@@ -168,7 +172,8 @@ def _steps(model, w_x, w_y, alpha_x, alpha_y, settings: AdaptSettings, seed: int
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss = _check(F.cross_entropy(model(w_x[idx]), w_y[idx]))
-        loss.backward(inputs=step_params)
+        penalty = cost_penalty(model, settings.limits) if alpha_now and joint else 0.0  # (it depends on alpha only)
+        (loss + penalty).backward(inputs=step_params)
         for opt in optimizers:
             opt.step()
     return float(loss.item())

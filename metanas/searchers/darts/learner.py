@@ -26,6 +26,7 @@ from metanas.searchers.darts.adaptation import (
     set_params,
 )
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
+from metanas.searchers.darts.cost import CostLimit, constrained_genotype
 
 
 def prepare_images(images: Any, image_size: tuple[int, int], invert: bool = False) -> torch.Tensor:
@@ -63,9 +64,14 @@ class AdaptedModel:
     image_size: tuple[int, int]
     device: torch.device
     invert: bool = False
+    limits: tuple[CostLimit, ...] = ()
 
     @property
     def genotype(self) -> Genotype:
+        """The architecture the adapted network derives; a supernet's is projected within
+        the campaign's hardware limits, if it has any."""
+        if self.limits and hasattr(self.network, "alphas"):
+            return constrained_genotype(self.network.space, [a.detach() for a in self.network.alphas()], self.limits)
         return self.network.genotype()
 
     @torch.no_grad()
@@ -93,7 +99,8 @@ class Learner:
         invert: bool = False,
     ) -> None:
         """`genotype` None: the supernet (softmax `temperature`); `conv4_channels` > 0: the
-        Conv-4 network; `invert`: see `prepare_images`."""
+        Conv-4 network; `invert`: see `prepare_images`. Hardware limits come with
+        `settings.limits`."""
         self.space = space
         self.params = params
         self.settings = settings
@@ -131,4 +138,4 @@ class Learner:
             set_params(network, {k: v.to(self.device) for k, v in self.params.items()})
         init_head_from_prototypes(network, x, y_t)
         adapt(network, x, y_t, x, y_t, self.settings, seed=seed)
-        return AdaptedModel(network, classes, self.image_size, self.device, self.invert)
+        return AdaptedModel(network, classes, self.image_size, self.device, self.invert, self.settings.limits)
