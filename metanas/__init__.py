@@ -17,6 +17,7 @@ _EXPORTS = {
     "load_campaign": "metanas.platform.config",
     "search": "metanas.platform.search",
     "propose": "metanas.platform.search",
+    "explain_search": "metanas.platform.explain_search",
     "MemorySampler": "metanas.memory.sampler",
     "SearchFailed": "metanas.searchers.base",
     "Learner": "metanas.searchers.darts.learner",

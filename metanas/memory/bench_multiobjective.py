@@ -125,7 +125,7 @@ def _unit(table: str, names: tuple[str, ...], seed: int, budget: int) -> dict[st
             curves[method][name] = t.regret_curve(multi_objective_search(objective, space, budget, sampler=sampler, seed=seed).trials)
         for method, past in (("pareto_full", [o.front_as_past() for o in others]),
                              ("metanas_pareto", [stored[o.task.name] for o in others])):
-            warm = pareto_warm_start(space, past, objectives)
+            warm = [ws for ws, _ in pareto_warm_start(space, past, objectives)]
             result = multi_objective_search(objective, space, budget, warm, sampler="tpe", seed=seed)
             curves[method][name] = t.regret_curve(result.trials)
     return {"table": table, "seed": seed, "tasks": [t.task.name for t in tasks], "curves": curves,

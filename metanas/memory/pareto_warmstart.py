@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 from metanas.memory.records import PastTask
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.pareto import feasible, pareto_front
-from metanas.searchers.space import SearchSpace
+from metanas.searchers.space import SearchSpace, config_key
 
 N_PARETO_WARM = 10  # measured on NAS-Bench-201 (val_acc, latency): 10 of 50 evaluations
 
@@ -56,14 +56,17 @@ def pareto_warm_start(
     objectives: Mapping[str, str],
     constraints: Mapping[str, float] | None = None,
     n: int = N_PARETO_WARM,
-) -> list[WarmStart]:
-    """Up to `n` configs from the stored tasks' fronts (`past` in order of preference)."""
-    queues = [_spread(stored_front(task, objectives, constraints)) for task in past]
-    queues = [q for q in queues if q]
-    picked: list[WarmStart] = []
-    while len(picked) < n and any(queues):
-        for q in queues:
+) -> list[tuple[WarmStart, str]]:
+    """Up to `n` configs from the stored tasks' fronts (`past` in order of preference),
+    each with the stored task whose front it came from."""
+    queues = [(task.task_id, _spread(stored_front(task, objectives, constraints))) for task in past]
+    picked: list[tuple[WarmStart, str]] = []
+    seen: set[str] = set()
+    while len(picked) < n and any(q for _, q in queues):
+        for origin, q in queues:
             if q and len(picked) < n:
-                picked.append(WarmStart(q.pop(0)["config"]))
-        picked, _ = fit_warm_start(space, picked)  # (drops what does not fit, and repeats)
-    return picked[:n]
+                fitted, _ = fit_warm_start(space, [q.pop(0)["config"]])  # (drops what does not fit)
+                if fitted and config_key(fitted[0].config) not in seen:
+                    seen.add(config_key(fitted[0].config))
+                    picked.append((fitted[0], origin))
+    return picked

@@ -108,6 +108,20 @@ def _bench_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    if (args.run_dir is None) == (args.memory is None) or (args.memory is None) != (args.key is None):
+        raise ConfigError("explain: give a run directory, or --memory MEM --key KEY (one of the two)")
+    if args.memory is not None:
+        from metanas.platform.explain_search import explain_record
+
+        print(explain_record(args.memory, args.key, args.out))
+        return 0
+    from metanas.platform.explain import write_explain
+
+    print(write_explain(args.run_dir, args.out))
+    return 0
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from metanas.cluster import jobs
 
@@ -183,9 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                       "benchmark (hypervolume regret on NAS-Bench-201) instead of the single-score one")
     warm.add_argument("--json", action="store_true", help="print only the JSON result (progress goes to stderr)")
 
-    explain = sub.add_parser("explain", help="write a run's report.html: curves, alpha, the derived cell, latency, workers")
-    explain.add_argument("run_dir", type=Path, help="a finished campaign's output directory")
-    explain.add_argument("--out", type=Path, help="where to write the page (default RUN_DIR/report.html)")
+    explain = sub.add_parser("explain", help="a campaign's report.html (curves, alpha, the derived cell, latency, "
+                             "workers), or why a stored search evaluated what it did (--memory, --key)")
+    explain.add_argument("run_dir", type=Path, nargs="?", help="a finished campaign's output directory")
+    explain.add_argument("--memory", type=Path, help="a memory directory: explain its stored search --key instead")
+    explain.add_argument("--key", help="the stored search's key (see `metanas memory ls`)")
+    explain.add_argument("--out", type=Path,
+                         help="where to write the page (default RUN_DIR/report.html, or search_report.html here)")
 
     from metanas.platform import cli_hw, cli_memory
 
@@ -203,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return _run(demo_config_path(), args.out, args.resume, None, args.workers)
         if args.command == "explain":
-            from metanas.platform.explain import write_explain
-
-            print(write_explain(args.run_dir, args.out))
-            return 0
+            return _explain(args)
         if args.command in ("submit", "status", "logs", "stop"):
             return _jobs(args)
         if args.command == "bench" and args.bench == "scaling":

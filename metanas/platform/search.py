@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -152,6 +153,7 @@ def search(
     # The probes were evaluated here, for this task: they are trials of this search.
     result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
     result.warm_start_dropped += plan.dropped
+    result.trials = explained(result.trials, warm_start, searcher, plan, options.get("sampler"))
 
     if store is not None:
         from metanas.memory.records import TaskRecord
@@ -262,7 +264,15 @@ def _multi_objective(
             past = list(reversed(past_tasks(store, space, family_filter, task_id)))
         warm = pareto_warm_start(space, past, mo.objectives, mo.constraints)
     log.info("task %s: %d warm-start configs from stored Pareto sets", task_id, len(warm))
-    result = multi_objective_search(mo, space, budget, warm, MULTI_OBJECTIVE_SEARCHERS[searcher], seed, storage, task_id)
+    result = multi_objective_search(mo, space, budget, [ws for ws, _ in warm], MULTI_OBJECTIVE_SEARCHERS[searcher], seed,
+                                    storage, task_id)
+    origins = iter(origin for _, origin in warm)
+    goals = dict(mo.objectives)  # (kept with every trial, so a stored search can be drawn again)
+    result.trials = [
+        replace(t, why={"source": "pareto set", "task": next(origins), "objectives": goals} if t.source == "warm_start"
+                else {"source": f"{searcher} (multi-objective)", "objectives": goals})
+        for t in result.trials
+    ]
     if store is not None:
         from metanas.memory.records import TaskRecord
 
@@ -276,3 +286,34 @@ def _multi_objective(
             searcher=f"{searcher}_multi_objective", campaign_id=campaign_id, created_at=time.time(),
         )])
     return result
+
+
+TOP_TASKS = 5  # stored tasks named in each evaluation's `why`
+
+
+def _top(weights: dict[str, float]) -> dict[str, float]:
+    best = sorted(((w, t) for t, w in weights.items() if w > 0), reverse=True)[:TOP_TASKS]
+    return {t: round(float(w), 4) for w, t in best}
+
+
+def explained(trials: list[Trial], policy: str, searcher: str, plan: Any, sampler: Any) -> list[Trial]:
+    """Each evaluated trial with its `why`: the probe, warm start or model proposal it was,
+    and the stored tasks behind it with their weights (`metanas explain` draws them)."""
+    proposals = list(getattr(sampler, "history", []))
+    task_ids = [t.task_id for t in sampler.model.tasks] if sampler is not None and sampler.model is not None else []
+    similarity = _top(plan.similarity)
+    out, proposed = [], 0
+    for t in trials:
+        if t.source == "probe":
+            why = {"source": "probe", "tasks": similarity}
+        elif t.source == "warm_start":
+            why = {"source": f"{policy} warm start", "tasks": similarity}
+        elif policy == "model" and proposed < len(proposals):
+            p = proposals[proposed]
+            proposed += 1
+            why = {"source": f"memory model ({p.source})", "evaluations_before": sum(o.source != "known" for o in out),
+                   "tasks": _top(dict(zip(task_ids, p.weights.tolist())))}
+        else:
+            why = {"source": "tpe" if policy == "model" else searcher}
+        out.append(replace(t, why=why))
+    return out

@@ -40,10 +40,15 @@ class Trial:
     # A multi-objective search's metrics (None when the evaluation failed); its `score` is
     # the first objective's value, negated when that objective is minimised.
     metrics: dict[str, float] | None = None
+    # Why this config was evaluated (set by `metanas.search`: which warm start or model
+    # proposed it, and the stored tasks it leaned on); `metanas explain` shows it.
+    why: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"config": self.config, "score": self.score, "budget": self.budget, "source": self.source}
-        return out if self.metrics is None else {**out, "metrics": self.metrics}
+        if self.metrics is not None:
+            out["metrics"] = self.metrics
+        return out if self.why is None else {**out, "why": self.why}
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,23 @@ def test_a_search_recorded_in_an_optuna_storage_opens_as_a_study(tmp_path):
     assert len(two.trials) == 5 and two.metric_names == ["acc", "ms"] and two.best_trials
     with pytest.raises(ValueError, match="storage"):
         metanas.search(family_member(0.5), SPACE, task_id="t", budget=3, searcher="random", warm_start="none", storage=url)
+
+
+def test_explain_shows_where_each_evaluation_came_from_and_the_weights_behind_it(tmp_path):
+    from metanas.platform.explain_search import explain_record
+
+    memory = tmp_path / "mem"
+    for i, h in enumerate((0.3, 0.6, 0.8)):
+        metanas.search(family_member(h), SPACE, task_id=f"past{i}", memory=memory, budget=12, warm_start="none", seed=i)
+    result = metanas.search(family_member(0.55), SPACE, task_id="new", memory=memory, budget=10)
+    whys = [t.why for t in result.trials]
+    assert all(w["source"].startswith("memory model") for w in whys)  # 10 < the model's hand-off to TPE
+    assert [w["evaluations_before"] for w in whys] == list(range(10))
+    assert set(whys[0]["tasks"]) == {"past0", "past1", "past2"} and sum(whys[0]["tasks"].values()) == pytest.approx(1.0, abs=1e-3)
+    page = explain_record(memory, "search/new/optuna/model/0", tmp_path / "why.html").read_text()
+    assert page.count("<img ") == 2 and page.count("memory model (") >= 10
+    assert 'data-key="trials.9.score"' in page
+    path = metanas.explain_search(result, tmp_path / "r.html", title="new")
+    assert path.read_text().count("data:image/png;base64,") == 2
+    with pytest.raises(FileNotFoundError, match="no record with key"):
+        explain_record(memory, "nope", tmp_path / "x.html")

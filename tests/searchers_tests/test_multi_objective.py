@@ -87,8 +87,9 @@ def test_pareto_warm_start_spreads_over_each_stored_front_round_robin():
     front = stored_front(a, OBJECTIVES, None)
     assert [t["config"]["x"] for t in front] == list(np.linspace(1.0, 0.0, 9))  # best accuracy first
     warm = pareto_warm_start(SPACE, [a, b], OBJECTIVES, n=6)
-    xs = [w.config["x"] for w in warm]
+    xs = [w.config["x"] for w, _ in warm]
+    assert [origin for _, origin in warm][:2] == ["a", "a"]
     # both ends of a's front, then b's (already taken: skipped), then the middles
     assert xs[:2] == [1.0, 0.0] and 0.5 in xs and len(xs) == len(set(xs)) == 6
     bounded = pareto_warm_start(SPACE, [a], OBJECTIVES, {"ms": 1.5}, n=10)
-    assert bounded and all(w.config["x"] <= 0.5 for w in bounded)
+    assert bounded and all(w.config["x"] <= 0.5 for w, _ in bounded)
