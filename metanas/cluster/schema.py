@@ -35,7 +35,9 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a campaign file's `iterations: "125"` or `iterations: true` is an error, not
+    # a number (YAML reads both without complaint)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DigitsSource(_Strict):

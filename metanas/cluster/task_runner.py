@@ -36,13 +36,14 @@ from metanas.searchers.episodes import (
 META_TRAIN, META_TEST, VALIDATION = 0, 1, 2
 
 
-def build_pools(campaign: Campaign) -> tuple[ClassPool, ClassPool, ClassPool | None]:
-    """(meta-train, meta-test, validation or None) class pools, pairwise disjoint."""
+def build_pools(campaign: Campaign, decode: bool = True) -> tuple[ClassPool, ClassPool, ClassPool | None]:
+    """(meta-train, meta-test, validation or None) class pools, pairwise disjoint.
+    `decode=False`: folders' images are 1x1 placeholders (names and counts only)."""
     d = campaign.data
     if d.source == "digits":
         train, test = digits_pools(d.test_digits, d.rotations, d.split, d.test_classes, campaign.seed)
     else:
-        train, test = folder_pools(d.paths, d.image_size, d.test_fraction, d.rotations, campaign.seed, d.invert)
+        train, test = folder_pools(d.paths, d.image_size, d.test_fraction, d.rotations, campaign.seed, d.invert, decode)
     v = campaign.meta_train.validation
     if v is None:
         return train, test, None

@@ -18,6 +18,7 @@ from metanas.cluster.hardware import campaign_limits, load_limits
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.schema import DERIVED
 from metanas.platform.config import Campaign, ConfigError
+from metanas.platform.data_check import check_campaign_data
 from metanas.searchers.darts.cost import genotype_within
 from metanas.searchers.darts.learner import Learner
 
@@ -34,6 +35,7 @@ def run_campaign(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a campaign into `out_dir`; return the summary that was written."""
+    check_campaign_data(campaign)  # before Ray is imported or anything written
     from metanas.cluster.runner import CampaignRunner
     from metanas.platform.report import write_report
 

@@ -148,6 +148,8 @@ def _subset(pool: ClassPool, keep: Sequence[bool]) -> ClassPool:
 
 
 def _load_image(data: bytes, size: int, invert: bool) -> np.ndarray:
+    if size == 0:  # counting only (`decode=False`): a placeholder pixel
+        return np.zeros((1, 1), dtype=np.float32)
     from PIL import Image
 
     img = Image.open(io.BytesIO(data)).convert("L").resize((size, size), Image.BILINEAR)
@@ -155,25 +157,31 @@ def _load_image(data: bytes, size: int, invert: bool) -> np.ndarray:
     return 1.0 - arr if invert else arr
 
 
-def read_class_folders(root: str | Path, image_size: int, invert: bool = False) -> dict[str, dict[str, np.ndarray]]:
+def read_class_folders(
+    root: str | Path, image_size: int, invert: bool = False, decode: bool = True
+) -> dict[str, dict[str, np.ndarray]]:
     """{group: {class: images}} from `class/*.png` (one group, '') or `group/class/*.png`.
 
     `root` is a directory or a .zip file; several roots can be merged by the caller.
+    `decode=False` reads no image: each is a 1x1 placeholder, so the classes and their
+    image counts come cheaply (the campaign check before any work starts).
     """
     root = Path(root)
     if not root.exists():
         raise ValueError(f"data path {str(root)!r} does not exist")
     files: dict[tuple[str, ...], bytes] = {}
     if root.suffix == ".zip":
+        if not zipfile.is_zipfile(root):
+            raise ValueError(f"data path {str(root)!r} is not a readable zip file")
         with zipfile.ZipFile(root) as zf:
             for info in zf.infolist():
                 parts = tuple(p for p in info.filename.split("/") if p)
                 if not info.is_dir() and parts[-1].lower().endswith(IMAGE_SUFFIXES):
-                    files[parts] = zf.read(info)
+                    files[parts] = zf.read(info) if decode else b""
     else:
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                files[path.relative_to(root).parts] = path.read_bytes()
+                files[path.relative_to(root).parts] = path.read_bytes() if decode else b""
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {str(root)!r}")
     # The class is an image's parent folder, its group the folder above (if any). A zip
@@ -184,7 +192,7 @@ def read_class_folders(root: str | Path, image_size: int, invert: bool = False) 
     classes: dict[str, dict[str, list[np.ndarray]]] = {}
     for parts in sorted(files):
         group = parts[-3] if len(parts) >= 3 else ""
-        classes.setdefault(group, {}).setdefault(parts[-2], []).append(_load_image(files[parts], image_size, invert))
+        classes.setdefault(group, {}).setdefault(parts[-2], []).append(_load_image(files[parts], image_size if decode else 0, invert))
     return {g: {c: np.stack(v) for c, v in cs.items()} for g, cs in classes.items()}
 
 
@@ -195,12 +203,14 @@ def folder_pools(
     rotations: Sequence[int],
     seed: int,
     invert: bool = False,
+    decode: bool = True,
 ) -> tuple[ClassPool, ClassPool]:
     """Meta-train / meta-test pools from class folders. With groups (Omniglot's alphabets),
-    whole groups are held out; otherwise classes are."""
+    whole groups are held out; otherwise classes are. `decode=False`: placeholders only
+    (see `read_class_folders`)."""
     merged: dict[str, dict[str, np.ndarray]] = {}
     for p in paths:
-        for group, classes in read_class_folders(p, image_size, invert).items():
+        for group, classes in read_class_folders(p, image_size, invert, decode).items():
             merged.setdefault(group, {}).update(classes)
     rng = np.random.default_rng(seed)
     units = sorted(merged) if len(merged) > 1 else sorted(merged[next(iter(merged))])
