@@ -20,6 +20,7 @@ _EXPORTS = {
     "explain_search": "metanas.platform.explain_search",
     "MemorySampler": "metanas.memory.sampler",
     "SearchFailed": "metanas.searchers.base",
+    "SearchInterrupted": "metanas.searchers.base",
     "Learner": "metanas.searchers.darts.learner",
     "CellSpace": "metanas.searchers.darts.cell_space",
     "SearchSpace": "metanas.searchers.space",

@@ -239,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"metanas: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("metanas: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        if args.command in ("run", "demo"):
+            print("metanas: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        else:
+            print(f"metanas: {err or 'interrupted'}", file=sys.stderr)  # (a search says what it kept)
         return 130
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
 from metanas.memory.records import PastTask
 from metanas.memory.warmstart import POLICIES, past_tasks, plan_warm_start
-from metanas.searchers.base import Objective, SearchResult, Trial, WarmStart
+from metanas.searchers.base import Objective, SearchInterrupted, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
 
 # What `metanas bench warmstart` measures best across its tables (README): the memory's
@@ -81,9 +81,14 @@ def search(
     objectives: Mapping[str, str] | None = None,
     constraints: Mapping[str, float] | None = None,
     storage: str | None = None,
+    fail_fast: bool = False,
 ) -> SearchResult:
     """Search `space` for the config that maximises `objective` on one task (or, with
     `objectives`, for the Pareto front of several metrics: see the module's docstring).
+    An evaluation that raises is a failed trial (logged) and the search goes on, unless
+    `fail_fast`; Ctrl-C raises `SearchInterrupted` with the finished evaluations, which a
+    memory keeps under the search's key plus '/interrupted'. The key holds the budget, so
+    a rerun with another budget is a record of its own.
     `storage` (Optuna searchers): record the study in this Optuna storage, e.g.
     "sqlite:///searches.db", named after `task_id`, for `optuna-dashboard`.
 
@@ -100,7 +105,7 @@ def search(
         return _multi_objective(
             objective, space, objectives, constraints, task_id=task_id, memory=memory, budget=budget, searcher=searcher,
             warm_start=warm_start or "pareto", embedding=embedding, family=family, k=k, seed=seed,
-            campaign_id=campaign_id, key=key, storage=storage,
+            campaign_id=campaign_id, key=key, storage=storage, fail_fast=fail_fast,
         )
     warm_start = warm_start or DEFAULT_WARM_START
     if warm_start not in POLICIES:
@@ -115,7 +120,7 @@ def search(
         raise ValueError(f"storage: Optuna storages record searcher='optuna' searches, not {searcher!r}")
     if warm_start == "model" and searcher == "random":
         raise ValueError("warm_start='model' proposes configs through Optuna: use searcher='optuna' or 'tune'")
-    obj = Objective(objective)
+    obj = Objective(objective, fail_fast)  # an evaluation that raises is a failed trial unless fail_fast
     store = None
     if memory is not None:
         from metanas.memory.store import MemoryStore
@@ -149,7 +154,15 @@ def search(
         from metanas.memory.sampler import MemorySampler
 
         options["sampler"] = MemorySampler(space, memory, task_id=task_id, family=family_filter, seed=seed)
-    result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
+    key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}"
+    try:
+        result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
+    except KeyboardInterrupt:
+        finished = [Trial(ws.config, ws.score, None, "probe") for ws in plan.told] + obj.history
+        kept = _store_interrupted(store, finished, space, task_id, family, searcher, campaign_id, key)
+        raise SearchInterrupted(finished, kept) from None
+    if obj.errors:
+        log.warning("task %s: %d of %d evaluations raised (the first: %s)", task_id, len(obj.errors), len(result.evaluated), obj.errors[0][1])
     # The probes were evaluated here, for this task: they are trials of this search.
     result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
     result.warm_start_dropped += plan.dropped
@@ -162,7 +175,7 @@ def search(
         if embedding is None and embedder is None:
             embedder_name, vector = estimated_landmarks(space, [t.to_dict() for t in result.trials])
         record = TaskRecord(
-            key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}",
+            key=key,
             task_id=task_id,
             family=family,
             embedder=embedder_name,
@@ -175,8 +188,33 @@ def search(
             campaign_id=campaign_id,
             created_at=time.time(),
         )
-        store.append([record])
+        _append(store, record)
     return result
+
+
+def _append(store: Any, record: Any) -> None:
+    if not store.append([record]):  # (idempotent: a retried search never duplicates a record)
+        log.warning("the memory already holds %r (the same search, same budget and seed): not added again", record.key)
+
+
+def _store_interrupted(store, finished: list[Trial], space: SearchSpace, task_id: str, family: str, searcher: str,
+                       campaign_id: str, key: str) -> str | None:
+    """Keep an interrupted search's finished evaluations in the memory, under its key plus
+    '/interrupted'; the key, or None when there is no memory or nothing finished."""
+    from metanas.memory.records import TaskRecord
+
+    ok = [t for t in finished if np.isfinite(t.score)]
+    if store is None or not ok:
+        return None
+    best = max(ok, key=lambda t: t.score)
+    name, vector = estimated_landmarks(space, [t.to_dict() for t in finished])
+    record = TaskRecord(
+        key=f"{key}/interrupted", task_id=task_id, family=family, embedder=name, embedding=vector,
+        space_signature=space.signature, best_config=best.config, best_score=best.score,
+        trials=[t.to_dict() for t in finished], searcher=searcher, campaign_id=campaign_id, created_at=time.time(),
+    )
+    _append(store, record)
+    return record.key
 
 
 def propose(
@@ -231,6 +269,7 @@ def _multi_objective(
     campaign_id: str,
     key: str | None,
     storage: str | None = None,
+    fail_fast: bool = False,
 ) -> SearchResult:
     """`search` with several objectives: warm start from the stored Pareto sets, Optuna's
     multi-objective sampler, every metric stored."""
@@ -239,7 +278,7 @@ def _multi_objective(
 
     if objectives is None:
         raise ValueError("constraints: bound metrics of a multi-objective search; pass objectives= too")
-    mo = MultiObjective(objective, objectives, constraints)  # checks objectives and constraints
+    mo = MultiObjective(objective, objectives, constraints, fail_fast)  # checks objectives and constraints
     if warm_start not in MULTI_OBJECTIVE_POLICIES:
         raise ValueError(f"warm_start: a multi-objective search takes one of {MULTI_OBJECTIVE_POLICIES}, got {warm_start!r}")
     if searcher not in MULTI_OBJECTIVE_SEARCHERS:
@@ -279,12 +318,12 @@ def _multi_objective(
         best = result.best  # raises when no trial was feasible: nothing to remember
         embedder_name, vector = (embedding[0], np.asarray(embedding[1], dtype=np.float32)) if embedding is not None \
             else estimated_landmarks(space, [t.to_dict() for t in result.trials])
-        store.append([TaskRecord(
-            key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/" + ",".join(mo.objectives),
+        _append(store, TaskRecord(
+            key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}/" + ",".join(mo.objectives),
             task_id=task_id, family=family, embedder=embedder_name, embedding=vector, space_signature=space.signature,
             best_config=best.config, best_score=best.score, trials=[t.to_dict() for t in result.trials],
             searcher=f"{searcher}_multi_objective", campaign_id=campaign_id, created_at=time.time(),
-        )])
+        ))
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,21 @@ from typing import Any, Callable, Sequence
 from metanas.searchers.pareto import feasible, pareto_front
 from metanas.searchers.space import SearchSpace, config_key
 
+log = logging.getLogger(__name__)
+
 # The score of a failed evaluation (an objective that returned NaN or inf), in every
 # searcher: it is never the best, and a search where every evaluation failed has no best.
 FAILED_SCORE = -math.inf
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: the evaluations that finished are attached (and, with a
+    memory, stored under `key`)."""
+
+    def __init__(self, trials: list["Trial"], key: str | None = None) -> None:
+        kept = f"; they are in the memory under {key!r}" if key else ""
+        super().__init__(f"search interrupted after {len(trials)} finished evaluations{kept}")
+        self.trials, self.key = trials, key
 
 
 class SearchFailed(ValueError):
@@ -78,6 +91,11 @@ class SearchResult:
         return [ok[i] for i in pareto_front([t.metrics for t in ok], self.objectives)]
 
     @property
+    def failed(self) -> int:
+        """Evaluations that failed (raised, or returned NaN or inf) or broke a bound."""
+        return sum(not math.isfinite(t.score) for t in self.evaluated)
+
+    @property
     def evaluated(self) -> list[Trial]:
         """Trials whose evaluation this search paid for (probes included)."""
         return [t for t in self.trials if t.source != "known"]
@@ -87,7 +105,8 @@ class SearchResult:
         finite = [t for t in self.trials if math.isfinite(t.score)]
         if not finite:
             raise SearchFailed(
-                f"every one of the {len(self.trials)} trials failed (the objective returned NaN or inf): no best config",
+                f"every one of the {len(self.trials)} trials failed (the objective raised, returned NaN or inf, "
+                "or broke a bound): no best config",
                 list(self.trials),
             )
         return max(finite, key=lambda t: t.score)
@@ -105,12 +124,20 @@ class SearchResult:
 
 
 class Objective:
-    """Wraps a user callable: accepts `f(config)` or `f(config, budget)`, checks scores."""
+    """Wraps a user callable: accepts `f(config)` or `f(config, budget)`, checks scores.
 
-    def __init__(self, fn: Callable[..., float]) -> None:
+    An evaluation that raises is a failed trial (score -inf, the exception logged and kept
+    in `errors`) and the search goes on, unless `fail_fast`. A result that is not a number
+    is the objective's bug, not a failed trial: a TypeError naming the config. Every
+    finished evaluation is kept in `history`, so an interrupted search loses none."""
+
+    def __init__(self, fn: Callable[..., float], fail_fast: bool = False) -> None:
         if not callable(fn):
             raise TypeError(f"objective must be callable, got {type(fn).__name__}")
         self.fn = fn
+        self.fail_fast = fail_fast
+        self.errors: list[tuple[dict[str, Any], str]] = []
+        self.history: list[Trial] = []
         try:
             params = [
                 p for p in inspect.signature(fn).parameters.values()
@@ -121,12 +148,21 @@ class Objective:
             self.takes_budget = False
 
     def __call__(self, config: dict[str, Any], budget: float | None = None) -> float:
-        value = self.fn(config, budget) if self.takes_budget else self.fn(config)
         try:
-            score = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"objective returned {value!r} for {config}; it must return a number") from None
-        return score if math.isfinite(score) else FAILED_SCORE
+            value = self.fn(config, budget) if self.takes_budget else self.fn(config)
+        except Exception as err:  # (not KeyboardInterrupt: Ctrl-C stops the search)
+            if self.fail_fast:
+                raise
+            log.warning("objective raised %s: %s for %s; counted as a failed trial", type(err).__name__, err, config)
+            self.errors.append((config, f"{type(err).__name__}: {err}"))
+            self.history.append(Trial(config, FAILED_SCORE, budget))
+            return FAILED_SCORE
+        if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise TypeError(f"objective returned {value!r} for {config}; it must return a number")
+        score = float(value)
+        score = score if math.isfinite(score) else FAILED_SCORE
+        self.history.append(Trial(config, score, budget))
+        return score
 
 
 def fit_warm_start(

@@ -11,6 +11,7 @@ reads it.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -18,6 +19,8 @@ from typing import Any, Callable, Mapping, Sequence
 from metanas.searchers.base import FAILED_SCORE, SearchResult, Trial, WarmStart, fit_warm_start
 from metanas.searchers.pareto import DIRECTIONS, feasible, violation
 from metanas.searchers.space import SearchSpace
+
+log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -40,7 +43,7 @@ class MultiObjective:
 
     def __init__(
         self, fn: Callable[[dict[str, Any]], Mapping[str, float]], objectives: Mapping[str, str],
-        constraints: Mapping[str, float] | None = None,
+        constraints: Mapping[str, float] | None = None, fail_fast: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"objective must be callable, got {type(fn).__name__}")
@@ -48,10 +51,20 @@ class MultiObjective:
         self.fn = fn
         self.objectives = dict(objectives)
         self.constraints = dict(constraints or {})
+        self.fail_fast = fail_fast
+        self.errors: list[tuple[dict[str, Any], str]] = []
 
     def __call__(self, config: dict[str, Any]) -> dict[str, float] | None:
-        """The metrics, or None when one is NaN or inf (a failed evaluation)."""
-        value = self.fn(config)
+        """The metrics, or None when one is NaN or inf or the objective raised (a failed
+        evaluation, logged; with `fail_fast` the exception propagates)."""
+        try:
+            value = self.fn(config)
+        except Exception as err:  # (not KeyboardInterrupt)
+            if self.fail_fast:
+                raise
+            log.warning("objective raised %s: %s for %s; counted as a failed trial", type(err).__name__, err, config)
+            self.errors.append((config, f"{type(err).__name__}: {err}"))
+            return None
         if not isinstance(value, Mapping):
             raise TypeError(f"objective returned {value!r} for {config}; a multi-objective search needs a dict of metrics")
         missing = [k for k in self.objectives if k not in value]

@@ -69,7 +69,7 @@ def test_a_search_whose_every_evaluation_fails_raises_one_clear_error_and_leaves
             metanas.search(lambda c: float("nan"), SPACE, task_id="t", memory=memory, budget=5, warm_start=warm_start)
         assert len(err.value.trials) == 5
     store = MemoryStore(memory)
-    assert store.keys() == ["search/past/optuna/none/0"] and not store.problems
+    assert store.keys() == ["search/past/optuna/none/0/b10"] and not store.problems
 
 
 def test_the_model_policy_is_the_default_and_proposals_come_from_the_memory(tmp_path):
@@ -145,10 +145,50 @@ def test_explain_shows_where_each_evaluation_came_from_and_the_weights_behind_it
     assert all(w["source"].startswith("memory model") for w in whys)  # 10 < the model's hand-off to TPE
     assert [w["evaluations_before"] for w in whys] == list(range(10))
     assert set(whys[0]["tasks"]) == {"past0", "past1", "past2"} and sum(whys[0]["tasks"].values()) == pytest.approx(1.0, abs=1e-3)
-    page = explain_record(memory, "search/new/optuna/model/0", tmp_path / "why.html").read_text()
+    page = explain_record(memory, "search/new/optuna/model/0/b10", tmp_path / "why.html").read_text()
     assert page.count("<img ") == 2 and page.count("memory model (") >= 10
     assert 'data-key="trials.9.score"' in page
     path = metanas.explain_search(result, tmp_path / "r.html", title="new")
     assert path.read_text().count("data:image/png;base64,") == 2
     with pytest.raises(FileNotFoundError, match="no record with key"):
         explain_record(memory, "nope", tmp_path / "x.html")
+
+
+def test_an_objective_that_raises_costs_a_trial_not_the_search(tmp_path):
+    calls = []
+
+    def sometimes(config):
+        calls.append(config)
+        if len(calls) % 3 == 0:
+            raise RuntimeError("out of memory")
+        return family_member(0.5)(config)
+
+    memory = tmp_path / "mem"
+    result = metanas.search(sometimes, SPACE, task_id="t", memory=memory, budget=12, warm_start="none")
+    assert len(result.evaluated) == 12 and result.failed == 4
+    stored = MemoryStore(memory).get("search/t/optuna/none/0/b12")
+    assert sum(t["score"] == float("-inf") for t in stored.trials) == 4
+    with pytest.raises(RuntimeError, match="out of memory"):
+        calls.clear()
+        metanas.search(sometimes, SPACE, task_id="t", budget=12, warm_start="none", fail_fast=True)
+    with pytest.raises(TypeError, match="returned '0.5' for"):
+        metanas.search(lambda c: "0.5", SPACE, task_id="t", budget=3, warm_start="none")
+    # a rerun with a larger budget is a record of its own, never silently dropped
+    metanas.search(family_member(0.5), SPACE, task_id="t", memory=memory, budget=15, warm_start="none")
+    assert sorted(MemoryStore(memory).keys()) == ["search/t/optuna/none/0/b12", "search/t/optuna/none/0/b15"]
+
+
+def test_ctrl_c_keeps_the_finished_evaluations(tmp_path):
+    calls = []
+
+    def interrupted_at_seven(config):
+        calls.append(config)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return family_member(0.5)(config)
+
+    memory = tmp_path / "mem"
+    with pytest.raises(metanas.SearchInterrupted, match="after 6 finished evaluations") as err:
+        metanas.search(interrupted_at_seven, SPACE, task_id="t", memory=memory, budget=20, warm_start="none")
+    assert len(err.value.trials) == 6 and err.value.key == "search/t/optuna/none/0/b20/interrupted"
+    assert len(MemoryStore(memory).get(err.value.key).trials) == 6
