@@ -1,13 +1,20 @@
 """Connecting to Ray: an embedded local Ray by default, or an existing cluster by address.
 
-The embedded Ray binds everything it serves to 127.0.0.1 and starts no dashboard: nothing is
-reachable from another machine unless the user starts Ray that way themselves.
+The embedded Ray listens on 127.0.0.1 only and starts no dashboard: nothing is reachable
+from another machine unless the user starts Ray that way themselves. Ray binds its servers
+(GCS, raylet, workers, agents) to the node's IP, and resolves 127.0.0.1 to the machine's
+reachable address unless multi-node clusters are off, its setting for single-machine
+macOS and Windows (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`). For the embedded Ray they are
+off while it starts, so its node IP is 127.0.0.1 and every server listens there (a test
+lists the sockets); afterwards the setting is restored, so a cluster started later in the
+same process is unaffected. `--address` clusters are the user's to configure.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,13 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         ray.init(address=address, logging_level=logging.WARNING)
         return
     log.info("starting an embedded local Ray (127.0.0.1 only)")
+    with _loopback_only():
+        _init_local(num_cpus, num_gpus)
+
+
+def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:
+    import ray
+
     ray.init(
         # "local" always starts a new embedded Ray, even when `ray start` left a cluster
         # running on this machine (plain ray.init() would silently join that one).
@@ -37,6 +51,29 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+
+
+CLUSTERS_SETTING = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def _loopback_only():
+    """Ray's single-machine setting while the embedded Ray starts (see the module's doc):
+    the environment for the processes it spawns, the constant for this one (read when
+    Ray resolves the node IP; Ray may have been imported before)."""
+    from ray._private import ray_constants
+
+    before_env, before = os.environ.get(CLUSTERS_SETTING), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[CLUSTERS_SETTING] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before_env is None:
+            os.environ.pop(CLUSTERS_SETTING, None)
+        else:
+            os.environ[CLUSTERS_SETTING] = before_env
 
 
 def shutdown() -> None:
