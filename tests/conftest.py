@@ -49,6 +49,48 @@ def tiny_campaign_dict() -> dict:
     return copy.deepcopy(TINY_CAMPAIGN)
 
 
+SESSION_MARK = "METANAS_TEST_SESSION"
+
+
+def _marked(token: str) -> dict[int, str]:
+    """pid -> command line of every process whose environment carries the session's mark
+    (anything the tests started, however deep, and even if it was orphaned)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if f"{SESSION_MARK}={token}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the suite if any process the tests started outlives it (after a grace period
+    for Ray's processes to follow their shut-down drivers); kill what is left."""
+    import signal
+    import time
+    import uuid
+
+    token = uuid.uuid4().hex
+    os.environ[SESSION_MARK] = token  # inherited by every process the tests start
+    yield
+    deadline = time.time() + 20
+    while _marked(token) and time.time() < deadline:
+        time.sleep(0.5)
+    left = _marked(token)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        pytest.fail(f"{len(left)} processes the tests started were still alive at the end: {sorted(left.values())[:5]}")
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One real local Ray for the whole session (4 logical CPUs so two workers and the

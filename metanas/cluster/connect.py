@@ -31,10 +31,32 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        log.info("starting an embedded local Ray (127.0.0.1 only)")
+        with _loopback_only():
+            _init_local(num_cpus, num_gpus)
+    _stop_on_sigterm()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt: the driver
+    unwinds the same way (actors killed, in-flight tasks with them, the last complete
+    checkpoint kept) and exits with 143."""
+
+
+def _stop_on_sigterm() -> None:
+    """Replace the handler `ray.init` installs (`sys.exit`, which code waiting on Ray can
+    swallow) with one that raises `Terminated`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
         return
-    log.info("starting an embedded local Ray (127.0.0.1 only)")
-    with _loopback_only():
-        _init_local(num_cpus, num_gpus)
+
+    def terminated(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, terminated)
 
 
 def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:

@@ -240,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metanas: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
+        signalled = "terminated" if type(err).__name__ == "Terminated" else "interrupted"
         if args.command in ("run", "demo"):
-            print("metanas: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+            print(f"metanas: {signalled}; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         else:
-            print(f"metanas: {err or 'interrupted'}", file=sys.stderr)  # (a search says what it kept)
-        return 130
+            print(f"metanas: {err or signalled}", file=sys.stderr)  # (a search says what it kept)
+        return 143 if signalled == "terminated" else 130
 
 
 if __name__ == "__main__":

@@ -78,7 +78,16 @@ def test_submit_status_logs_and_stop(ray_head, tmp_path, tiny_campaign_dict, cap
     long_config = _config(tmp_path, dict(tiny_campaign_dict), 5000)
     assert main(["submit", str(long_config), "--address", ray_head, "--out", str(tmp_path / "long"), "--no-wait"]) == 0
     second = capsys.readouterr().out.strip().split("\t")[0]
+    marker = str(tmp_path / "long")
+    deadline = time.time() + 60
+    while not _drivers(marker):  # (the job's driver has started)
+        assert time.time() < deadline, "the second job's driver never started"
+        time.sleep(0.2)
+    stopped = time.time()
     assert main(["stop", second, "--address", ray_head]) == 0
+    while _drivers(marker):  # metanas stop ends the job's driver within 10 s
+        assert time.time() - stopped < 10, f"the stopped job's driver {_drivers(marker)} is still alive"
+        time.sleep(0.2)
     deadline = time.time() + 60
     while True:
         assert main(["status", second, "--address", ray_head]) == 0
@@ -86,34 +95,18 @@ def test_submit_status_logs_and_stop(ray_head, tmp_path, tiny_campaign_dict, cap
             break
         assert time.time() < deadline, "the second job did not stop"
         time.sleep(1)
-    _reap_drivers(str(tmp_path / "long"))
 
 
-def _reap_drivers(marker: str, grace_s: float = 20.0) -> None:
-    """Leave no process behind: a stopped job's driver sometimes outlives its job and
-    ignores SIGTERM (issue 13 tracks the cause); give it `grace_s` to exit, then SIGKILL
-    it and warn, so the leftover is visible without failing the test."""
-    import warnings
-
-    def drivers() -> list[int]:
-        pids = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-        return [pid for pid in pids if pid != os.getpid()]
-
-    deadline = time.time() + grace_s
-    while drivers() and time.time() < deadline:
-        time.sleep(0.5)
-    for pid in drivers():
-        warnings.warn(f"the stopped job's driver {pid} was still alive {grace_s:.0f} s later; killed it")
+def _drivers(marker: str) -> list[int]:
+    """Processes whose command line names `marker` (the job's output directory)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return [pid for pid in pids if pid != os.getpid()]
 
 
 def test_submit_rejects_a_bad_campaign_before_uploading(tmp_path, tiny_campaign_dict, capsys):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,23 +176,49 @@ def test_existing_run_dir_needs_resume(finished_run):
         run_campaign(parse_campaign(TINY_CAMPAIGN), out, progress=False)
 
 
+def _descendants(root: int) -> set[int]:
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for row in rows:
+        if row.strip():
+            pid, parent = map(int, row.split())
+            children.setdefault(parent, []).append(pid)
+    todo, seen = [root], set()
+    while todo:
+        pid = todo.pop()
+        seen.add(pid)
+        todo += children.get(pid, [])
+    return seen
+
+
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("updates", ["sync", "async"])
-def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path, updates):
+@pytest.mark.parametrize("updates, sig", [("sync", signal.SIGKILL), ("async", signal.SIGTERM)], ids=["sync-kill", "async-term"])
+def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path, updates, sig):
+    """SIGKILL: the driver dies mid-step. SIGTERM: it stops cleanly within 10 s, exit 143,
+    one line, no process of its Ray left. Either way --resume continues."""
     tiny_campaign_dict["meta_train"].update(iterations=40, checkpoint_every=5, updates=updates)
     tiny_campaign_dict["meta_test"].update(tasks=4)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(tiny_campaign_dict))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "metanas", "run", str(config), "--out", str(out)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and not list((out / "checkpoints").glob("iter_000010.json")):
             time.sleep(0.2)
         assert list((out / "checkpoints").glob("iter_*.json")), "no checkpoint appeared"
-        os.kill(proc.pid, signal.SIGKILL)  # the driver, mid-training
+        family = _descendants(proc.pid)
+        sent = time.time()
+        os.kill(proc.pid, sig)  # the driver, mid-training
         proc.wait(timeout=30)
+        if sig == signal.SIGTERM:
+            assert time.time() - sent < 10 and proc.returncode == 143
+            lines = [line for line in proc.stderr.read().splitlines() if line.startswith("metanas:")]
+            assert lines == ["metanas: terminated; rerun with --resume to continue from the last checkpoint"]
+            time.sleep(2)  # (Ray's own processes follow their driver)
+            alive = [pid for pid in family if Path(f"/proc/{pid}").exists() and pid != proc.pid]
+            assert not alive, f"left behind: {alive}"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # what the embedded Ray left behind
