@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
+import urllib.parse
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +29,21 @@ def _token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """A job server address is http(s)://HOST:PORT and something listens there; else a
+    ValueError saying which, within `timeout_s` (Ray's client would retry for a minute
+    and print pages of connection errors)."""
+    parsed = urllib.parse.urlparse(address)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"--address: expected the job server as http://HOST:PORT, got {address!r}")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise ValueError(f"--address: no Ray job server answers at {address} ({reason})") from None
+
+
 def client(address: str):
     """A job client that authenticates when a Ray token is at hand: clusters started by
     current Ray require one, and Ray's own client sends it only when RAY_AUTH_MODE=token.
@@ -36,7 +53,10 @@ def client(address: str):
 
     token = _token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    return JobSubmissionClient(address, headers=headers)
+    try:
+        return JobSubmissionClient(address, headers=headers)
+    except (RuntimeError, ConnectionError) as err:  # something answered, but not Ray's job server
+        raise ValueError(f"--address: {address} is not a Ray job server ({str(err).splitlines()[0]})") from None
 
 
 def _submit_with_retry(address: str, timeout_s: float = 60.0, **kwargs) -> str:

@@ -84,6 +84,13 @@ class MemoryStore:
         self.exact_threshold = exact_threshold
         self.nprobe = nprobe
         self.problems: list[str] = []
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"memory: {str(self.path)!r} is a file, not a memory directory")
+        if self.path.is_dir() and not (self.path / "parts").is_dir() and any(self.path.iterdir()):
+            raise ValueError(
+                f"memory: {str(self.path)!r} is a directory with other things in it, not a memory (no parts/); "
+                "name a new or empty directory"
+            )
         for sub in ("parts", "index"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         self._cleaned = False
@@ -100,7 +107,12 @@ class MemoryStore:
         for part in sorted((self.path / "parts").glob("part-*.parquet")):
             try:
                 table = pq.read_table(part, schema=ARROW_SCHEMA)
-            except Exception as err:  # any unreadable part: set aside, report, go on
+            except (pa.ArrowException, OSError) as err:
+                # Corruption (Arrow's errors, and its OSErrors that carry no errno, e.g.
+                # "Corrupt snappy compressed data") sets the part aside; an OS error with an
+                # errno (permissions, too many open files) is not the data's fault: raised.
+                if isinstance(err, OSError) and err.errno is not None:
+                    raise OSError(err.errno, f"memory part {part} could not be read: {err.strerror}") from err
                 self._quarantine(part, err)
                 continue
             self._add_table(part.name, table)
@@ -368,6 +380,8 @@ class MemoryStore:
             "spaces": dict(Counter(t.column("space_signature").to_pylist())),
             "embedders": dict(Counter(t.column("embedder").to_pylist())),
             "problems": list(self.problems),
+            # every part ever set aside, whichever process moved it
+            "quarantined": sorted(p.name for p in (self.path / "quarantine").glob("*")) if (self.path / "quarantine").is_dir() else [],
         }
 
     def export(self, path: str | Path) -> None:

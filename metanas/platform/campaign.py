@@ -59,7 +59,7 @@ def run_campaign(
     return write_report(run, campaign, result, time.time() - started)
 
 
-def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Learner:
+def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu", threads: int | None = 1) -> Learner:
     """Load a meta-learned model of a finished or checkpointed campaign: 'metanas' (the
     supernet), 'metanas_derived' (the network of the architecture it found), or a
     meta-trained baseline ('reptile_fixed', 'reptile_conv4').
@@ -67,7 +67,9 @@ def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Le
     The Learner takes images as the campaign's data source holds them, at any size: it
     resizes them to the campaign's (e.g. 105x105 Omniglot drawings to 28x28), averages
     colour channels to grey and inverts them if the campaign's folders were read with
-    invert: true."""
+    invert: true. `threads`: torch's CPU threads while it adapts and predicts (default 1:
+    these networks are small, and one thread does not fight whatever else the machine
+    runs; None leaves torch's setting)."""
     run = RunDir(Path(run_dir))
     campaign = run.load_campaign()
     if which not in campaign.meta_trained():
@@ -86,4 +88,4 @@ def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu") -> Le
     # Users pass images as they come (the folders' own), so the learner inverts them as the
     # campaign's data source did; meta-test passes the already inverted episodes.
     invert = getattr(campaign.data, "invert", False)
-    return Learner.from_spec(spec, checkpoint.params(which), settings, campaign.image_size, device, invert)
+    return Learner.from_spec(spec, checkpoint.params(which), settings, campaign.image_size, device, invert, threads)

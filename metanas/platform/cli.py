@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -127,6 +128,12 @@ def _jobs(args: argparse.Namespace) -> int:
 
     if args.command == "submit":
         load_campaign(args.config)  # a typo fails here, not on the cluster
+    try:
+        jobs.check_address(args.address)
+        jobs.client(args.address)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.command == "submit":
         job_id, state = jobs.submit(args.config, args.address, args.out, args.gpus, wait=not args.no_wait)
         print(f"{job_id}\t{state}")
         return 0 if state in ("SUCCEEDED", "PENDING", "RUNNING") else 1
@@ -139,38 +146,53 @@ def _jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="metanas", description="Meta-learning-guided architecture search on Ray.")
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit code 2, like every other user error
+    (argparse would print the usage block first); `--help` shows it all."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        __version__ = version("metanas")
+    except PackageNotFoundError:  # (run from a checkout that was never installed)
+        __version__ = "unknown"
+    parser = OneLineParser(prog="metanas", description="Meta-learning-guided architecture search on Ray.")
+    parser.add_argument("--version", action="version", version=f"metanas {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a campaign from a YAML file")
-    run.add_argument("config", type=Path)
+    run.add_argument("config", type=Path, help="the campaign file (examples/*.yaml)")
     run.add_argument("--out", type=Path, required=True, help="output directory")
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     run.add_argument("--address", help="join this Ray cluster instead of starting an embedded one")
     run.add_argument("--workers", type=int, help="override workers.count")
 
     submit = sub.add_parser("submit", help="submit a campaign to a Ray cluster as a Ray job")
-    submit.add_argument("config", type=Path)
+    submit.add_argument("config", type=Path, help="the campaign file, validated here before it is uploaded")
     submit.add_argument("--address", required=True, help="the job server, e.g. http://127.0.0.1:8265")
-    submit.add_argument("--out", default="metanas-runs/campaign", help="output directory on the cluster")
+    submit.add_argument("--out", default="metanas-runs/campaign", help="output directory on the cluster (default metanas-runs/campaign)")
     submit.add_argument("--gpus", type=float, default=0.0, help="GPUs for the driver (entrypoint)")
     submit.add_argument("--no-wait", action="store_true", help="return once submitted")
     for name, text in (("status", "a job's status"), ("logs", "a job's logs"), ("stop", "stop a job")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("job_id")
-        p.add_argument("--address", required=True)
+        p.add_argument("job_id", help="the id `metanas submit` printed")
+        p.add_argument("--address", required=True, help="the job server, e.g. http://127.0.0.1:8265")
 
     demo = sub.add_parser("demo", help="run the demo campaign (5-way 1-shot digits)")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    demo.add_argument("--resume", action="store_true")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
+    demo.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     demo.add_argument("--workers", type=int, help="override workers.count")
 
     bench = sub.add_parser("bench", help="benchmarks (numbers for the README)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     scaling = bench_sub.add_parser("scaling", help="meta-training throughput with 1 and 2 workers")
-    scaling.add_argument("--iterations", type=int, default=12)
+    scaling.add_argument("--iterations", type=int, default=12, help="meta-iterations per measurement (default 12)")
     scaling.add_argument("--json", action="store_true", help="print only the JSON result")
 
     step = bench_sub.add_parser("step", help="the supernet's training step with and without the speed settings, side by side")
@@ -209,7 +231,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cli_memory.add_commands(sub)
     cli_hw.add_commands(sub, bench_sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from metanas.platform import cli_hw, cli_memory
+
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -239,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"metanas: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `metanas memory show ... | head`: the reader has gone, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt as err:
         signalled = "terminated" if type(err).__name__ == "Terminated" else "interrupted"
         if args.command in ("run", "demo"):

@@ -15,17 +15,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     msub = mem.add_subparsers(dest="memory_command", required=True)
     for name, text in (("ls", "list records"), ("stats", "counts per family, space and embedder")):
         p = msub.add_parser(name, help=text)
-        p.add_argument("dir", type=Path)
+        p.add_argument("dir", type=Path, help="the memory directory")
     show = msub.add_parser("show", help="one record, as JSON")
-    show.add_argument("dir", type=Path)
-    show.add_argument("key")
+    show.add_argument("dir", type=Path, help="the memory directory")
+    show.add_argument("key", help="the record's key (see `memory ls`)")
     query = msub.add_parser("query", help="the records nearest to a stored record's task")
-    query.add_argument("dir", type=Path)
+    query.add_argument("dir", type=Path, help="the memory directory")
     query.add_argument("key", help="the record whose embedding is the query")
-    query.add_argument("-k", type=int, default=5)
+    query.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
     export = msub.add_parser("export", help="write every record to one Parquet file")
-    export.add_argument("dir", type=Path)
-    export.add_argument("out", type=Path)
+    export.add_argument("dir", type=Path, help="the memory directory")
+    export.add_argument("out", type=Path, help="the Parquet file to write (must not exist)")
 
     search = sub.add_parser("search", help="search a built-in benchmark task, warm-started from a memory")
     search.add_argument("task", help="TABLE/DATASET, e.g. hpobench/car, hpolib/protein_structure or nasbench201/cifar10")
@@ -33,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--budget", type=int, default=50, help="evaluations (default 50)")
     search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"], help="default optuna")
     search.add_argument("--warm-start", default="model", choices=["model", "memory", "portfolio", "none"], help="default model")
-    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--seed", type=int, default=0, help="default 0")
     search.add_argument("--storage", help="also record the study in this Optuna storage (e.g. sqlite:///searches.db) "
                         "for optuna-dashboard; searcher optuna only")
 
@@ -46,16 +46,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.choices["bench"]
     bench_sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
     bm = bench_sub.add_parser("memory", help="memory store throughput, latency, recall and reload time")
-    bm.add_argument("--records", type=int, default=100_000)
-    bm.add_argument("--dim", type=int, default=64)
-    bm.add_argument("--json", action="store_true")
+    bm.add_argument("--records", type=int, default=100_000, help="synthetic records (default 100000)")
+    bm.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
+    bm.add_argument("--json", action="store_true", help="print only the JSON result")
 
 
 def _open(path: Path):
+    """An existing memory, read as it is: nothing is created in a directory that is not one."""
     from metanas.memory.store import MemoryStore
 
     if not path.is_dir():
         raise ConfigError(f"memory directory {str(path)!r} does not exist")
+    if not (path / "parts").is_dir():
+        raise ConfigError(f"{str(path)!r} is not a memory directory (no parts/)")
     return MemoryStore(path)
 
 
@@ -82,11 +85,17 @@ def run(args: argparse.Namespace) -> int:
         elif args.memory_command == "query":
             if args.key not in store:
                 raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
+            if args.k < 1:
+                raise ConfigError(f"-k: must be >= 1, got {args.k}")
             r = store.get(args.key)
             for hit, sim in store.nearest(r.embedding, args.k + 1, r.space_signature, r.embedder):
                 if hit.key != r.key:
                     print(f"{sim:.4f}\t{hit.key}\t{hit.family}\t{hit.best_score:.4f}")
         elif args.memory_command == "export":
+            if args.out.exists():
+                raise ConfigError(f"{str(args.out)!r} already exists; name a new file")
+            if not args.out.parent.is_dir():
+                raise ConfigError(f"{str(args.out.parent)!r} does not exist")
             store.export(args.out)
             print(f"{len(store)} records -> {args.out}")
         return 0
@@ -121,6 +130,15 @@ def _table_task(name: str):
 
 def _search(args: argparse.Namespace) -> int:
     from metanas.platform.search import search
+
+    if args.budget < 1:
+        raise ConfigError(f"--budget: must be >= 1, got {args.budget}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
+    if args.memory.exists() and not args.memory.is_dir():
+        raise ConfigError(f"--memory: {str(args.memory)!r} is a file, not a memory directory")
+    if args.memory.is_dir() and not (args.memory / "parts").is_dir() and any(args.memory.iterdir()):
+        raise ConfigError(f"--memory: {str(args.memory)!r} holds other things and is not a memory; name a new or empty directory")
 
     task, table = _table_task(args.task)
     result = search(

@@ -63,6 +63,9 @@ def load_campaign(path: str | Path) -> Campaign:
         raise ConfigError(f"campaign file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
+    except (UnicodeDecodeError, OSError) as err:
+        reason = "not a text file" if isinstance(err, UnicodeDecodeError) else (err.strerror or str(err))
+        raise ConfigError(f"{path}: cannot be read as a campaign file ({reason})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     return parse_campaign(_paths_from(data, path.resolve().parent), origin=str(path))

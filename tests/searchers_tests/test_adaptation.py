@@ -59,3 +59,22 @@ def test_a_nan_loss_fails_the_task():
     sx[0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLoss):
         adapt(net, sx, sy, qx, qy, AdaptSettings(steps=2, lr_w=0.01, lr_alpha=0.01))
+
+
+def test_images_come_in_any_layout_the_learner_can_tell_apart():
+    import numpy as np
+    import torch
+
+    from metanas.searchers.darts.learner import prepare_images, torch_threads
+
+    rgb = np.random.default_rng(0).random((5, 3, 8, 8)).astype(np.float32)
+    first = prepare_images(rgb, (8, 8))
+    last = prepare_images(rgb.transpose(0, 2, 3, 1), (8, 8))  # (N, 8, 8, 3), as PIL and NumPy hold it
+    assert first.shape == last.shape == (5, 1, 8, 8) and torch.allclose(first, last)
+    assert torch.allclose(prepare_images(rgb[:, :1], (8, 8)), prepare_images(rgb[:, 0], (8, 8)))
+    with pytest.raises(ValueError, match="shape"):
+        prepare_images(rgb[0, 0, 0], (8, 8))
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
