@@ -356,17 +356,29 @@ class MemoryStore:
         records = self._records_at([row for row, _ in hits])
         return [(r, sim) for r, (_, sim) in zip(records, hits)]
 
-    def records(self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None) -> list[TaskRecord]:
-        """Every record matching all the given filters."""
+    def records(
+        self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None,
+        exclude_task: str | None = None, newest: int | None = None,
+    ) -> list[TaskRecord]:
+        """Every record matching all the given filters (and not of `exclude_task`), or only
+        the `newest` of them, oldest first. The filtering runs in Arrow, so only the
+        records returned are ever turned into Python objects (a million-record memory)."""
+        import pyarrow.compute as pc
+
         t = self.table
-        wanted = [
-            i
-            for i, (sig, fam, emb) in enumerate(
-                zip(t.column("space_signature").to_pylist(), t.column("family").to_pylist(), t.column("embedder").to_pylist())
-            )
-            if (not space_signature or sig == space_signature) and (not family or fam == family) and (not embedder or emb == embedder)
-        ]
-        return self._records_at(wanted)
+        mask = None
+        for column, value, keep in (("space_signature", space_signature, True), ("family", family, True),
+                                    ("embedder", embedder, True), ("task_id", exclude_task, False)):
+            if value:
+                m = pc.equal(t.column(column), value) if keep else pc.not_equal(t.column(column), value)
+                mask = m if mask is None else pc.and_(mask, m)
+        rows = np.arange(len(t)) if mask is None else np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        if newest is not None and len(rows) > newest:
+            created = t.column("created_at").to_numpy()[rows]
+            rows = rows[np.argsort(created, kind="stable")[-newest:]]
+        elif newest is not None:
+            rows = rows[np.argsort(t.column("created_at").to_numpy()[rows], kind="stable")]
+        return self._records_at(rows.tolist())
 
     def get(self, key: str) -> TaskRecord:
         return self._records_at([self._rows_by_key[key]])[0]

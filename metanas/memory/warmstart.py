@@ -53,9 +53,7 @@ def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task:
     """The newest `MAX_PAST_TASKS` records of `space` (and `family`, if given) in `store`,
     other than `exclude_task`'s own. `with_embeddings`: each with its embedding, when it
     is of the embedder most of them share (embeddings of two embedders do not compare)."""
-    records = [r for r in store.records(space_signature=space.signature, family=family) if r.task_id != exclude_task]
-    records.sort(key=lambda r: r.created_at)
-    records = records[-MAX_PAST_TASKS:]
+    records = store.records(space_signature=space.signature, family=family, exclude_task=exclude_task, newest=MAX_PAST_TASKS)
     if not with_embeddings or not records:
         return [PastTask(r.task_id, r.trials) for r in records]
     common = Counter(r.embedder for r in records).most_common(1)[0][0]

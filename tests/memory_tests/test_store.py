@@ -147,3 +147,76 @@ def test_nothing_in_the_store_is_a_pickle(tmp_path):
             assert f.suffix in (".parquet", ".json", ".faiss"), f
     part = next((tmp_path / "parts").glob("*.parquet"))
     assert pq.read_schema(part).remove_metadata() == ARROW_SCHEMA
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_store_behaves_like_a_dict_of_its_records(tmp_path, seed):
+    """Random sequences of appends (new and repeated keys), reloads, filtered reads,
+    corrupted parts and deleted indexes, checked against a plain dict after every step."""
+    import random
+    from dataclasses import replace
+
+    rng = random.Random(seed)
+    path = tmp_path / "mem"
+    store, model, made = MemoryStore(path), {}, 0
+    for _ in range(30):
+        op = rng.choice(["append", "append", "append", "reload", "read", "corrupt", "drop_index"])
+        if op == "append":
+            batch = []
+            for _ in range(rng.randint(1, 6)):
+                if model and rng.random() < 0.3:  # an old key again: never stored twice
+                    batch.append(model[rng.choice(sorted(model))])
+                else:
+                    made += 1
+                    batch.append(replace(rec(made, space=rng.choice(["s1", "s2"]), family=rng.choice(["a", "b"])),
+                                         task_id=f"t{made % 7}", created_at=float(made)))
+            fresh = {r.key: r for r in batch if r.key not in model}
+            assert store.append(batch) == len(fresh)
+            model.update(fresh)
+        elif op == "reload":
+            store = MemoryStore(path)
+        elif op == "corrupt" and list((path / "parts").glob("*.parquet")):
+            part = rng.choice(sorted((path / "parts").glob("*.parquet")))
+            lost = set(pq.read_table(part).column("key").to_pylist())
+            part.write_bytes(b"not parquet")
+            store = MemoryStore(path)
+            assert len(store.problems) == 1 and part.name in store.stats()["quarantined"]
+            model = {k: r for k, r in model.items() if k not in lost}
+        elif op == "drop_index":
+            for f in (path / "index").glob("*"):
+                f.unlink()
+            store = MemoryStore(path)
+        space, family, exclude, newest = rng.choice(["s1", "s2"]), rng.choice([None, "a"]), f"t{rng.randrange(7)}", rng.choice([None, 3])
+        want = sorted((r for r in model.values() if r.space_signature == space and (family is None or r.family == family)
+                       and r.task_id != exclude), key=lambda r: r.created_at)
+        want = want[-newest:] if newest else want
+        got = store.records(space_signature=space, family=family, exclude_task=exclude, newest=newest)
+        assert [r.key for r in got] == [r.key for r in want] if newest else sorted(r.key for r in got) == sorted(r.key for r in want)
+        assert sorted(store.keys()) == sorted(model)
+        if model:
+            some = model[rng.choice(sorted(model))]
+            hit, sim = store.nearest(some.embedding, 1, some.space_signature, some.embedder)[0]
+            assert sim == pytest.approx(1.0, abs=1e-4)
+
+
+def test_an_os_error_reading_a_part_is_raised_not_quarantined(tmp_path, monkeypatch):
+    store = MemoryStore(tmp_path)
+    store.append([rec(i) for i in range(3)])
+
+    def no_permission(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pq, "read_table", no_permission)
+    with pytest.raises(PermissionError, match="could not be read"):
+        MemoryStore(tmp_path)
+    monkeypatch.undo()
+    assert len(MemoryStore(tmp_path)) == 3 and not (tmp_path / "quarantine").exists()
+
+
+def test_a_directory_that_is_not_a_memory_is_refused_and_left_alone(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a memory"):
+        MemoryStore(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    with pytest.raises(ValueError, match="is a file"):
+        MemoryStore(tmp_path / "notes.txt")
