@@ -1,17 +1,25 @@
 """Adapt a meta-learned model to a new few-shot task from Python.
 
-    metanas demo --out runs/demo          # or any finished campaign
-    python examples/adapt_to_new_task.py runs/demo
+    make demo                                     # writes runs/demo-<time>/
+    python examples/adapt_to_new_task.py          # the newest runs/demo*, or name a run directory
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
 
 import metanas
 
-run_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/demo"
+if len(sys.argv) > 1:
+    run_dir = sys.argv[1]
+else:  # the newest demo run (`make demo` stamps its directory with the time)
+    runs = sorted(Path("runs").glob("demo*/summary.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        sys.exit("no finished demo under runs/: run `make demo`, or pass a campaign's run directory")
+    run_dir = str(runs[-1].parent)
+    print(f"using {run_dir}")
 learner = metanas.load(run_dir)
 
 # A 3-way 1-shot task on upside-down digits: images (N, H, W) in [0, 1], any labels.

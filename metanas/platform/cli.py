@@ -69,6 +69,18 @@ def _bench_warmstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_driver_memory(args: argparse.Namespace) -> int:
+    import json
+
+    if args.tasks < 100:
+        raise ConfigError(f"--tasks: must be >= 100, got {args.tasks}")
+    from metanas.cluster.bench_driver_memory import bench_driver_memory
+
+    result = bench_driver_memory(args.tasks)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
 def _bench_multi_objective(args: argparse.Namespace) -> int:
     import json
 
@@ -209,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--json", action="store_true", help="print only the JSON result")
 
+    driver = bench_sub.add_parser("driver-memory", help="the driver's resident memory over a long campaign of tiny tasks")
+    driver.add_argument("--tasks", type=int, default=10_000, help="meta-training tasks (default 10000)")
+    driver.add_argument("--json", action="store_true", help="print only the JSON result")
+
     warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on lookup tables")
     warm.add_argument("--budget", type=int, default=50, help="evaluations per search (default 50)")
     warm.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5; 20 for tight intervals)")
@@ -258,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench_step(args)
         if args.command == "bench" and args.bench == "warmstart":
             return _bench_warmstart(args)
+        if args.command == "bench" and args.bench == "driver-memory":
+            return _bench_driver_memory(args)
         if args.command == "hw" or (args.command == "bench" and args.bench == "latency"):
             return cli_hw.run(args)
         return cli_memory.run(args)

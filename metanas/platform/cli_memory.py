@@ -48,6 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bm = bench_sub.add_parser("memory", help="memory store throughput, latency, recall and reload time")
     bm.add_argument("--records", type=int, default=100_000, help="synthetic records (default 100000)")
     bm.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
+    bm.add_argument("--data", choices=["clustered", "overlapping"], default="clustered",
+                    help="embeddings: families far apart, or overlapping (the hard case for recall); default clustered")
     bm.add_argument("--json", action="store_true", help="print only the JSON result")
 
 
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.records < 100:
             raise ConfigError(f"--records: must be >= 100, got {args.records}")
-        result = bench_memory(args.records, args.dim)
+        result = bench_memory(args.records, args.dim, data=args.data)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0
     return 1

@@ -26,3 +26,12 @@ def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_s
     assert straggler["async_over_sync"] == pytest.approx(
         straggler["tasks_per_s"]["async"] / straggler["tasks_per_s"]["sync"], abs=0.002
     )
+
+
+@pytest.mark.timeout(180)
+def test_driver_memory_bench_samples_the_drivers_rss_as_tasks_finish(ray_session):
+    from metanas.cluster.bench_driver_memory import bench_driver_memory
+
+    result = bench_driver_memory(160)
+    assert result["tasks"] == 160 and result["rss_mb_after_16"] > 0 and result["rss_mb_after_160"] > 0
+    assert result["ratio"] == pytest.approx(result["rss_mb_after_160"] / result["rss_mb_after_16"], abs=0.01)
