@@ -36,7 +36,10 @@ RECALL_TARGET = 0.95  # recall@10 an approximate index is calibrated to
 DEFAULT_NPROBE = 12  # (an index saved before calibration existed)
 # One query at a time is the store's workload: OpenMP's thread start-up costs more than a
 # single small search gains from it (measured: p50 1.2 ms -> see README at 1M records).
+# An approximate index that must probe many lists (overlapping embeddings) is the
+# exception: two threads split its lists (1M overlapping records, 64 lists: 0.52 -> 0.28 ms).
 SEARCH_THREADS = 1
+PARALLEL_FROM_NPROBE = 32
 PERSIST_EVERY_APPEND = 100_000  # groups up to this size re-save their index on every append
 
 
@@ -76,7 +79,7 @@ def calibrate_nprobe(index, vectors: np.ndarray, target: float, k: int = 10, que
     q = _normalise(vectors[picks] + 0.05 * rng.standard_normal((len(picks), vectors.shape[1])).astype(np.float32))
     _, exact = faiss.knn(q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     nlist = index.nlist
-    for nprobe in sorted({n for n in (4, 8, 16, 32, 64, 128, 256, 512) if n < nlist} | {nlist}):
+    for nprobe in sorted({n for n in (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if n < nlist} | {nlist}):
         index.nprobe = nprobe
         _, got = index.search(q, k)
         recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(got.tolist(), exact.tolist())])
@@ -322,9 +325,14 @@ class MemoryStore:
             index = faiss.IndexFlatIP(group.dim)
         else:
             # ~sqrt(n) lists, trained on a sample: building stays fast at millions of
-            # records; how many lists a query probes is calibrated below.
+            # records; how many lists a query probes is calibrated below. The vectors are
+            # stored as 8-bit codes: scanning a list reads a quarter of the bytes (measured
+            # at 1M overlapping 64-dim embeddings, recall@10 0.957 at 0.52 ms against the
+            # float index's 0.969 at 1.44 ms, one thread, both at 64 lists).
             nlist = int(np.sqrt(len(rows)))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(group.dim), group.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexIVFScalarQuantizer(
+                faiss.IndexFlatIP(group.dim), group.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
             index.train(vectors[np.random.default_rng(0).permutation(len(rows))[: 40 * nlist]])
             group.trained_on = len(rows)
         index.add(vectors)
@@ -364,14 +372,19 @@ class MemoryStore:
             raise ValueError(f"query has {query.shape[1]} dims; embedder {embedder!r} records have {group.dim}")
         if group.index is None:
             self._build_index(group)
+        import faiss
+
+        search_threads = SEARCH_THREADS
         if hasattr(group.index, "nprobe"):
             group.index.nprobe = self.nprobe or group.nprobe or DEFAULT_NPROBE
-        import faiss
+            if group.index.nprobe >= PARALLEL_FROM_NPROBE:
+                group.index.parallel_mode = 1  # threads split one query's lists, not the queries
+                search_threads = min(2, faiss.omp_get_max_threads())
 
         fetch = min(len(group.rows), k if family is None else 8 * k)
         while True:
             threads = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(SEARCH_THREADS)
+            faiss.omp_set_num_threads(search_threads)
             try:
                 sims, ids = group.index.search(_normalise(query), fetch)
             finally:

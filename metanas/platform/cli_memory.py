@@ -48,8 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bm = bench_sub.add_parser("memory", help="memory store throughput, latency, recall and reload time")
     bm.add_argument("--records", type=int, default=100_000, help="synthetic records (default 100000)")
     bm.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
-    bm.add_argument("--data", choices=["clustered", "overlapping"], default="clustered",
-                    help="embeddings: families far apart, or overlapping (the hard case for recall); default clustered")
+    bm.add_argument("--data", choices=["clustered", "overlapping", "hard"], default="clustered",
+                    help="embeddings: families far apart, overlapping, or overlapping more (hard); default clustered")
     bm.add_argument("--json", action="store_true", help="print only the JSON result")
 
 

@@ -247,6 +247,7 @@ def staleness(events: list[dict[str, Any]]) -> str | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(values, bins=np.arange(max(values) + 2) - 0.5, color="tab:blue", rwidth=0.8)
+    ax.set_xticks(range(max(values) + 1))
     ax.set_xlabel("staleness (meta-steps between read and update)")
     ax.set_ylabel("async updates")
     ax.set_title("staleness of the async updates")
