@@ -69,6 +69,35 @@ def test_memory_commands_create_nothing_in_a_directory_that_is_not_a_memory(caps
     assert sorted(p.name for p in Path(files["dir"]).iterdir()) == ["notes.txt"]
 
 
+@pytest.fixture
+def memory(tmp_path):
+    import metanas
+    from metanas.searchers.space import Float, SearchSpace
+
+    path = tmp_path / "mem"
+    metanas.search(lambda c: -c["x"] ** 2, SearchSpace((Float("x", -1.0, 1.0),)), task_id="t", memory=path, budget=4,
+                   warm_start="none")
+    return path
+
+
+def test_memory_commands_refuse_bad_arguments_in_one_line(capsys, memory, files):
+    key = "search/t/optuna/none/0/b4"
+    _one_line_error(capsys, ["memory", "query", str(memory), key, "-k", "-3"], "-k: must be >= 1, got -3")
+    _one_line_error(capsys, ["memory", "export", str(memory), files["dir"]], "already exists; name a new file")
+    _one_line_error(capsys, ["memory", "show", str(memory), "nope"], "no record with key 'nope'")
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(memory):
+    """`metanas memory show ... | head`: the reader is gone before the output (here `true`
+    exits while Python is still importing), and there is no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    cmd = f"{sys.executable} -m metanas memory show {memory} search/t/optuna/none/0/b4 | true"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
 def _parsers(parser: argparse.ArgumentParser, path: str = "metanas"):
     yield path, parser
     for action in parser._actions:
