@@ -12,6 +12,8 @@ import time
 import pytest
 import yaml
 
+pytestmark = pytest.mark.ray  # (a subprocess starts it: `make test-fast` leaves it out)
+
 LOOPBACK = re.compile(r"^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):\d+$")
 
 
