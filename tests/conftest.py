@@ -49,6 +49,24 @@ def tiny_campaign_dict() -> dict:
     return copy.deepcopy(TINY_CAMPAIGN)
 
 
+def descendants(root: int) -> set[int]:
+    """`root` and every process below it, from `ps`."""
+    import subprocess
+
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for row in rows:
+        if row.strip():
+            pid, parent = map(int, row.split())
+            children.setdefault(parent, []).append(pid)
+    todo, seen = [root], set()
+    while todo:
+        pid = todo.pop()
+        seen.add(pid)
+        todo += children.get(pid, [])
+    return seen
+
+
 SESSION_MARK = "METANAS_TEST_SESSION"
 
 

@@ -12,24 +12,11 @@ import time
 import pytest
 import yaml
 
+from tests.conftest import descendants
+
 pytestmark = pytest.mark.ray  # (a subprocess starts it: `make test-fast` leaves it out)
 
 LOOPBACK = re.compile(r"^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):\d+$")
-
-
-def _descendants(root: int) -> set[int]:
-    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
-    children: dict[int, list[int]] = {}
-    for row in rows:
-        if row.strip():
-            pid, parent = map(int, row.split())
-            children.setdefault(parent, []).append(pid)
-    todo, seen = [root], set()
-    while todo:
-        pid = todo.pop()
-        seen.add(pid)
-        todo += children.get(pid, [])
-    return seen
 
 
 def _listening(pids: set[int]) -> dict[str, str]:
@@ -52,7 +39,7 @@ def test_every_socket_of_a_running_campaign_listens_on_loopback_only(tiny_campai
     seen: dict[str, str] = {}
     try:
         while proc.poll() is None:
-            seen.update(_listening(_descendants(proc.pid)))
+            seen.update(_listening(descendants(proc.pid)))
             time.sleep(0.5)
     finally:
         if proc.poll() is None:

@@ -20,6 +20,7 @@ from metanas.cluster.run_dir import RunDir
 from metanas.platform.campaign import run_campaign
 from metanas.platform.config import ConfigError, parse_campaign
 from metanas.searchers.episodes import digits_pools
+from tests.conftest import descendants
 
 pytestmark = pytest.mark.ray
 
@@ -176,21 +177,6 @@ def test_existing_run_dir_needs_resume(finished_run):
         run_campaign(parse_campaign(TINY_CAMPAIGN), out, progress=False)
 
 
-def _descendants(root: int) -> set[int]:
-    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
-    children: dict[int, list[int]] = {}
-    for row in rows:
-        if row.strip():
-            pid, parent = map(int, row.split())
-            children.setdefault(parent, []).append(pid)
-    todo, seen = [root], set()
-    while todo:
-        pid = todo.pop()
-        seen.add(pid)
-        todo += children.get(pid, [])
-    return seen
-
-
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("updates, sig", [("sync", signal.SIGKILL), ("async", signal.SIGTERM)], ids=["sync-kill", "async-term"])
 def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path, updates, sig):
@@ -208,7 +194,7 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campai
         while time.time() < deadline and not list((out / "checkpoints").glob("iter_000010.json")):
             time.sleep(0.2)
         assert list((out / "checkpoints").glob("iter_*.json")), "no checkpoint appeared"
-        family = _descendants(proc.pid)
+        family = descendants(proc.pid)
         sent = time.time()
         os.kill(proc.pid, sig)  # the driver, mid-training
         proc.wait(timeout=30)
