@@ -30,12 +30,30 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     address = address or os.environ.get("RAY_ADDRESS")  # set when running as a Ray job
     if address:
         log.info("joining Ray cluster at %s", address)
+        check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         log.info("starting an embedded local Ray (127.0.0.1 only)")
         with _loopback_only():
             _init_local(num_cpus, num_gpus)
     _stop_on_sigterm()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Something listens at a cluster address (HOST:PORT or ray://HOST:PORT), or a
+    ConnectionError within `timeout_s`: `ray.init` would retry an address with nothing
+    behind it for minutes, deaf to SIGTERM."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise ConnectionError(f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}") from None
+    except OSError as err:
+        raise ConnectionError(f"--address: no Ray cluster answers at {address} ({err.strerror or err})") from None
 
 
 class Terminated(KeyboardInterrupt):

@@ -36,6 +36,10 @@ def run_campaign(
 ) -> dict[str, Any]:
     """Run (or resume) a campaign into `out_dir`; return the summary that was written."""
     check_campaign_data(campaign)  # before Ray is imported or anything written
+    if address:
+        from metanas.cluster.connect import check_reachable
+
+        check_reachable(address)  # (likewise: nothing written for a cluster that is not there)
     from metanas.cluster.runner import CampaignRunner
     from metanas.platform.report import write_report
 

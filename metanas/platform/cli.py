@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `metanas memory show ... | head`: the reader has gone, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except ConnectionError as err:  # a cluster that is not there (after BrokenPipeError, one of its kind)
+        print(f"metanas: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as err:
         signalled = "terminated" if type(err).__name__ == "Terminated" else "interrupted"
         if args.command in ("run", "demo"):

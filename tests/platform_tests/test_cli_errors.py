@@ -49,6 +49,8 @@ CASES = [
     (["memory", "ls", "{tmp}/missing"], "does not exist"),
     (["status", "x", "--address", "http://127.0.0.1:1"], "no Ray job server answers at http://127.0.0.1:1"),
     (["status", "x", "--address", "127.0.0.1:8265"], "expected the job server as http://HOST:PORT"),
+    (["run", "metanas/platform/demo_campaign.yaml", "--out", "{tmp}/o", "--address", "127.0.0.1:1"],
+     "--address: no Ray cluster answers at 127.0.0.1:1"),
     (["explain"], "give a run directory, or --memory MEM --key KEY"),
     (["explain", "{dir}"], "is not a campaign directory"),
     (["hw", "predict", "metanas/platform/demo_campaign.yaml", "--genotype", "conv_3x3", "--table", "{tmp}/t.parquet"],
