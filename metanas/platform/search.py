@@ -293,7 +293,7 @@ def _multi_objective(
 
         store = MemoryStore(Path(memory))
     family_filter = None if family == "default" else family
-    warm: list[WarmStart] = []
+    warm: list[tuple[WarmStart, str]] = []  # (config, the stored task whose front it is from)
     if store is not None and warm_start == "pareto":
         if embedding is not None:
             vector = np.asarray(embedding[1], dtype=np.float32)
