@@ -9,7 +9,8 @@ parameters in place and never touches the meta-parameters it was loaded from.
 As in MetaNAS' meta-test, the architecture may adapt only during the first steps
 (`alpha_fraction`), and the ops left with little weight may be pruned afterwards
 (`prune_threshold`). Drop path (the space's `drop_path`) is on while `adapt` runs and off
-for `evaluate`, the prototype head and prediction.
+for `evaluate`, the prototype head and prediction. A campaign's hardware limits
+(`AdaptSettings.limits`, see `cost`) add their penalty to the architecture's loss.
 """
 
 from __future__ import annotations
