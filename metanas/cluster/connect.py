@@ -39,21 +39,29 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     _stop_on_sigterm()
 
 
+def unreachable(host: str, port: int, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at host:port within `timeout_s`, or None when something does."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        return err.strerror or str(err) or type(err).__name__
+    return None
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Something listens at a cluster address (HOST:PORT or ray://HOST:PORT), or a
     ConnectionError within `timeout_s`: `ray.init` would retry an address with nothing
     behind it for minutes, deaf to SIGTERM."""
-    import socket
-
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
-    except ValueError:
-        raise ConnectionError(f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}") from None
-    except OSError as err:
-        raise ConnectionError(f"--address: no Ray cluster answers at {address} ({err.strerror or err})") from None
+    if not port.isdigit():
+        raise ConnectionError(f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}")
+    reason = unreachable(host or "127.0.0.1", int(port), timeout_s)
+    if reason:
+        raise ConnectionError(f"--address: no Ray cluster answers at {address} ({reason})")
 
 
 class Terminated(KeyboardInterrupt):

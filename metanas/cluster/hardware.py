@@ -19,9 +19,11 @@ import torch
 
 from metanas.cluster.messages import TestResult
 from metanas.cluster.schema import Campaign, Constraints
+from metanas.memory.atomic import atomic_write_json
 from metanas.searchers.darts.cost import CostLimit, params_cost
 from metanas.searchers.darts.latency import LatencyTable, NetworkShape, device_fingerprint, profile
 from metanas.searchers.pareto import pareto_front
+from metanas.searchers.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,7 @@ def campaign_limits(campaign: Campaign, run_root: Path) -> tuple[CostLimit, ...]
     limits = build_limits(campaign, table)
     run_root.mkdir(parents=True, exist_ok=True)
     table.save(run_root / TABLE_FILE)
-    tmp = saved.with_name(saved.name + ".tmp")
-    tmp.write_text(json.dumps([limit.to_dict() for limit in limits]))
-    tmp.replace(saved)
+    atomic_write_json(saved, [limit.to_dict() for limit in limits])
     return limits
 
 
@@ -93,12 +93,16 @@ def load_limits(run_root: Path) -> tuple[CostLimit, ...]:
     return tuple(CostLimit.from_dict(d) for d in json.loads(path.read_text())) if path.exists() else ()
 
 
+def _measuring_device(c: Constraints) -> str | None:
+    """Where this driver can measure the constraints' latency: their device, or None (a
+    CUDA budget on a driver without a GPU: latency is then only predicted)."""
+    return c.device if c.device == "cpu" or torch.cuda.is_available() else None
+
+
 def _measure(shape: NetworkShape, genotypes: Sequence[tuple[str, ...]], c: Constraints) -> dict[tuple, dict[str, float]]:
-    device = c.device if c.device == "cpu" or torch.cuda.is_available() else None
-    before = torch.get_num_threads()
-    torch.set_num_threads(c.threads)
-    try:
-        out = {}
+    device = _measuring_device(c)
+    out = {}
+    with torch_threads(c.threads):
         for g in genotypes:
             if device is None:  # parameters and FLOPs only; latency is predicted
                 m = shape.measure(g, "cpu", c.batch)
@@ -106,9 +110,7 @@ def _measure(shape: NetworkShape, genotypes: Sequence[tuple[str, ...]], c: Const
             else:
                 m = shape.measure(g, device, c.batch)
             out[g] = m
-        return out
-    finally:
-        torch.set_num_threads(before)
+    return out
 
 
 def hardware_summary(
@@ -148,7 +150,7 @@ def hardware_summary(
     tasks = sum(r["tasks"] for r in rows)
     return {
         "device": table.devices[0],
-        "measured_on": device_fingerprint(c.device, c.threads) if c.device == "cpu" or torch.cuda.is_available() else None,
+        "measured_on": device_fingerprint(c.device, c.threads) if _measuring_device(c) else None,
         "batch": c.batch,
         "max_latency_ms": c.max_latency_ms,
         "max_params": c.max_params,

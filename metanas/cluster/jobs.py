@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import urllib.parse
 import tempfile
 import time
@@ -33,15 +32,18 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     """A job server address is http(s)://HOST:PORT and something listens there; else a
     ValueError saying which, within `timeout_s` (Ray's client would retry for a minute
     and print pages of connection errors)."""
+    from metanas.cluster.connect import unreachable
+
     parsed = urllib.parse.urlparse(address)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"--address: expected the job server as http://HOST:PORT, got {address!r}")
     try:
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
-    except (OSError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
-        raise ValueError(f"--address: no Ray job server answers at {address} ({reason})") from None
+    except ValueError:  # a port that is not a number
+        port = None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
+        raise ValueError(f"--address: expected the job server as http://HOST:PORT, got {address!r}")
+    reason = unreachable(parsed.hostname, port, timeout_s)
+    if reason:
+        raise ValueError(f"--address: no Ray job server answers at {address} ({reason})")
 
 
 def client(address: str):

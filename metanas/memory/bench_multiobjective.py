@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
 
+from metanas.memory.bench_warmstart import run_units
 from metanas.memory.pareto_warmstart import pareto_warm_start
 from metanas.memory.records import PastTask
 from metanas.memory.tables import TableTask, load_table
@@ -137,22 +136,8 @@ def bench_multi_objective(
     progress: bool = True, workers: int | None = None,
 ) -> dict[str, Any]:
     """Every method on every table and seed; the summary, and mean curves under `curves`."""
-    from tqdm import tqdm
-
-    names = tuple(objectives)
-    units = [(table, seed) for table in tables for seed in range(seeds)]
-    workers = workers or min(len(units), os.cpu_count() or 1)
-    done: list[dict[str, Any]] = []
-    with tqdm(total=len(units), desc="warmstart (multi-objective)", disable=not progress) as bar:
-        if workers == 1:
-            for table, seed in units:
-                done.append(_unit(table, names, seed, budget))
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for result in pool.map(_unit, *zip(*units), [names] * len(units), [budget] * len(units)):
-                    done.append(result)
-                    bar.update(1)
+    units = [(table, tuple(objectives), seed, budget) for table in tables for seed in range(seeds)]
+    done = run_units(_unit, units, workers, "warmstart (multi-objective)", progress)
     out: dict[str, Any] = {"objectives": objectives, "budget": budget, "seeds": seeds, "default_method": DEFAULT_MO_METHOD,
                            "benchmarks": {}, "curves": {}}
     for table in tables:

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -123,30 +123,38 @@ def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
     return {"table": table, "seed": seed, "tasks": [t.name for t in tasks], "curves": curves, "spearman": rho}
 
 
+def run_units(fn: Callable[..., dict[str, Any]], units: list[tuple], workers: int | None, desc: str,
+              progress: bool) -> list[dict[str, Any]]:
+    """`fn(*unit)` for every unit, in `workers` processes (default: one per CPU; 1: in this
+    process), with a progress bar; results in the order they finish."""
+    from tqdm import tqdm
+
+    workers = workers or min(len(units), os.cpu_count() or 1)
+    done: list[dict[str, Any]] = []
+    with tqdm(total=len(units), desc=desc, disable=not progress) as bar:
+        if workers == 1:
+            for unit in units:
+                done.append(fn(*unit))
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(fn, *zip(*units)):
+                    done.append(result)
+                    bar.update(1)
+    return done
+
+
 def bench_warmstart(
     budget: int = 50, seeds: int = 5, tables: tuple[str, ...] = TABLES, progress: bool = True, workers: int | None = None
 ) -> dict[str, Any]:
     """Run every method on every table; return the summary (and mean regret curves under
     `curves`, for the plot). Table-and-seed units run in `workers` processes (default: one
     per CPU); results do not depend on how many."""
-    from tqdm import tqdm
-
     for table in tables:
         if table not in TABLES:
             raise ValueError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
-    units = [(table, seed) for table in tables for seed in range(seeds)]
-    workers = workers or min(len(units), os.cpu_count() or 1)
-    done: list[dict[str, Any]] = []
-    with tqdm(total=len(units), desc="warmstart", disable=not progress) as bar:
-        if workers == 1:
-            for table, seed in units:
-                done.append(_table_unit(table, seed, budget))
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for result in pool.map(_table_unit, *zip(*units), [budget] * len(units)):
-                    done.append(result)
-                    bar.update(1)
+    units = [(table, seed, budget) for table in tables for seed in range(seeds)]
+    done = run_units(_table_unit, units, workers, "warmstart", progress)
     out: dict[str, Any] = {"budget": budget, "seeds": seeds, "default_method": DEFAULT_METHOD, "benchmarks": {}, "curves": {}}
     for table in tables:
         units_t = sorted((u for u in done if u["table"] == table), key=lambda u: u["seed"])

@@ -11,18 +11,18 @@ Members differ by initialisation and by a bootstrap resample of the tasks.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from metanas.memory.atomic import atomic_write_bytes, atomic_write_json
+from metanas.searchers.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +34,9 @@ DROP_EMBEDDING = 0.3
 FORMAT = 1
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """The surrogate's batches are small: one thread is faster than many (thread start-up
-    dominates), and leaves the other cores to the evaluations."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# The surrogate's batches are small: one thread is faster than many (thread start-up
+# dominates), and leaves the other cores to the evaluations.
+SURROGATE_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -128,7 +119,7 @@ class CrossTaskSurrogate:
         Y = torch.as_tensor(np.stack([b[1][k] for b, k in zip(batches, keep)]), dtype=torch.float32)
         opt = torch.optim.Adam(self.params, lr=3e-3, weight_decay=1e-4)
         batch = min(n, BATCH)
-        with one_thread():
+        with torch_threads(SURROGATE_THREADS):
             for _ in range(steps):
                 rows = torch.as_tensor(rng.choice(n, size=batch, replace=False)) if batch < n else slice(None)
                 opt.zero_grad()
@@ -153,7 +144,7 @@ class CrossTaskSurrogate:
     def _members(self, Z: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.no_grad(), one_thread():
+        with torch.no_grad(), torch_threads(SURROGATE_THREADS):
             return self._forward(torch.as_tensor(Z).expand(MEMBERS, -1, -1)).numpy()
 
 

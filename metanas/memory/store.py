@@ -418,11 +418,8 @@ class MemoryStore:
                 m = pc.equal(t.column(column), value) if keep else pc.not_equal(t.column(column), value)
                 mask = m if mask is None else pc.and_(mask, m)
         rows = np.arange(len(t)) if mask is None else np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-        if newest is not None and len(rows) > newest:
-            created = t.column("created_at").to_numpy()[rows]
-            rows = rows[np.argsort(created, kind="stable")[-newest:]]
-        elif newest is not None:
-            rows = rows[np.argsort(t.column("created_at").to_numpy()[rows], kind="stable")]
+        if newest is not None:  # oldest first, the last `newest` of them
+            rows = rows[np.argsort(t.column("created_at").to_numpy()[rows], kind="stable")][-newest:]
         return self._records_at(rows.tolist())
 
     def get(self, key: str) -> TaskRecord:

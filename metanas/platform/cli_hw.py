@@ -96,10 +96,10 @@ def _predict(args, campaign, shape, table_cls) -> int:
     result = {"device": table.devices[0], "genotype": list(genotype), "predicted_latency_ms": round(latency.of(genotype), 4),
               "params": int(params.of(genotype))}
     if args.measure:
-        import torch
+        from metanas.searchers.threads import torch_threads
 
-        torch.set_num_threads(threads_of(table.devices[0]))
-        measured = shape.measure(genotype, "cpu", table.rows[0]["batch"])
+        with torch_threads(threads_of(table.devices[0])):
+            measured = shape.measure(genotype, "cpu", table.rows[0]["batch"])
         result.update(latency_ms=round(measured["latency_ms"], 4), flops=measured["flops"])
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0

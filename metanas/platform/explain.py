@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from metanas.cluster.events import read_events
 from metanas.cluster.run_dir import RunDir
+from metanas.memory.atomic import atomic_write_bytes
 from metanas.platform.report import COLORS, HARDWARE_PNG, METHODS, _pyplot
 
 REPORT_FILE = "report.html"
@@ -126,9 +128,7 @@ def alpha_heatmap(run: RunDir, campaign) -> str | None:
         params = c.params("metanas")
         t = schedule.temperature(c.iteration)
         for kind in kinds:
-            a = np.asarray(params[kind], dtype=np.float64) / t
-            a = np.exp(a - a.max(1, keepdims=True))
-            weights[kind].append(a / a.sum(1, keepdims=True))
+            weights[kind].append(torch.softmax(params[kind].double() / t, dim=-1).numpy())
     names = space.edge_names
     plt = _pyplot()
     n = len(names)
@@ -303,9 +303,7 @@ def write_explain(run_dir: str | Path, out: str | Path | None = None) -> Path:
         f"<p id='render-note' hidden></p>{body}{_RENDER_CHECK}</body></html>"
     )
     path = Path(out) if out else run.root / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
+    atomic_write_bytes(path, page.encode())
     return path
 
 

@@ -56,13 +56,14 @@ def method_costs(campaign: Campaign, meta_train: dict[str, Any], genotype) -> di
     the first evaluation's n_way, head included) and meta-training time (its tasks' seconds
     on the workers, summed: the compute it took, whatever the number of workers)."""
     from metanas.searchers.darts.adaptation import ModelSpec
+    from metanas.searchers.darts.cost import count_params
 
     n_way = campaign.evaluations()[0].n_way
     derived = meta_train.get("derived_stage", {})
     seconds = {**meta_train.get("learner_task_s", {}), **derived.get("learner_task_s", {})}
 
     def params(spec: ModelSpec) -> int:
-        return sum(p.numel() for p in replace(spec, n_way=n_way).build(seed=0).parameters())
+        return count_params(replace(spec, n_way=n_way).build(seed=0))
 
     out = {}
     for name in campaign.meta_trained():

@@ -110,10 +110,7 @@ def search(
     warm_start = warm_start or DEFAULT_WARM_START
     if warm_start not in POLICIES:
         raise ValueError(f"warm_start: expected one of {POLICIES}, got {warm_start!r}")
-    if not task_id:
-        raise ValueError("task_id: required, so the memory can tell tasks apart")
-    if not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
+    _check_task_and_budget(task_id, budget)
     if searcher not in SEARCHERS:
         raise ValueError(f"searcher: expected one of {SEARCHERS}, got {searcher!r}")
     if storage is not None and searcher != "optuna":
@@ -168,53 +165,46 @@ def search(
     result.warm_start_dropped += plan.dropped
     result.trials = explained(result.trials, warm_start, searcher, plan, options.get("sampler"))
 
-    if store is not None:
-        from metanas.memory.records import TaskRecord
-
-        best = result.best  # raises when every evaluation failed: nothing to remember
-        if embedding is None and embedder is None:
-            embedder_name, vector = estimated_landmarks(space, [t.to_dict() for t in result.trials])
-        record = TaskRecord(
-            key=key,
-            task_id=task_id,
-            family=family,
-            embedder=embedder_name,
-            embedding=vector,
-            space_signature=space.signature,
-            best_config=best.config,
-            best_score=best.score,
-            trials=[t.to_dict() for t in result.trials],
-            searcher=searcher,
-            campaign_id=campaign_id,
-            created_at=time.time(),
-        )
-        _append(store, record)
+    if store is not None:  # (raises SearchFailed when every evaluation failed: nothing to remember)
+        given = (embedder_name, vector) if embedding is not None or embedder is not None else None
+        _remember(store, key, task_id, family, space, result.trials, searcher, campaign_id, given)
     return result
 
 
-def _append(store: Any, record: Any) -> None:
+def _check_task_and_budget(task_id: str, budget: Any) -> None:
+    if not task_id:
+        raise ValueError("task_id: required, so the memory can tell tasks apart")
+    if not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
+
+
+def _remember(store: Any, key: str, task_id: str, family: str, space: SearchSpace, trials: Sequence[Trial], searcher: str,
+              campaign_id: str, embedding: tuple[str, Any] | None = None) -> str:
+    """Append a search's record to the memory: its best trial, every trial, and its
+    embedding (`(embedder, vector)` given, or estimated from the trials). Raises
+    SearchFailed when no trial succeeded. A key already stored is logged, not added."""
+    from metanas.memory.records import TaskRecord
+
+    best = SearchResult(searcher, list(trials)).best
+    dicts = [t.to_dict() for t in trials]
+    name, vector = embedding if embedding is not None else estimated_landmarks(space, dicts)
+    record = TaskRecord(
+        key=key, task_id=task_id, family=family, embedder=name, embedding=vector, space_signature=space.signature,
+        best_config=best.config, best_score=best.score, trials=dicts, searcher=searcher, campaign_id=campaign_id,
+        created_at=time.time(),
+    )
     if not store.append([record]):  # (idempotent: a retried search never duplicates a record)
-        log.warning("the memory already holds %r (the same search, same budget and seed): not added again", record.key)
+        log.warning("the memory already holds %r (the same search, same budget and seed): not added again", key)
+    return key
 
 
 def _store_interrupted(store, finished: list[Trial], space: SearchSpace, task_id: str, family: str, searcher: str,
                        campaign_id: str, key: str) -> str | None:
     """Keep an interrupted search's finished evaluations in the memory, under its key plus
     '/interrupted'; the key, or None when there is no memory or nothing finished."""
-    from metanas.memory.records import TaskRecord
-
-    ok = [t for t in finished if np.isfinite(t.score)]
-    if store is None or not ok:
+    if store is None or not any(np.isfinite(t.score) for t in finished):
         return None
-    best = max(ok, key=lambda t: t.score)
-    name, vector = estimated_landmarks(space, [t.to_dict() for t in finished])
-    record = TaskRecord(
-        key=f"{key}/interrupted", task_id=task_id, family=family, embedder=name, embedding=vector,
-        space_signature=space.signature, best_config=best.config, best_score=best.score,
-        trials=[t.to_dict() for t in finished], searcher=searcher, campaign_id=campaign_id, created_at=time.time(),
-    )
-    _append(store, record)
-    return record.key
+    return _remember(store, f"{key}/interrupted", task_id, family, space, finished, searcher, campaign_id)
 
 
 def propose(
@@ -283,10 +273,7 @@ def _multi_objective(
         raise ValueError(f"warm_start: a multi-objective search takes one of {MULTI_OBJECTIVE_POLICIES}, got {warm_start!r}")
     if searcher not in MULTI_OBJECTIVE_SEARCHERS:
         raise ValueError(f"searcher: a multi-objective search takes one of {tuple(MULTI_OBJECTIVE_SEARCHERS)}, got {searcher!r}")
-    if not task_id:
-        raise ValueError("task_id: required, so the memory can tell tasks apart")
-    if not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
+    _check_task_and_budget(task_id, budget)
     store = None
     if memory is not None:
         from metanas.memory.store import MemoryStore
@@ -312,18 +299,10 @@ def _multi_objective(
                 else {"source": f"{searcher} (multi-objective)", "objectives": goals})
         for t in result.trials
     ]
-    if store is not None:
-        from metanas.memory.records import TaskRecord
-
-        best = result.best  # raises when no trial was feasible: nothing to remember
-        embedder_name, vector = (embedding[0], np.asarray(embedding[1], dtype=np.float32)) if embedding is not None \
-            else estimated_landmarks(space, [t.to_dict() for t in result.trials])
-        _append(store, TaskRecord(
-            key=key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}/" + ",".join(mo.objectives),
-            task_id=task_id, family=family, embedder=embedder_name, embedding=vector, space_signature=space.signature,
-            best_config=best.config, best_score=best.score, trials=[t.to_dict() for t in result.trials],
-            searcher=f"{searcher}_multi_objective", campaign_id=campaign_id, created_at=time.time(),
-        ))
+    if store is not None:  # (raises SearchFailed when no trial was feasible: nothing to remember)
+        key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}/" + ",".join(mo.objectives)
+        given = (embedding[0], np.asarray(embedding[1], dtype=np.float32)) if embedding is not None else None
+        _remember(store, key, task_id, family, space, result.trials, f"{searcher}_multi_objective", campaign_id, given)
     return result
 
 

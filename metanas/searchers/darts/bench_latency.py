@@ -7,10 +7,10 @@ import time
 from typing import Callable
 
 import numpy as np
-import torch
 
 from metanas.searchers.darts.latency import NetworkShape, device_fingerprint, profile, random_genotypes
 from metanas.searchers.stats import spearman
+from metanas.searchers.threads import torch_threads
 
 
 def bench_latency(
@@ -30,18 +30,14 @@ def bench_latency(
     seen = {tuple(r["genotype"].split(",")) for r in table.rows if r["kind"] == "network"}
     # fresh networks: drawn from more than needed, the calibration ones left out
     fresh = [g for g in random_genotypes(shape.space, networks + len(seen), seed=1) if g not in seen][:networks]
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        measured, flops = [], []
+    measured, flops = [], []
+    with torch_threads(threads):
         for i, g in enumerate(fresh):
             m = shape.measure(g, device, batch)
             measured.append(m["latency_ms"])
             flops.append(m["flops"])
             if progress and (i + 1) % 10 == 0:
                 progress(f"measured {i + 1}/{len(fresh)} networks")
-    finally:
-        torch.set_num_threads(before)
     predicted = np.array([cost.of(g) for g in fresh])
     measured = np.array(measured)
     return {

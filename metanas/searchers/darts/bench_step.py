@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from metanas.searchers.darts.cell_space import CellSpace
 from metanas.searchers.darts.supernet import Speed, Supernet
+from metanas.searchers.threads import torch_threads
 
 VARIANTS = {
     "before": Speed(channels_last=False, shared_relu=False),
@@ -32,9 +33,7 @@ def bench_step(
     partial_channels: int = 1,
 ) -> dict[str, Any]:
     """`autocast`: a lower precision to run the forward pass in (e.g. torch.bfloat16 on a GPU)."""
-    before_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         space = CellSpace(nodes=nodes, channels=channels, cells=cells, partial_channels=partial_channels)
         variants = {name: (space, speed) for name, speed in VARIANTS.items()}
         if partial_channels > 1:
@@ -62,8 +61,6 @@ def bench_step(
                         torch.cuda.synchronize()
                     if r:
                         times[name].append((time.perf_counter() - start) * 1000)
-    finally:
-        torch.set_num_threads(before_threads)
     ms = {name: round(statistics.median(t), 1) for name, t in times.items()}
     result = {
         "image_size": image_size, "batch": batch, "channels": channels, "cells": cells, "nodes": nodes,

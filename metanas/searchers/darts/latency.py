@@ -33,6 +33,7 @@ from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import LinearCost, count_params, edge_sites
 from metanas.searchers.darts.ops import make_op
 from metanas.searchers.darts.supernet import DiscreteNet
+from metanas.searchers.threads import torch_threads
 
 COLUMNS = ("device", "kind", "op", "channels", "height", "width", "stride", "batch", "skeleton", "genotype",
            "latency_ms", "params", "flops")
@@ -162,9 +163,7 @@ def profile(
     """Measure every op at every place it runs in the shape's networks, and `networks`
     random derived networks (for the constant). Sets torch's thread count while it runs."""
     fingerprint = device_fingerprint(device, threads)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         rows = []
         places = sorted({(s.channels, s.height, s.width, s.stride) for s in edge_sites(shape.space, shape.image_size, shape.in_channels)})
         for c, h, w, stride in places:
@@ -189,8 +188,6 @@ def profile(
         if progress:
             progress(f"{networks} whole networks")
         return LatencyTable(rows)
-    finally:
-        torch.set_num_threads(before)
 
 
 class LatencyTable:

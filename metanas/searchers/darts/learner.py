@@ -9,7 +9,6 @@ Meta-test goes through this same path, so what a user gets is what was measured.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +27,7 @@ from metanas.searchers.darts.adaptation import (
 )
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import CostLimit, constrained_genotype
+from metanas.searchers.threads import torch_threads
 
 
 def prepare_images(images: Any, image_size: tuple[int, int], invert: bool = False) -> torch.Tensor:
@@ -57,20 +57,6 @@ def prepare_images(images: Any, image_size: tuple[int, int], invert: bool = Fals
     if tuple(x.shape[-2:]) != tuple(image_size):
         x = F.interpolate(x, size=image_size, mode="bilinear", antialias=True, align_corners=False)
     return x.contiguous()
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """torch's intra-op threads set to `n` for a block, then put back (None: untouched)."""
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
