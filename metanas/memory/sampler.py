@@ -46,11 +46,13 @@ class MemorySampler(BaseSampler):
         seed: int = 0,
         handoff: int = HANDOFF,
         model: MemoryModel | None = None,
+        embedding: Sequence[float] | None = None,
     ) -> None:
         """`memory`: a memory directory (its records of `space`, except `task_id`'s own, are
         the stored tasks; the trained surrogate is kept there). `past`: the stored tasks
         given directly instead (or `model`, already built from them). None of them: a cold
-        search (TPE)."""
+        search (TPE). `embedding`: the new task's, by the embedder of the stored records
+        (e.g. dataset meta-features): the stored tasks then start weighted by similarity."""
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a metanas SearchSpace, got {type(space).__name__}")
         self.space = space
@@ -59,8 +61,9 @@ class MemorySampler(BaseSampler):
         self.task_id, self.family, self.seed, self.handoff = task_id, family, seed, handoff
         self.distributions = optuna_distributions(space)
         self.tpe = TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+        self.embedding = embedding
         self.model: MemoryModel | None = model
-        self.handed_over = False
+        self.handed_over = model is not None and not model.tasks  # nothing to transfer: a cold TPE search
         self.history: list[Proposal] = []  # what the model proposed, and why (its task weights)
 
     def _model(self) -> MemoryModel:
@@ -75,7 +78,7 @@ class MemorySampler(BaseSampler):
                     store = MemoryStore(self.memory)
                     past = past_tasks(store, self.space, self.family, self.task_id, with_embeddings=True)
                     embedder = past[0].embedder if past else ""
-            self.model = MemoryModel(self.space, past, self.seed, directory=self.memory, embedder=embedder)
+            self.model = MemoryModel(self.space, past, self.seed, directory=self.memory, embedder=embedder, embedding=self.embedding)
             log.debug("memory sampler: %d stored tasks of this space", len(self.model.tasks))
             self.handed_over = not self.model.tasks  # nothing to transfer: a cold TPE search
         return self.model

@@ -8,7 +8,9 @@ memory's stored tasks say about every candidate and what the new task has shown 
   greedy portfolio: the one that most raises the expected best over the stored tasks
   (weighted as below), given what was already evaluated (the transfer acquisition of
   Wistuba et al. 2018). No fixed number of evaluations goes to other tasks' winners.
-- As evaluations arrive, stored tasks are weighted by how well they rank them
+- Stored tasks start with equal weights or, when the new task's embedding is known, with
+  weights by how close their embeddings are (`acquisition.similarity_weights`). As
+  evaluations arrive, they are weighted by how well they rank them
   (`acquisition.task_weights`); a task no better than chance gets weight 0.
 - Then the new task's own model takes over: a GP on its evaluations whose prior mean is
   the weighted stored tasks' prediction, fitted to its scale; an upper confidence bound
@@ -30,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metanas.memory.acquisition import calibrate, greedy_portfolio, task_weights
+from metanas.memory.acquisition import calibrate, greedy_portfolio, similarity_weights, task_weights
 from metanas.memory.cross_task import STEPS, CrossTaskSurrogate, SurrogateFile, TaskData, fingerprint
 from metanas.memory.gp import GP, rank_normalise
 from metanas.memory.records import PastTask
@@ -132,7 +134,9 @@ class MemoryModel:
     search (or proposal); `suggest` is called before each evaluation."""
 
     def __init__(self, space: SearchSpace, past: Sequence[PastTask], seed: int = 0,
-                 surrogate: CrossTaskSurrogate | None = None, directory: str | Path | None = None, embedder: str = "") -> None:
+                 surrogate: CrossTaskSurrogate | None = None, directory: str | Path | None = None, embedder: str = "",
+                 embedding: Sequence[float] | None = None) -> None:
+        """`embedding`: the new task's, by the stored tasks' embedder, when it is known."""
         self.space = space
         self.seed = seed
         usable = sorted((d for d in (task_data(space, t) for t in past) if d is not None), key=lambda d: d.task_id)
@@ -152,6 +156,22 @@ class MemoryModel:
             for key, rank in zip(task.keys, task.ranks):
                 if key in where:
                     self.F[row, where[key]] = rank
+        self.embedding = None if embedding is None else np.asarray(embedding, dtype=np.float32)
+        self.prior_weights = self._prior_weights()
+
+    def _prior_weights(self) -> np.ndarray:
+        """The stored tasks' weights before the new task has shown anything: by embedding
+        distance when the new task's embedding is known, otherwise all the same."""
+        T = len(self.tasks)
+        if self.embedding is None or T == 0:
+            return np.full(T, 1.0 / max(T, 1))[:T]
+        dims = self.surrogate.embedding_dims
+        if dims == 0:
+            raise ValueError("embedding: the memory's records of this space carry no embeddings (or several kinds) to compare it with")
+        if len(self.embedding) != dims:
+            raise ValueError(f"embedding: has {len(self.embedding)} dimensions, the memory's records of this space have {dims}")
+        scale = lambda e: (np.asarray(e, dtype=np.float32) - self.surrogate.emb_mean) / self.surrogate.emb_std
+        return similarity_weights(np.stack([scale(t.embedding) for t in self.tasks]), scale(self.embedding))
 
     def encode(self, configs: Sequence[dict[str, Any]]) -> np.ndarray:
         return np.asarray([self.space.encode(c) for c in configs], dtype=np.float32).reshape(len(configs), self.width)
@@ -162,14 +182,15 @@ class MemoryModel:
             return np.zeros((0, len(X)))
         return self.surrogate.predict_tasks(X, [t.embedding for t in self.tasks])
 
-    def portfolio(self, n: int, embedding: np.ndarray | None = None) -> list[tuple[dict[str, Any], float, float]]:
+    def portfolio(self, n: int) -> list[tuple[dict[str, Any], float, float]]:
         """The zero-shot proposal: `n` configs chosen greedily for the expected best over the
-        stored tasks, each with the surrogate's predicted normalised rank on a new task (with
-        `embedding`, on that task) and its uncertainty (the ensemble's spread)."""
+        stored tasks (weighted by similarity when the new task's embedding is known), each
+        with the surrogate's predicted normalised rank on the new task and its uncertainty
+        (the ensemble's spread)."""
         if not self.tasks:
             raise ValueError("the memory holds no usable search of this space (two or more scored trials): nothing to propose from")
-        picks = greedy_portfolio(self.F, min(n, len(self.candidates)))
-        mean, std = self.surrogate.predict(self.X[picks], embedding)
+        picks = greedy_portfolio(self.F, min(n, len(self.candidates)), weights=self.prior_weights)
+        mean, std = self.surrogate.predict(self.X[picks], self.embedding)
         return [(self.candidates[i], float(m), float(s)) for i, m, s in zip(picks, mean, std)]
 
     def suggest(self, configs: Sequence[dict[str, Any]], scores: Sequence[float], pending: Sequence[dict[str, Any]] = ()) -> Proposal:
@@ -180,7 +201,7 @@ class MemoryModel:
         y_obs = np.asarray([scores[i] for i in ok], dtype=np.float64)
         T = len(self.tasks)
         at_obs = self.predict_stored(X_obs)
-        w = task_weights(at_obs, y_obs, self.seed + len(ok))
+        w = task_weights(at_obs, y_obs, self.seed + len(ok), prior=self.prior_weights)
         if len(ok) >= MIN_OWN or (T == 0 and len(ok) >= 2):
             acquisition, source = self._own_model(X_obs, rank_normalise(y_obs), at_obs, w), "own model"
         else:

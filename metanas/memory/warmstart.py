@@ -5,8 +5,8 @@ warmstart`, so what is measured is what users get). Its policies (`model`, the d
 plans nothing here: its `MemorySampler` chooses every evaluation, see `transfer`):
 - `memory`, black box: probe the task with the memory's portfolio, weight every stored task
   by how well its own trials rank the probes, warm-start from every weighted trial;
-- `memory`, with neighbours found by embedding (FAISS): every trial of those neighbours,
-  weighted by their similarity;
+- `memory`, with neighbours found by embedding (FAISS): the portfolio of those neighbours,
+  each weighted by its similarity to the task;
 - `portfolio`: configs good across all stored tasks, ignoring similarity (a baseline);
 - `none`.
 Configs are validated and deduplicated by `fit_warm_start`, the searchers' own check:
@@ -83,8 +83,8 @@ def plan_warm_start(
         return plan
     if policy == "portfolio":
         plan.queued, plan.dropped = portfolio(space, past, n_warm, model)
-    elif by_embedding:
-        plan.queued, plan.dropped = select_warm_start(space, rank_configs(past), n_warm)
+    elif by_embedding:  # the neighbours' portfolio, weighted by their similarity to the task
+        plan.queued, plan.dropped = portfolio(space, past, n_warm, model)
         plan.similarity = {t.task_id: t.similarity for t in past}
     else:
         if objective is None:

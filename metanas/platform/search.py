@@ -125,24 +125,19 @@ def search(
         store = MemoryStore(Path(memory))
     family_filter = None if family == "default" else family
     told: list[WarmStart] = []
-    past: list[PastTask] = []
+    vector = None
     if embedding is not None:
-        # A precomputed embedding (e.g. dataset meta-features): FAISS finds the neighbours.
         embedder_name, vector = embedding[0], np.asarray(embedding[1], dtype=np.float32)
-        if store is not None and warm_start != "none":
-            hits = store.nearest(vector, k, space.signature, embedder_name, family=family_filter)
-            past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
-    else:
-        if store is not None and warm_start not in ("none", "model"):  # (the model reads the store itself)
-            past = past_tasks(store, space, family_filter, task_id)
-        if embedder is not None:  # explicit landmarks: evaluated on the task, they embed it
-            if len(embedder.probes) >= budget:
-                raise ValueError(f"budget {budget} leaves nothing after {len(embedder.probes)} landmark probes")
-            vector, scores = embedder.embed_with_scores(obj)
-            embedder_name = embedder.name
-            told = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
+    elif embedder is not None:  # explicit landmarks: evaluated on the task, they embed it
+        if len(embedder.probes) >= budget:
+            raise ValueError(f"budget {budget} leaves nothing after {len(embedder.probes)} landmark probes")
+        vector, scores = embedder.embed_with_scores(obj)
+        embedder_name = embedder.name
+        told = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
+    past, model = _memory_model(store, space, warm_start, family_filter, task_id, seed, k,
+                                (embedder_name, vector) if embedding is not None else None)
     plan = plan_warm_start(
-        warm_start, space, past, obj, budget, n_warm=n_warm_start, told=told, by_embedding=embedding is not None
+        warm_start, space, past, obj, budget, n_warm=n_warm_start, told=told, by_embedding=embedding is not None, model=model
     )
     log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(plan.told), len(plan.queued), plan.dropped)
 
@@ -150,7 +145,7 @@ def search(
     if warm_start == "model":
         from metanas.memory.sampler import MemorySampler
 
-        options["sampler"] = MemorySampler(space, memory, task_id=task_id, family=family_filter, seed=seed)
+        options["sampler"] = MemorySampler(space, seed=seed, model=model)
     key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}"
     try:
         result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
@@ -169,6 +164,28 @@ def search(
         given = (embedder_name, vector) if embedding is not None or embedder is not None else None
         _remember(store, key, task_id, family, space, result.trials, searcher, campaign_id, given)
     return result
+
+
+def _memory_model(store: Any, space: SearchSpace, warm_start: str, family: str | None, task_id: str, seed: int, k: int,
+                  embedding: tuple[str, np.ndarray] | None) -> tuple[list[PastTask], Any]:
+    """The stored tasks a warm start learns from and the memory's model of them (its
+    surrogate kept in the memory), or ([], None) without a memory. With the new task's
+    `embedding`, the `memory` policy learns from its k nearest neighbours (FAISS), and
+    every policy weights the stored tasks by similarity until the task's own results do."""
+    from metanas.memory.transfer import MemoryModel
+
+    if store is None or warm_start == "none":
+        return [], None
+    if embedding is not None and warm_start == "memory":
+        hits = store.nearest(embedding[1], k, space.signature, embedding[0], family=family)
+        past = [PastTask(r.task_id, r.trials, sim, r.embedding, r.embedder) for r, sim in hits if r.task_id != task_id]
+    else:
+        past = past_tasks(store, space, family, task_id, with_embeddings=True)
+    stored_embedder = past[0].embedder if past else ""
+    if embedding is not None and past and embedding[0] != stored_embedder:
+        raise ValueError(f"embedding: the memory's records of this space use {stored_embedder!r}, not {embedding[0]!r}")
+    vector = embedding[1] if embedding is not None else None
+    return past, MemoryModel(space, past, seed, directory=store.path, embedder=stored_embedder, embedding=vector)
 
 
 def _check_task_and_budget(task_id: str, budget: Any) -> None:
@@ -220,25 +237,19 @@ def propose(
     """The memory's zero-shot proposal for a task never seen: `n` configs chosen greedily
     for the expected best over the stored tasks of `space`, each with the cross-task
     surrogate's predicted normalised rank (1 = a task's best) and its uncertainty (the
-    ensemble's spread). With `embedding=(embedder, vector)` the predictions are for that
-    task (it must be the embedder the stored records use). `task_id`'s own records, if
-    any, are left out."""
+    ensemble's spread). With `embedding=(embedder, vector)` (the embedder the stored
+    records use) the stored tasks are weighted by their similarity to that task and the
+    predictions are for it. `task_id`'s own records, if any, are left out."""
     from metanas.memory.store import MemoryStore
-    from metanas.memory.transfer import MemoryModel
 
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n: must be a positive number of configs, got {n!r}")
     if not Path(memory).is_dir():
         raise ValueError(f"memory: {str(memory)!r} is not a memory directory")
-    past = past_tasks(MemoryStore(Path(memory)), space, family, task_id, with_embeddings=True)
-    embedder = past[0].embedder if past else ""
-    model = MemoryModel(space, past, seed, directory=memory, embedder=embedder)
-    vector = None
-    if embedding is not None:
-        if embedding[0] != embedder:
-            raise ValueError(f"embedding: the memory's records of this space use {embedder!r}, not {embedding[0]!r}")
-        vector = np.asarray(embedding[1], dtype=np.float32)
-    return model.portfolio(n, vector)
+    store = MemoryStore(Path(memory))
+    given = None if embedding is None else (embedding[0], np.asarray(embedding[1], dtype=np.float32))
+    _, model = _memory_model(store, space, "portfolio", family, task_id, seed, 0, given)
+    return model.portfolio(n)
 
 
 def _multi_objective(

@@ -125,3 +125,23 @@ def test_proposals_start_from_the_family_s_good_region():
     first = proposals[0][0]
     assert first["act"] == "gelu" and 0.2 <= first["x"] <= 0.8
     assert train_surrogate(SPACE, model.tasks).embedding_dims == 1
+
+
+def test_a_known_embedding_weights_the_stored_tasks_by_similarity():
+    """Two kinds of stored task with optima at opposite corners: the new task's embedding
+    says which kind it is, and the first proposal goes to that kind's corner."""
+    past = []
+    for i, h in enumerate((0.1, 0.12, 0.88, 0.9)):
+        picks = [CONFIGS[j] for j in np.random.default_rng(i).choice(len(CONFIGS), 60, replace=False)]
+        picks.append({"x": round(h, 1), "y": round(1 - h, 1), "act": "gelu"})  # each task found its optimum
+        past.append(PastTask(f"t{i}", [{"config": c, "score": member(h)(c)} for c in picks], embedding=[h]))
+    for h in (0.1, 0.9):
+        model = MemoryModel(SPACE, past, seed=0, embedding=[h])
+        first = model.portfolio(1)[0][0]
+        assert abs(first["x"] - h) <= 0.1 and abs(first["y"] - (1 - h)) <= 0.1, (h, first, model.prior_weights)
+        near = model.prior_weights[[0, 1]] if h < 0.5 else model.prior_weights[[2, 3]]
+        assert near.sum() > 0.8
+        # before the task has shown anything, its evaluations keep these weights
+        assert np.allclose(model.suggest([], []).weights, model.prior_weights)
+    with pytest.raises(ValueError, match="has 2 dimensions"):
+        MemoryModel(SPACE, past, seed=0, embedding=[0.1, 0.2])

@@ -90,6 +90,22 @@ def test_the_model_policy_is_the_default_and_proposals_come_from_the_memory(tmp_
         metanas.search(family_member(0.7), SPACE, task_id="new", searcher="random", budget=5, warm_start="model")
 
 
+def test_a_precomputed_embedding_steers_every_policy_to_the_similar_tasks(tmp_path):
+    memory = tmp_path / "mem"
+    for i, h in enumerate((0.15, 0.2, 0.8, 0.85)):  # two kinds of task, optima at opposite corners
+        metanas.search(family_member(h), SPACE, task_id=f"past{i}", memory=memory, budget=25, warm_start="none", seed=i,
+                       embedding=("meta", [h]))
+    for h in (0.18, 0.82):
+        for warm_start in ("model", "memory", "portfolio"):
+            result = metanas.search(family_member(h), SPACE, task_id="new", budget=3, memory=memory, warm_start=warm_start,
+                                    embedding=("meta", [h]), key=f"{warm_start}{h}")
+            first = result.evaluated[0].config
+            assert abs(first["x"] - h) < 0.3 and abs(first["y"] - (1 - h)) < 0.3, (warm_start, h, first)
+    assert list((memory / "models").glob("surrogate-*.safetensors"))  # trained once, kept in the memory
+    with pytest.raises(ValueError, match="use 'meta', not 'other'"):
+        metanas.search(family_member(0.5), SPACE, task_id="t", memory=memory, budget=3, embedding=("other", [0.5]))
+
+
 def speed_accuracy(h: float):
     """A task with two metrics: accuracy peaks at x = h; latency grows with x."""
 
