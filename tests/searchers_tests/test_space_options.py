@@ -174,9 +174,10 @@ def test_gradients_reach_both_architecture_parameters():
     assert {id(p) for n, p in net.named_parameters() if is_arch_param(n)} == arch
 
 
+@pytest.mark.parametrize("norm", ["group", "batch"])
 @pytest.mark.parametrize("reduction,input_cells", [(True, 2), (False, 2), (True, 1)])
-def test_the_speed_settings_change_nothing_but_rounding_with_the_options(reduction, input_cells):
-    space = CellSpace(nodes=3, channels=8, cells=2, reduction=reduction, input_cells=input_cells)
+def test_the_speed_settings_change_nothing_but_rounding_with_the_options(reduction, input_cells, norm):
+    space = CellSpace(nodes=3, channels=8, cells=2, reduction=reduction, input_cells=input_cells, norm=norm)
     x = _x(6, 12)
     outs = []
     for speed in (Speed(channels_last=False, shared_relu=False), Speed()):

@@ -62,7 +62,7 @@ class MixedOp(nn.Module):
     ) -> torch.Tensor:
         """The weighted sum of the ops on `x` (all of it, or the mixed part of the channels)."""
         relu = None  # computed once for every op that starts with one
-        total = 0
+        total = None  # (not 0: adding a tensor to 0 is a pass over memory of its own)
         for i in self.active:
             if live is not None and not live[i]:
                 continue
@@ -74,8 +74,8 @@ class MixedOp(nn.Module):
                 out = op(x)
             if drop > 0.0 and self.droppable[i]:
                 out = drop_path(out, drop)
-            total = total + weights[i] * out
-        if isinstance(total, int):  # every op skipped: the edge adds zeros of the right shape
+            total = weights[i] * out if total is None else total + weights[i] * out
+        if total is None:  # every op skipped: the edge adds zeros of the right shape
             return x[:, :, :: self.stride, :: self.stride].mul(0.0)
         return total
 
@@ -114,10 +114,12 @@ class Cell(nn.Module):
         states = [self.pre0(s0), self.pre1(s1)] if self.space.input_cells == 2 else [s1]
         k = 0
         for _ in range(self.space.nodes):
-            total = 0
+            total = None
             for source in range(len(states)):  # every cell input and every earlier node
                 out = self._edge(k, states[source], weights, live, drop)
-                total = total + (out if scales is None else scales[k] * out)
+                if scales is not None:
+                    out = scales[k] * out
+                total = out if total is None else total + out
                 k += 1
             states.append(total)
         return self.combine(torch.cat(states[self.space.input_cells :], dim=1))
