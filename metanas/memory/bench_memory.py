@@ -1,6 +1,7 @@
 """`metanas bench memory`: insert throughput, single-query latency, recall and reload time
 of the task memory at scale, and the time a warm start takes to read what it needs, on
-synthetic records. Embedding sets: `clustered` (families far apart, as real task
+synthetic records, and the time a search's warm start takes to plan with the memory's
+model (the default policy) before its first evaluation. Embedding sets: `clustered` (families far apart, as real task
 embeddings cluster by family), `overlapping` (families whose clouds overlap: an index
 probing a fixed 12 lists recalled about 0.8 of the true neighbours, as issue 13 saw on
 overlapping embeddings) and `hard` (overlapping more: close to uniform on the sphere)."""
@@ -15,25 +16,40 @@ import numpy as np
 
 from metanas.memory.records import TaskRecord
 from metanas.memory.store import MemoryStore
+from metanas.memory.transfer import MODEL_TASKS
+from metanas.memory.warmstart import memory_model
+from metanas.searchers.space import Categorical, Float, Int, SearchSpace
+
+SPACE = SearchSpace((Float("lr", 1e-4, 1e-1, log=True), Int("width", 16, 512, log=True), Int("depth", 1, 4),
+                     Categorical("act", ("relu", "gelu", "tanh"))), name="bench")
+SEARCHED = 2 * MODEL_TASKS  # the newest records hold a whole search each (50 trials), as a model reads them
+TRIALS = 50
 
 
-def _records(start: int, embeddings: np.ndarray) -> list[TaskRecord]:
-    return [
-        TaskRecord(
-            key=f"bench/{start + i}",
-            task_id=f"task{start + i}",
-            family=f"family{(start + i) % 8}",
-            embedder="bench",
-            embedding=e,
-            space_signature="bench-space",
-            best_config={"lr": 0.01, "width": 64},
-            best_score=0.5,
-            trials=[],
-            searcher="optuna",
-            campaign_id="bench",
-        )
-        for i, e in enumerate(embeddings)
-    ]
+def _trials(seed: int) -> list[dict[str, Any]]:
+    """A search's trials on a task whose best learning rate depends on the task."""
+    rng = np.random.default_rng(seed)
+    best_lr = 10 ** rng.uniform(-3.5, -1.5)
+    out = []
+    for _ in range(TRIALS):
+        config = SPACE.sample(int(rng.integers(1 << 30)))
+        score = 1.0 - abs(np.log10(config["lr"] / best_lr)) / 3 - 0.02 * abs(config["depth"] - 2) + 0.01 * rng.standard_normal()
+        out.append({"config": config, "score": float(score)})
+    return out
+
+
+def _records(start: int, embeddings: np.ndarray, total: int) -> list[TaskRecord]:
+    out = []
+    for i, e in enumerate(embeddings):
+        n = start + i
+        trials = _trials(n) if n >= total - SEARCHED else []
+        best = max(trials, key=lambda t: t["score"]) if trials else {"config": {"lr": 0.01, "width": 64, "depth": 2, "act": "relu"}, "score": 0.5}
+        out.append(TaskRecord(
+            key=f"bench/{n}", task_id=f"task{n}", family=f"family{n % 8}", embedder="bench", embedding=e,
+            space_signature=SPACE.signature, best_config=best["config"], best_score=best["score"], trials=trials,
+            searcher="optuna", campaign_id="bench",
+        ))
+    return out
 
 
 SPREAD = {"clustered": 0.35, "overlapping": 1.25, "hard": 1.5}  # noise around each family's centre (centres ~ N(0, 1))
@@ -48,11 +64,14 @@ def bench_memory(
     centres = rng.standard_normal((max(16, records // 1000), dim)).astype(np.float32)
     assign = rng.integers(len(centres), size=records)
     emb = centres[assign] + SPREAD[data] * rng.standard_normal((records, dim)).astype(np.float32)
+    # The searched records are one family of their own, so a new task of it finds them.
+    searched_centre = rng.standard_normal(dim).astype(np.float32)
+    emb[-SEARCHED:] = searched_centre + 0.35 * rng.standard_normal((min(SEARCHED, records), dim)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="metanas-bench-memory-") as path:
         store = MemoryStore(path)
         insert_s = 0.0
         for start in range(0, records, batch):
-            recs = _records(start, emb[start : start + batch])  # building records is the caller's work
+            recs = _records(start, emb[start : start + batch], records)  # building records is the caller's work
             t = time.perf_counter()
             store.append(recs)
             insert_s += time.perf_counter() - t
@@ -66,7 +85,7 @@ def bench_memory(
         latencies, results = [], []
         for q in qs:  # timed alone: the exact search below would flush the caches between queries
             t = time.perf_counter()
-            hits = store.nearest(q, 10, "bench-space", "bench")
+            hits = store.nearest(q, 10, SPACE.signature, "bench")
             latencies.append((time.perf_counter() - t) * 1000)
             results.append({int(r.key.split("/")[1]) for r, _ in hits})
         recalls = []
@@ -79,14 +98,29 @@ def bench_memory(
         reads = []
         for i in range(5):
             t = time.perf_counter()
-            store.records(space_signature="bench-space", exclude_task=f"task{i}", newest=500)
-            store.nearest(qs[i], 10, "bench-space", "bench")
+            store.records(space_signature=SPACE.signature, exclude_task=f"task{i}", newest=500)
+            store.nearest(qs[i], 10, SPACE.signature, "bench")
             reads.append((time.perf_counter() - t) * 1000)
+        # A search's planning with the default policy: read the memory, build its model (the
+        # surrogate kept in the memory: the first search trains it, untimed), propose the
+        # first config. Once without an embedding (the newest tasks), once with one (FAISS).
+        t = time.perf_counter()
+        memory_model(store, SPACE, "model", None, "new", 0, 5, None)
+        train_s = time.perf_counter() - t
+        plans: dict[str, list[float]] = {"newest": [], "nearest": []}
+        for i in range(5):
+            for kind in plans:
+                near = searched_centre + 0.35 * rng.standard_normal(dim).astype(np.float32)
+                given = ("bench", near) if kind == "nearest" else None
+                t = time.perf_counter()
+                _, model = memory_model(store, SPACE, "model", None, f"new{i}", i, 5, given)
+                model.suggest([], [])
+                plans[kind].append((time.perf_counter() - t) * 1000)
         nprobe = next(iter(store._groups.values())).nprobe
         del store
         t = time.perf_counter()
         reopened = MemoryStore(path)
-        reopened.nearest(qs[0], 10, "bench-space", "bench")
+        reopened.nearest(qs[0], 10, SPACE.signature, "bench")
         reload_s = time.perf_counter() - t
     return {
         "records": records,
@@ -97,6 +131,8 @@ def bench_memory(
         "recall_at_10": round(float(np.mean(recalls)), 4),
         "nprobe": nprobe,
         "warm_start_read_ms": round(float(np.median(reads)), 1),
+        "model_plan_ms": {kind: round(float(np.median(ms)), 1) for kind, ms in plans.items()},
+        "surrogate_train_s": round(train_s, 2),
         "reload_s": round(reload_s, 3),
         "data": data,
     }

@@ -70,6 +70,7 @@ class CrossTaskSurrogate:
 
         self.params = [*layer(d_in, HIDDEN), *layer(HIDDEN, HIDDEN), *layer(HIDDEN, 1)]
         self.fingerprint = ""  # of the tasks it was trained on
+        self.task_ids: frozenset[str] = frozenset()  # every task it has been trained on, over its updates
 
     # -- the network: MEMBERS independent MLPs evaluated as one batched matmul ------------
 
@@ -127,6 +128,7 @@ class CrossTaskSurrogate:
                 loss.backward()
                 opt.step()
         self.fingerprint = fingerprint(tasks)
+        self.task_ids = self.task_ids | {t.task_id for t in tasks}
         return self
 
     def predict(self, X: np.ndarray, embedding: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -135,11 +137,25 @@ class CrossTaskSurrogate:
         return out.mean(0), out.std(0)
 
     def predict_tasks(self, X: np.ndarray, embeddings: Sequence[np.ndarray | None]) -> np.ndarray:
-        """(tasks, len(X)): the mean prediction for every config on every task, in one pass."""
+        """(tasks, len(X)): the mean prediction for every config on every task, in one pass.
+        The first layer is split into its config part and its task part, computed once
+        each and added for every pair: no (tasks x configs) input is ever built."""
+        import torch
+
         if not len(embeddings):
             return np.zeros((0, len(X)))
-        Z = np.concatenate([self._inputs(X, e) for e in embeddings])
-        return self._members(Z).mean(0).reshape(len(embeddings), len(X))
+        tails = np.concatenate([self._inputs(np.zeros((1, self.config_dims), np.float32), e) for e in embeddings])
+        w1, b1, w2, b2, w3, b3 = self.params
+        c = self.config_dims
+        with torch.no_grad(), torch_threads(SURROGATE_THREADS):
+            config_part = torch.as_tensor(np.asarray(X, dtype=np.float32)).expand(MEMBERS, -1, -1) @ w1[:, :c]
+            task_part = torch.as_tensor(tails[:, c:]).expand(MEMBERS, -1, -1) @ w1[:, c:] + b1
+            out = np.empty((len(embeddings), len(X)), dtype=np.float32)
+            for t in range(len(embeddings)):  # a task at a time: memory stays (members x configs x hidden)
+                h = torch.nn.functional.silu(config_part + task_part[:, t : t + 1])
+                h = torch.nn.functional.silu(torch.baddbmm(b2, h, w2))
+                out[t] = torch.sigmoid(torch.baddbmm(b3, h, w3)).squeeze(-1).mean(0).numpy()
+        return out.astype(np.float64)
 
     def _members(self, Z: np.ndarray) -> np.ndarray:
         import torch
@@ -171,7 +187,7 @@ class SurrogateFile:
         atomic_write_json(self.meta, {
             "format": FORMAT, "space_signature": space_signature, "embedder": embedder,
             "config_dims": model.config_dims, "embedding_dims": model.embedding_dims,
-            "seed": model.seed, "fingerprint": model.fingerprint,
+            "seed": model.seed, "fingerprint": model.fingerprint, "task_ids": sorted(model.task_ids),
         })
 
     def load(self, space_signature: str) -> CrossTaskSurrogate | None:
@@ -203,6 +219,7 @@ class SurrogateFile:
                     p.copy_(torch.as_tensor(arrays[f"p{i}"]))
             model.emb_mean, model.emb_std = arrays["emb_mean"], arrays["emb_std"]
             model.fingerprint = str(meta["fingerprint"])
+            model.task_ids = frozenset(map(str, meta.get("task_ids", ())))
             return model
         except Exception as err:  # any unreadable or inconsistent file: retrain, never use it
             log.warning("surrogate %s is unreadable (%s): retraining it", self.weights, err)

@@ -23,7 +23,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from metanas.memory.acquisition import MIN_EVIDENCE
-from metanas.memory.transfer import MemoryModel, Proposal
+from metanas.memory.transfer import MODEL_TASKS, MemoryModel, Proposal
 from metanas.memory.records import PastTask
 from metanas.memory.warmstart import past_tasks
 from metanas.searchers.optuna_search import optuna_distributions
@@ -76,7 +76,7 @@ class MemorySampler(BaseSampler):
                     from metanas.memory.store import MemoryStore
 
                     store = MemoryStore(self.memory)
-                    past = past_tasks(store, self.space, self.family, self.task_id, with_embeddings=True)
+                    past = past_tasks(store, self.space, self.family, self.task_id, with_embeddings=True)[-MODEL_TASKS:]
                     embedder = past[0].embedder if past else ""
             self.model = MemoryModel(self.space, past, self.seed, directory=self.memory, embedder=embedder, embedding=self.embedding)
             log.debug("memory sampler: %d stored tasks of this space", len(self.model.tasks))

@@ -41,6 +41,13 @@ from metanas.searchers.space import Categorical, SearchSpace, config_key
 
 MIN_OWN = 6  # evaluations before the new task's own model takes over (measured: 6 over 4 and 8-11)
 CANDIDATES = 4096  # the whole space below this many configs, a sample of this size above
+MODEL_TASKS = 64  # stored tasks a search weighs: the newest, or the nearest by embedding
+# Stored-task x candidate predictions made up front. With many stored tasks the sample of
+# candidates shrinks to fit (never below MIN_CANDIDATES; the local search refines beyond
+# it), so planning costs the same at any memory size; the benchmarks' tables stay far below.
+PREDICTIONS = 1 << 15
+MIN_CANDIDATES = 512
+STALE = 0.1  # a kept surrogate serves while at most this share of the tasks is new to it
 LOCAL_STARTS = 5  # best candidates a local search starts from (plus the best evaluated configs)
 LOCAL_ROUNDS = 4
 # The portfolio step counts gains on predicted rank ** TOP_EMPHASIS: on the rank scale a
@@ -62,7 +69,7 @@ class Proposal:
 
 def candidate_configs(space: SearchSpace, limit: int, seed: int, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """The whole space when it is a grid of at most `limit` configs, otherwise `limit`
-    random configs plus `extra` (the configs the memory has seen)."""
+    random configs plus `extra` (configs the memory has seen)."""
     if all(isinstance(p, Categorical) for p in space.params) and math.prod(len(p.choices) for p in space.params) <= limit:
         return [dict(zip(space.names, combo)) for combo in itertools.product(*(p.choices for p in space.params))]
     out: dict[str, dict[str, Any]] = {}
@@ -77,6 +84,16 @@ def candidate_configs(space: SearchSpace, limit: int, seed: int, extra: Sequence
         config = space.sample(rng)
         out.setdefault(config_key(config), config)
     return list(out.values())
+
+
+def seen_configs(past: Sequence[PastTask], limit: int) -> list[dict[str, Any]]:
+    """Configs the stored tasks evaluated: all of them when they are at most `limit`,
+    otherwise each task's best few."""
+    trials = [finite_trials(task.trials) for task in past]
+    if sum(map(len, trials)) > limit:
+        per_task = max(1, limit // max(1, len(past)))
+        trials = [sorted(ts, key=lambda t: -t["score"])[:per_task] for ts in trials]
+    return [t["config"] for ts in trials for t in ts]
 
 
 def task_data(space: SearchSpace, task: PastTask) -> TaskData | None:
@@ -106,9 +123,11 @@ def _with_usable_embeddings(tasks: Sequence[TaskData]) -> tuple[list[TaskData], 
 
 def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0, directory: str | Path | None = None,
                     embedder: str = "") -> CrossTaskSurrogate:
-    """The cross-task surrogate of `tasks`. With a memory `directory` it is kept there: loaded
-    when it was trained on exactly these tasks, updated incrementally when tasks were
-    added, trained afresh otherwise."""
+    """The cross-task surrogate of `tasks`. With a memory `directory` it is kept there: used
+    as it is while at most `STALE` of the tasks are new to it (it reads a task's embedding,
+    so it predicts for tasks it has not trained on, and their own results count where they
+    have them), updated incrementally beyond that, trained afresh when there is none of
+    this shape. A memory that grows one search at a time pays one update per 10%."""
     tasks, dims = _with_usable_embeddings(tasks)
     config_dims = space.encoded_dims
     file = None
@@ -116,10 +135,11 @@ def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0
         name = hashlib.sha256(f"{space.signature}\0{embedder}".encode()).hexdigest()[:16]
         file = SurrogateFile(Path(directory) / "models" / f"surrogate-{name}")
         saved = file.load(space.signature)
-        if saved is not None and saved.fingerprint == fingerprint(tasks):
-            return saved
         if saved is not None and (saved.config_dims, saved.embedding_dims) == (config_dims, dims):
-            model = saved.fit(tasks, steps=STEPS // 3)  # new records: an incremental update
+            new = sum(t.task_id not in saved.task_ids for t in tasks)
+            if saved.fingerprint == fingerprint(tasks) or new <= STALE * len(tasks):
+                return saved
+            model = saved.fit(tasks, steps=STEPS // 3)  # enough new records: an incremental update
             file.save(model, space.signature, embedder)
             return model
     model = CrossTaskSurrogate(config_dims, dims, seed).fit(tasks)
@@ -144,8 +164,8 @@ class MemoryModel:
         if surrogate is None and self.tasks:
             surrogate = train_surrogate(space, self.tasks, seed, directory, embedder)
         self.surrogate = surrogate
-        extra = [t["config"] for task in past for t in finite_trials(task.trials)]
-        self.candidates = candidate_configs(space, CANDIDATES, seed, extra)
+        limit = min(CANDIDATES, max(MIN_CANDIDATES, PREDICTIONS // max(1, len(self.tasks))))
+        self.candidates = candidate_configs(space, limit, seed, seen_configs(past, limit // 2))
         self.keys = [config_key(c) for c in self.candidates]
         self.width = space.encoded_dims
         self.X = self.encode(self.candidates)

@@ -24,7 +24,7 @@ import numpy as np
 from metanas.memory.records import PastTask
 from metanas.memory.surrogate import finite_trials, knn_surrogate
 from metanas.searchers.stats import spearman
-from metanas.memory.transfer import MemoryModel
+from metanas.memory.transfer import MODEL_TASKS, MemoryModel
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key
 
@@ -58,6 +58,29 @@ def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task:
         return [PastTask(r.task_id, r.trials) for r in records]
     common = Counter(r.embedder for r in records).most_common(1)[0][0]
     return [PastTask(r.task_id, r.trials, embedding=r.embedding if r.embedder == common else None, embedder=common) for r in records]
+
+
+def memory_model(store: Any, space: SearchSpace, warm_start: str, family: str | None, task_id: str, seed: int, k: int,
+                  embedding: tuple[str, np.ndarray] | None) -> tuple[list[PastTask], MemoryModel | None]:
+    """The stored tasks a warm start learns from and the memory's model of them (its
+    surrogate kept in the memory), or ([], None) without a memory. With the new task's
+    `embedding`, the `memory` policy learns from its k nearest neighbours (FAISS), and
+    every policy weights the stored tasks by similarity until the task's own results do."""
+    if store is None or warm_start == "none":
+        return [], None
+    if embedding is not None:  # the nearest: k of them for `memory`, as many as the model weighs otherwise
+        n = k if warm_start == "memory" else MODEL_TASKS
+        hits = store.nearest(embedding[1], n + 1, space.signature, embedding[0], family=family)
+        past = [PastTask(r.task_id, r.trials, sim, r.embedding, r.embedder) for r, sim in hits if r.task_id != task_id][:n]
+        stored = store.records(space_signature=space.signature, family=family, newest=1) if not hits else []
+        if stored and stored[0].embedder != embedding[0]:
+            raise ValueError(f"embedding: the memory's records of this space use {stored[0].embedder!r}, not {embedding[0]!r}")
+    else:
+        past = past_tasks(store, space, family, task_id, with_embeddings=True)
+    stored_embedder = past[0].embedder if past else ""
+    vector = embedding[1] if embedding is not None else None
+    # (the black-box `memory` policy weighs all of `past`; its model, the newest MODEL_TASKS)
+    return past, MemoryModel(space, past[-MODEL_TASKS:], seed, directory=store.path, embedder=stored_embedder, embedding=vector)
 
 
 def plan_warm_start(

@@ -30,7 +30,7 @@ import numpy as np
 
 from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
 from metanas.memory.records import PastTask
-from metanas.memory.warmstart import POLICIES, past_tasks, plan_warm_start
+from metanas.memory.warmstart import POLICIES, memory_model, past_tasks, plan_warm_start
 from metanas.searchers.base import Objective, SearchInterrupted, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
 
@@ -134,7 +134,7 @@ def search(
         vector, scores = embedder.embed_with_scores(obj)
         embedder_name = embedder.name
         told = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
-    past, model = _memory_model(store, space, warm_start, family_filter, task_id, seed, k,
+    past, model = memory_model(store, space, warm_start, family_filter, task_id, seed, k,
                                 (embedder_name, vector) if embedding is not None else None)
     plan = plan_warm_start(
         warm_start, space, past, obj, budget, n_warm=n_warm_start, told=told, by_embedding=embedding is not None, model=model
@@ -164,28 +164,6 @@ def search(
         given = (embedder_name, vector) if embedding is not None or embedder is not None else None
         _remember(store, key, task_id, family, space, result.trials, searcher, campaign_id, given)
     return result
-
-
-def _memory_model(store: Any, space: SearchSpace, warm_start: str, family: str | None, task_id: str, seed: int, k: int,
-                  embedding: tuple[str, np.ndarray] | None) -> tuple[list[PastTask], Any]:
-    """The stored tasks a warm start learns from and the memory's model of them (its
-    surrogate kept in the memory), or ([], None) without a memory. With the new task's
-    `embedding`, the `memory` policy learns from its k nearest neighbours (FAISS), and
-    every policy weights the stored tasks by similarity until the task's own results do."""
-    from metanas.memory.transfer import MemoryModel
-
-    if store is None or warm_start == "none":
-        return [], None
-    if embedding is not None and warm_start == "memory":
-        hits = store.nearest(embedding[1], k, space.signature, embedding[0], family=family)
-        past = [PastTask(r.task_id, r.trials, sim, r.embedding, r.embedder) for r, sim in hits if r.task_id != task_id]
-    else:
-        past = past_tasks(store, space, family, task_id, with_embeddings=True)
-    stored_embedder = past[0].embedder if past else ""
-    if embedding is not None and past and embedding[0] != stored_embedder:
-        raise ValueError(f"embedding: the memory's records of this space use {stored_embedder!r}, not {embedding[0]!r}")
-    vector = embedding[1] if embedding is not None else None
-    return past, MemoryModel(space, past, seed, directory=store.path, embedder=stored_embedder, embedding=vector)
 
 
 def _check_task_and_budget(task_id: str, budget: Any) -> None:
@@ -248,7 +226,7 @@ def propose(
         raise ValueError(f"memory: {str(memory)!r} is not a memory directory")
     store = MemoryStore(Path(memory))
     given = None if embedding is None else (embedding[0], np.asarray(embedding[1], dtype=np.float32))
-    _, model = _memory_model(store, space, "portfolio", family, task_id, seed, 0, given)
+    _, model = memory_model(store, space, "portfolio", family, task_id, seed, 0, given)
     return model.portfolio(n)
 
 
