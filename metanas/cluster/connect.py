@@ -8,15 +8,24 @@ macOS and Windows (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`). For the embedded Ray 
 off while it starts, so its node IP is 127.0.0.1 and every server listens there (a test
 lists the sockets); afterwards the setting is restored, so a cluster started later in the
 same process is unaffected. `--address` clusters are the user's to configure.
+
+A joined cluster is watched: when its GCS stops answering, the driver says so in one line
+and exits (Ray's own exit, a few seconds later, prints a core-worker log instead).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
+
+WATCH_EVERY_S = 1.0
+LOST_AFTER = 3  # consecutive unanswered checks: a cluster gone, not a busy one
+_watching: threading.Event | None = None  # set to stop the watch (a deliberate shutdown)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -32,11 +41,30 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
         log.info("joining Ray cluster at %s", address)
         check_reachable(address)
         ray.init(address=address, logging_level=logging.WARNING)
+        _watch(ray.get_runtime_context().gcs_address if address == "auto" else address)
     else:
         log.info("starting an embedded local Ray (127.0.0.1 only)")
         with _loopback_only():
             _init_local(num_cpus, num_gpus)
     _stop_on_sigterm()
+
+
+def _watch(address: str) -> None:
+    """Exit this process, with one line, once the cluster at `address` stops answering."""
+    global _watching
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    stop = _watching = threading.Event()
+
+    def watch() -> None:
+        misses = 0
+        while not stop.wait(WATCH_EVERY_S):
+            misses = misses + 1 if unreachable(host, int(port), timeout_s=1.0) else 0
+            if misses >= LOST_AFTER and not stop.is_set():
+                print(f"metanas: error: lost the Ray cluster at {address} (nothing answers there); "
+                      "a campaign's last complete checkpoint is kept: rerun with --resume", file=sys.stderr, flush=True)
+                os._exit(1)  # (the main thread may be blocked inside Ray, deaf to anything gentler)
+
+    threading.Thread(target=watch, name="metanas-cluster-watch", daemon=True).start()
 
 
 def unreachable(host: str, port: int, timeout_s: float = 5.0) -> str | None:
@@ -127,5 +155,7 @@ def _loopback_only():
 def shutdown() -> None:
     import ray
 
+    if _watching is not None:
+        _watching.set()
     if ray.is_initialized():
         ray.shutdown()

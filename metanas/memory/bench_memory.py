@@ -1,7 +1,7 @@
 """`metanas bench memory`: insert throughput, single-query latency, recall and reload time
-of the task memory at scale, and the time a warm start takes to read what it needs, on
-synthetic records, and the time a search's warm start takes to plan with the memory's
-model (the default policy) before its first evaluation. Embedding sets: `clustered` (families far apart, as real task
+of the task memory at scale, the time a warm start takes to read what it needs, and the
+time a search takes to plan with the memory's model (the default policy) before its first
+evaluation, on synthetic records. Embedding sets: `clustered` (families far apart, as real task
 embeddings cluster by family), `overlapping` (families whose clouds overlap: an index
 probing a fixed 12 lists recalled about 0.8 of the true neighbours, as issue 13 saw on
 overlapping embeddings) and `hard` (overlapping more: close to uniform on the sphere)."""

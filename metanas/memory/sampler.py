@@ -23,9 +23,9 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from metanas.memory.acquisition import MIN_EVIDENCE
-from metanas.memory.transfer import MODEL_TASKS, MemoryModel, Proposal
+from metanas.memory.transfer import MemoryModel, Proposal
 from metanas.memory.records import PastTask
-from metanas.memory.warmstart import past_tasks
+from metanas.memory.warmstart import memory_model
 from metanas.searchers.optuna_search import optuna_distributions
 from metanas.searchers.space import SearchSpace
 
@@ -46,13 +46,14 @@ class MemorySampler(BaseSampler):
         seed: int = 0,
         handoff: int = HANDOFF,
         model: MemoryModel | None = None,
-        embedding: Sequence[float] | None = None,
+        embedding: tuple[str, Sequence[float]] | None = None,
     ) -> None:
         """`memory`: a memory directory (its records of `space`, except `task_id`'s own, are
         the stored tasks; the trained surrogate is kept there). `past`: the stored tasks
         given directly instead (or `model`, already built from them). None of them: a cold
-        search (TPE). `embedding`: the new task's, by the embedder of the stored records
-        (e.g. dataset meta-features): the stored tasks then start weighted by similarity."""
+        search (TPE). `embedding=(embedder, vector)`: the new task's, by the embedder of the
+        stored records (e.g. dataset meta-features): the stored tasks are then its nearest,
+        and start weighted by similarity."""
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a metanas SearchSpace, got {type(space).__name__}")
         self.space = space
@@ -68,17 +69,14 @@ class MemorySampler(BaseSampler):
 
     def _model(self) -> MemoryModel:
         if self.model is None:
-            past = self.past
-            embedder = ""
-            if past is None:
-                past = []
-                if self.memory is not None:
-                    from metanas.memory.store import MemoryStore
+            if self.past is None and self.memory is not None:
+                from metanas.memory.store import MemoryStore
 
-                    store = MemoryStore(self.memory)
-                    past = past_tasks(store, self.space, self.family, self.task_id, with_embeddings=True)[-MODEL_TASKS:]
-                    embedder = past[0].embedder if past else ""
-            self.model = MemoryModel(self.space, past, self.seed, directory=self.memory, embedder=embedder, embedding=self.embedding)
+                store = MemoryStore(self.memory)
+                _, self.model = memory_model(store, self.space, "model", self.family, self.task_id, self.seed, 0, self.embedding)
+            else:
+                vector = None if self.embedding is None else self.embedding[1]
+                self.model = MemoryModel(self.space, self.past or [], self.seed, embedding=vector)
             log.debug("memory sampler: %d stored tasks of this space", len(self.model.tasks))
             self.handed_over = not self.model.tasks  # nothing to transfer: a cold TPE search
         return self.model

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from metanas.memory.atomic import atomic_write_bytes
 from metanas.platform.explain import _STYLE, _img, _num, _png
 from metanas.platform.report import _pyplot
 from metanas.searchers.pareto import pareto_front
@@ -137,7 +138,7 @@ def write_search_explain(trials: Sequence[dict], title: str, out: str | Path, ob
     )
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{_STYLE}</head><body>{body}</body></html>"
     path = Path(out)
-    path.write_text(page)
+    atomic_write_bytes(path, page.encode())  # (a crash never leaves half a page)
     return path
 
 

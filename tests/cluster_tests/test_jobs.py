@@ -25,8 +25,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
+def _start_head() -> tuple[subprocess.Popen, int, int]:
+    """A Ray head of its own (process group, ports) on 127.0.0.1, its dashboard up."""
     port, dashboard = _free_port(), _free_port()
     ray_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{ray_bin}:{os.environ['PATH']}"}  # jobs run `python -m metanas`
@@ -38,7 +38,6 @@ def ray_head(tmp_path_factory):
          f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    address = f"http://127.0.0.1:{dashboard}"
     deadline = time.time() + 90
     while True:
         try:
@@ -48,12 +47,23 @@ def ray_head(tmp_path_factory):
             assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(0.5)
     time.sleep(2)  # the job agent starts a moment after the dashboard port opens
-    yield address
+    return head, port, dashboard
+
+
+def _stop_head(head: subprocess.Popen) -> None:
     os.killpg(head.pid, signal.SIGTERM)  # this head only: never `ray stop`, which kills every Ray here
     try:
         head.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    head, _, dashboard = _start_head()
+    yield f"http://127.0.0.1:{dashboard}"
+    _stop_head(head)
 
 
 def _config(tmp_path, tiny, iterations: int) -> Path:
@@ -107,6 +117,32 @@ def _drivers(marker: str) -> list[int]:
         except OSError:
             continue
     return [pid for pid in pids if pid != os.getpid()]
+
+
+def test_a_driver_whose_cluster_goes_away_says_so_in_one_line_and_exits(tmp_path, tiny_campaign_dict):
+    head, port, _ = _start_head()
+    out = tmp_path / "out"
+    try:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "metanas", "run", str(_config(tmp_path, dict(tiny_campaign_dict), 5000)),
+             "--address", f"127.0.0.1:{port}", "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.time() + 120
+        while not list((out / "checkpoints").glob("*")):  # meta-training is under way
+            assert time.time() < deadline and driver.poll() is None, "the campaign never checkpointed"
+            time.sleep(0.5)
+    finally:
+        _stop_head(head)
+    lost = time.time()
+    try:
+        driver.wait(timeout=10)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert time.time() - lost < 10
+    last = driver.stderr.read().strip().splitlines()[-1]
+    assert driver.returncode == 1 and last.startswith(f"metanas: error: lost the Ray cluster at 127.0.0.1:{port}"), last
 
 
 def test_submit_rejects_a_bad_campaign_before_uploading(tmp_path, tiny_campaign_dict, capsys):

@@ -102,6 +102,15 @@ def test_a_precomputed_embedding_steers_every_policy_to_the_similar_tasks(tmp_pa
             first = result.evaluated[0].config
             assert abs(first["x"] - h) < 0.3 and abs(first["y"] - (1 - h)) < 0.3, (warm_start, h, first)
     assert list((memory / "models").glob("surrogate-*.safetensors"))  # trained once, kept in the memory
+    # an Optuna user's study, through the sampler
+    import optuna
+
+    study = optuna.create_study(direction="maximize", sampler=metanas.MemorySampler(SPACE, memory, embedding=("meta", [0.82])))
+    study.optimize(lambda trial: family_member(0.82)({n: trial.suggest_float(n, 0, 1) if n != "act" else
+                                                       trial.suggest_categorical(n, ["relu", "tanh", "gelu"]) for n in SPACE.names}),
+                   n_trials=1)
+    first = study.trials[0].params
+    assert abs(first["x"] - 0.82) < 0.3 and abs(first["y"] - 0.18) < 0.3, first
     with pytest.raises(ValueError, match="use 'meta', not 'other'"):
         metanas.search(family_member(0.5), SPACE, task_id="t", memory=memory, budget=3, embedding=("other", [0.5]))
 
