@@ -25,13 +25,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_head() -> tuple[subprocess.Popen, int, int]:
-    """A Ray head of its own (process group, ports) on 127.0.0.1, its dashboard up."""
+def _start_head(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int, int]:
+    """A Ray head of its own (process group, ports) on 127.0.0.1, its dashboard up. With
+    `extra_env` (e.g. a token) its node is 127.0.0.1 too, for a driver that joins it."""
     port, dashboard = _free_port(), _free_port()
     ray_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{ray_bin}:{os.environ['PATH']}"}  # jobs run `python -m metanas`
+    env = {**os.environ, "PATH": f"{ray_bin}:{os.environ['PATH']}", **(extra_env or {})}  # jobs run `python -m metanas`
+    node = ["--node-ip-address=127.0.0.1"] if extra_env else []
     head = subprocess.Popen(
-        [str(ray_bin / "ray"), "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
+        [str(ray_bin / "ray"), "start", "--head", *node, f"--port={port}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", "--num-cpus=4", "--include-dashboard=true", "--block",
          # the session's embedded Ray already holds the default agent ports on this machine
          f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
@@ -120,17 +122,19 @@ def _drivers(marker: str) -> list[int]:
 
 
 def test_a_driver_whose_cluster_goes_away_says_so_in_one_line_and_exits(tmp_path, tiny_campaign_dict):
-    head, port, _ = _start_head()
+    # the head's token, given to the driver that joins it; both on loopback (see connect.py)
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    head, port, _ = _start_head(token)
     out = tmp_path / "out"
     try:
         driver = subprocess.Popen(
             [sys.executable, "-m", "metanas", "run", str(_config(tmp_path, dict(tiny_campaign_dict), 5000)),
              "--address", f"127.0.0.1:{port}", "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **token},
         )
         deadline = time.time() + 120
         while not list((out / "checkpoints").glob("*")):  # meta-training is under way
-            assert time.time() < deadline and driver.poll() is None, "the campaign never checkpointed"
+            assert time.time() < deadline and driver.poll() is None, driver.stderr.read() if driver.poll() is not None else "the campaign never checkpointed"
             time.sleep(0.5)
     finally:
         _stop_head(head)

@@ -58,7 +58,7 @@ def test_bench_memory_small(capsys):
     assert main(["bench", "memory", "--records", "3000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"records", "dim", "insert_per_s", "query_p50_ms", "query_p99_ms", "recall_at_10", "reload_s",
-                           "nprobe", "warm_start_read_ms", "model_plan_ms", "surrogate_train_s", "data"}
+                           "nprobe", "warm_start_read_ms", "model_plan_ms", "surrogate_train_s", "surrogate_updates", "data"}
     assert result["records"] == 3000 and result["recall_at_10"] >= 0.95
 
 
