@@ -28,7 +28,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -122,12 +122,14 @@ def _with_usable_embeddings(tasks: Sequence[TaskData]) -> tuple[list[TaskData], 
 
 
 def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0, directory: str | Path | None = None,
-                    embedder: str = "") -> CrossTaskSurrogate:
+                    embedder: str = "", more: Callable[[], Sequence[TaskData]] | None = None) -> CrossTaskSurrogate:
     """The cross-task surrogate of `tasks`. With a memory `directory` it is kept there: used
     as it is while at most `STALE` of the tasks are new to it (it reads a task's embedding,
     so it predicts for tasks it has not trained on, and their own results count where they
     have them), updated incrementally beyond that, trained afresh when there is none of
-    this shape. A memory that grows one search at a time pays one update per 10%."""
+    this shape. A memory that grows one search at a time pays one update per 10%. `more`:
+    further stored tasks to train on whenever it trains (a step costs the same for any
+    number of tasks), so one update covers the memory's recent tasks, not only these."""
     tasks, dims = _with_usable_embeddings(tasks)
     config_dims = space.encoded_dims
     file = None
@@ -139,13 +141,23 @@ def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0
             new = sum(t.task_id not in saved.task_ids for t in tasks)
             if saved.fingerprint == fingerprint(tasks) or new <= STALE * len(tasks):
                 return saved
-            model = saved.fit(tasks, steps=STEPS // 3)  # enough new records: an incremental update
+            model = saved.fit(_with_more(tasks, more, dims), steps=STEPS // 3)  # enough new records: an incremental update
             file.save(model, space.signature, embedder)
             return model
-    model = CrossTaskSurrogate(config_dims, dims, seed).fit(tasks)
+    model = CrossTaskSurrogate(config_dims, dims, seed).fit(_with_more(tasks, more, dims))
     if file is not None:
         file.save(model, space.signature, embedder)
     return model
+
+
+def _with_more(tasks: list[TaskData], more: Callable[[], Sequence[TaskData]] | None, dims: int) -> list[TaskData]:
+    """`tasks` and, where their embeddings are of the same kind, `more` (each task once)."""
+    if more is None:
+        return tasks
+    known = {t.task_id for t in tasks}
+    extra = [t for t in more() if t.task_id not in known]
+    merged, merged_dims = _with_usable_embeddings([*tasks, *extra])
+    return merged if merged_dims == dims else tasks
 
 
 class MemoryModel:
@@ -155,14 +167,16 @@ class MemoryModel:
 
     def __init__(self, space: SearchSpace, past: Sequence[PastTask], seed: int = 0,
                  surrogate: CrossTaskSurrogate | None = None, directory: str | Path | None = None, embedder: str = "",
-                 embedding: Sequence[float] | None = None) -> None:
-        """`embedding`: the new task's, by the stored tasks' embedder, when it is known."""
+                 embedding: Sequence[float] | None = None, more: Callable[[], Sequence[PastTask]] | None = None) -> None:
+        """`embedding`: the new task's, by the stored tasks' embedder, when it is known.
+        `more`: further stored tasks the surrogate trains on whenever it trains."""
         self.space = space
         self.seed = seed
         usable = sorted((d for d in (task_data(space, t) for t in past) if d is not None), key=lambda d: d.task_id)
         self.tasks, _ = _with_usable_embeddings(usable)  # (sorted: the order of the records never matters)
         if surrogate is None and self.tasks:
-            surrogate = train_surrogate(space, self.tasks, seed, directory, embedder)
+            extra = None if more is None else lambda: [d for d in (task_data(space, t) for t in more()) if d is not None]
+            surrogate = train_surrogate(space, self.tasks, seed, directory, embedder, extra)
         self.surrogate = surrogate
         limit = min(CANDIDATES, max(MIN_CANDIDATES, PREDICTIONS // max(1, len(self.tasks))))
         self.candidates = candidate_configs(space, limit, seed, seen_configs(past, limit // 2))

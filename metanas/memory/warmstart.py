@@ -80,7 +80,9 @@ def memory_model(store: Any, space: SearchSpace, warm_start: str, family: str | 
     stored_embedder = past[0].embedder if past else ""
     vector = embedding[1] if embedding is not None else None
     # (the black-box `memory` policy weighs all of `past`; its model, the newest MODEL_TASKS)
-    return past, MemoryModel(space, past[-MODEL_TASKS:], seed, directory=store.path, embedder=stored_embedder, embedding=vector)
+    recent = lambda: past_tasks(store, space, family, task_id, with_embeddings=True)  # (read only when it trains)
+    return past, MemoryModel(space, past[-MODEL_TASKS:], seed, directory=store.path, embedder=stored_embedder,
+                             embedding=vector, more=recent)
 
 
 def plan_warm_start(
