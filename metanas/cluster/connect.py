@@ -52,13 +52,13 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
 def _watch(address: str) -> None:
     """Exit this process, with one line, once the cluster at `address` stops answering."""
     global _watching
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host, port = _host_port(address)
     stop = _watching = threading.Event()
 
     def watch() -> None:
         misses = 0
         while not stop.wait(WATCH_EVERY_S):
-            misses = misses + 1 if unreachable(host, int(port), timeout_s=1.0) else 0
+            misses = misses + 1 if unreachable(host, port, timeout_s=1.0) else 0
             if misses >= LOST_AFTER and not stop.is_set():
                 print(f"metanas: error: lost the Ray cluster at {address} (nothing answers there); "
                       "a campaign's last complete checkpoint is kept: rerun with --resume", file=sys.stderr, flush=True)
@@ -78,16 +78,21 @@ def unreachable(host: str, port: int, timeout_s: float = 5.0) -> str | None:
     return None
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    """(host, port) of HOST:PORT or ray://HOST:PORT (host 127.0.0.1 when left out)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        raise ConnectionError(f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}")
+    return host or "127.0.0.1", int(port)
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Something listens at a cluster address (HOST:PORT or ray://HOST:PORT), or a
     ConnectionError within `timeout_s`: `ray.init` would retry an address with nothing
     behind it for minutes, deaf to SIGTERM."""
     if address == "auto":
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit():
-        raise ConnectionError(f"--address: expected HOST:PORT or ray://HOST:PORT, got {address!r}")
-    reason = unreachable(host or "127.0.0.1", int(port), timeout_s)
+    reason = unreachable(*_host_port(address), timeout_s)
     if reason:
         raise ConnectionError(f"--address: no Ray cluster answers at {address} ({reason})")
 

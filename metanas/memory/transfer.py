@@ -198,7 +198,7 @@ class MemoryModel:
         distance when the new task's embedding is known, otherwise all the same."""
         T = len(self.tasks)
         if self.embedding is None or T == 0:
-            return np.full(T, 1.0 / max(T, 1))[:T]
+            return np.full(T, 1.0 / max(T, 1))
         dims = self.surrogate.embedding_dims
         if dims == 0:
             raise ValueError("embedding: the memory's records of this space carry no embeddings (or several kinds) to compare it with")

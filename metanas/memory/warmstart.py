@@ -79,8 +79,9 @@ def memory_model(store: Any, space: SearchSpace, warm_start: str, family: str | 
         past = past_tasks(store, space, family, task_id, with_embeddings=True)
     stored_embedder = past[0].embedder if past else ""
     vector = embedding[1] if embedding is not None else None
-    # (the black-box `memory` policy weighs all of `past`; its model, the newest MODEL_TASKS)
-    recent = lambda: past_tasks(store, space, family, task_id, with_embeddings=True)  # (read only when it trains)
+    # (the black-box `memory` policy weighs all of `past`; its model, the newest MODEL_TASKS.
+    # The surrogate also trains on the newest records: `past` already, or read when it trains.)
+    recent = (lambda: past) if embedding is None else (lambda: past_tasks(store, space, family, task_id, with_embeddings=True))
     return past, MemoryModel(space, past[-MODEL_TASKS:], seed, directory=store.path, embedder=stored_embedder,
                              embedding=vector, more=recent)
 
