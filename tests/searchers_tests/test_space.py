@@ -4,9 +4,11 @@ import random
 
 import pytest
 import torch
+from torch import nn
 
 from metanas.searchers.darts.cell_space import ALL_OPS, CellSpace
 from metanas.searchers.space import Categorical, Float, Int, SearchSpace
+from metanas.searchers.darts.cpu_kernels import DilatedDepthwiseConv
 from metanas.searchers.darts.supernet import DiscreteNet, Supernet
 
 
@@ -84,7 +86,7 @@ def test_the_speed_settings_change_nothing_but_rounding():
     space = CellSpace(nodes=3, channels=8, cells=2)
     x = torch.rand(6, 1, 12, 12)
     outs, grads = [], []
-    for speed in (Speed(channels_last=False, shared_relu=False), Speed()):
+    for speed in (Speed(channels_last=False, shared_relu=False, own_cpu_kernels=False, fused_sum=False), Speed()):
         torch.manual_seed(0)
         net = Supernet(space, 1, 3, speed)
         loss = net(x).square().sum()
@@ -94,6 +96,29 @@ def test_the_speed_settings_change_nothing_but_rounding():
     assert torch.allclose(outs[0], outs[1], atol=1e-5)
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-4) for n in grads[0])
     assert dict(net.named_parameters())["stem.0.weight"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("size", [12, 7])  # even: by phases; odd: the library's weight gradient
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_dilated_depthwise_backward_gives_the_library_gradients(size, layout):
+    torch.manual_seed(0)
+    fast = DilatedDepthwiseConv(5, 2)
+    plain = nn.Conv2d(5, 5, 3, padding=2, dilation=2, groups=5, bias=False)
+    plain.weight.data.copy_(fast.weight.data)
+    x = torch.randn(4, 5, size, size).contiguous(memory_format=layout)
+    g = torch.randn(4, 5, size, size)
+    grads = []
+    for conv in (fast, plain):
+        xi = x.clone().requires_grad_()
+        out = conv(xi)
+        out.backward(g)
+        grads.append((out.detach(), xi.grad, conv.weight.grad))
+    for mine, theirs in zip(*grads):
+        assert mine.shape == theirs.shape and torch.allclose(mine, theirs, atol=1e-4)
+    assert grads[0][2].abs().sum() > 0
+    fast.weight.grad = None  # an input that needs no gradient: the weight's alone
+    fast(x).backward(g)
+    assert torch.allclose(fast.weight.grad, grads[1][2], atol=1e-4)
 
 
 def test_bench_step_reports_both_variants():

@@ -21,8 +21,8 @@ from metanas.searchers.darts.supernet import Speed, Supernet
 from metanas.searchers.threads import torch_threads
 
 VARIANTS = {
-    "before": Speed(channels_last=False, shared_relu=False),
-    "channels_last": Speed(channels_last=True, shared_relu=False),
+    "before": Speed(channels_last=False, shared_relu=False, own_cpu_kernels=False, fused_sum=False),
+    "channels_last": Speed(channels_last=True, shared_relu=False, own_cpu_kernels=False, fused_sum=False),
     "after": Speed(),
 }
 

@@ -10,7 +10,7 @@ do not transfer to the other (measured: 0.61 vs 0.81 query accuracy on digits). 
 with batch statistics (transductive, as in Reptile) remains available as norm: batch.
 
 Speed: the ops that begin with a ReLU let a mixed edge compute that ReLU once for all of
-them (`after_relu`).
+them (`after_relu`), and three ops have kernels of our own on the CPU (`cpu_kernels`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from metanas.searchers.darts.cpu_kernels import AvgPool3x3, DilatedDepthwiseConv, GroupNorm
 
 
 NORMS = ("batch", "group")
@@ -31,7 +33,7 @@ def norm_layer(kind: str, channels: int, affine: bool = False) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels, affine=affine, track_running_stats=False)
     if kind == "group":
-        return nn.GroupNorm(math.gcd(4, channels), channels, affine=affine)  # 4 groups, or fewer that divide
+        return GroupNorm(math.gcd(4, channels), channels, affine=affine)  # 4 groups, or fewer that divide
     raise ValueError(f"norm: expected one of {NORMS}, got {kind!r}")
 
 
@@ -67,9 +69,14 @@ class SepConv(_ReLUFirst):
     """Depthwise then pointwise convolution (one stack; DARTS stacks two)."""
 
     def __init__(self, c: int, dilation: int, norm: str, stride: int = 1) -> None:
+        depthwise = (
+            DilatedDepthwiseConv(c, dilation, stride)
+            if dilation > 1
+            else nn.Conv2d(c, c, 3, stride=stride, padding=dilation, dilation=dilation, groups=c, bias=False)
+        )
         super().__init__(
             nn.ReLU(),
-            nn.Conv2d(c, c, 3, stride=stride, padding=dilation, dilation=dilation, groups=c, bias=False),
+            depthwise,
             nn.Conv2d(c, c, 1, bias=False),
             norm_layer(norm, c),
         )
@@ -109,7 +116,7 @@ def make_op(name: str, c: int, norm: str = "batch", stride: int = 1) -> nn.Modul
     if name == "max_pool_3x3":
         return nn.MaxPool2d(3, stride=stride, padding=1)
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        return AvgPool3x3(stride)
     raise ValueError(f"unknown op {name!r}")
 
 

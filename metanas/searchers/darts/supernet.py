@@ -27,8 +27,9 @@ and prediction turn it off.
 
 Speed (`Speed`, on by default; `metanas bench step` measures it side by side): the
 networks run channels-last, which oneDNN's convolutions and pools on CPU (and cuDNN on a
-GPU) are fastest with, and a mixed edge computes the ReLU its ops begin with once. Both
-change nothing but float rounding.
+GPU) are fastest with; a mixed edge computes the ReLU its ops begin with once and sums its
+ops in one autograd node (`cells._WeightedSum`); three ops run kernels of our own on the CPU
+(`cpu_kernels`). None changes anything but float rounding.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ EdgeScales = dict[bool, torch.Tensor]
 class Speed:
     channels_last: bool = True
     shared_relu: bool = True
+    own_cpu_kernels: bool = True  # cpu_kernels' ops
+    fused_sum: bool = True  # a mixed edge's weighted sum in one autograd node
 
 
 class _Network(nn.Module):
@@ -73,6 +76,9 @@ class _Network(nn.Module):
         self.classifier = nn.Linear(c * FEATURE_GRID**2, n_classes)
         if speed.channels_last:  # (moving to a device later keeps the layout)
             self.to(memory_format=torch.channels_last)
+        for module in self.modules():
+            if hasattr(module, "own_kernel"):
+                module.own_kernel = speed.own_cpu_kernels
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.speed.channels_last:
@@ -105,7 +111,9 @@ class Supernet(_Network):
 
     def __init__(self, space: CellSpace, in_channels: int, n_classes: int, speed: Speed = Speed()) -> None:
         def edge(k: int, reduction: bool, stride: int) -> nn.Module:
-            return MixedOp(space.ops, space.channels, space.norm, speed.shared_relu, stride, space.partial_channels)
+            return MixedOp(
+                space.ops, space.channels, space.norm, speed.shared_relu, stride, space.partial_channels, speed.fused_sum
+            )
 
         super().__init__(space, in_channels, n_classes, edge, speed)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(space.edges), len(space.ops)))
