@@ -76,6 +76,7 @@ class SpaceSettings(_Strict):
     drop_path: Annotated[float, Field(ge=0, lt=1)] = _CELL.drop_path
     partial_channels: PositiveInt = _CELL.partial_channels  # PC-DARTS' K: 1/K of the channels mixed (1: off)
     edge_normalization: bool = _CELL.edge_normalization  # PC-DARTS' per-edge weights (beta)
+    feature_grid: PositiveInt = _CELL.feature_grid  # the head reads the last cell pooled to a grid this size
 
     @model_validator(mode="after")
     def _is_a_cell_space(self) -> "SpaceSettings":
@@ -90,6 +91,7 @@ class SpaceSettings(_Strict):
             nodes=self.nodes, ops=tuple(self.ops), channels=self.channels, cells=self.cells, norm=self.norm,
             reduction=self.reduction, input_cells=self.input_cells, drop_path=self.drop_path,
             partial_channels=self.partial_channels, edge_normalization=self.edge_normalization,
+            feature_grid=self.feature_grid,
         )
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from metanas.searchers.darts.cell_space import ALL_OPS, CellSpace
 from metanas.searchers.space import Categorical, Float, Int, SearchSpace
-from metanas.searchers.darts.cpu_kernels import DilatedDepthwiseConv
+from metanas.searchers.darts.cpu_kernels import AvgPool3x3, DilatedDepthwiseConv, GroupNorm
 from metanas.searchers.darts.supernet import DiscreteNet, Supernet
 
 
@@ -119,6 +119,30 @@ def test_the_dilated_depthwise_backward_gives_the_library_gradients(size, layout
     fast.weight.grad = None  # an input that needs no gradient: the weight's alone
     fast(x).backward(g)
     assert torch.allclose(fast.weight.grad, grads[1][2], atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [16, 7])  # 16x16: our kernels; 7x7: GroupNorm falls back to the library's
+def test_the_own_pooling_and_group_norm_kernels_give_the_library_results(size):
+    torch.manual_seed(0)
+    x = torch.randn(3, 8, size, size).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(3, 8, size, size)
+    pairs = (
+        (AvgPool3x3(), nn.AvgPool2d(3, 1, 1, count_include_pad=False)),
+        (GroupNorm(4, 8, affine=False), nn.GroupNorm(4, 8, affine=False)),
+    )
+    for mine, theirs in pairs:
+        results = []
+        for module in (mine, theirs):
+            xi = x.clone().requires_grad_()
+            out = module(xi)
+            out.backward(g)
+            results.append((out.detach(), xi.grad))
+        for a, b in zip(*results):
+            assert torch.allclose(a, b, atol=1e-4), type(mine).__name__
+    # a large mean must not cancel the variance (float64 is the reference)
+    offset = (100 + 0.01 * torch.randn(2, 8, 16, 16)).contiguous(memory_format=torch.channels_last)
+    exact = nn.functional.group_norm(offset.double(), 4)
+    assert (GroupNorm(4, 8, affine=False)(offset) - exact).abs().max() < 0.01
 
 
 def test_bench_step_reports_both_variants():

@@ -62,9 +62,10 @@ def test_defaults_give_the_outputs_they_gave_before_the_options():
 
 
 def test_options_are_validated_and_round_trip_through_to_dict():
-    space = CellSpace(nodes=3, channels=4, cells=3, reduction=True, input_cells=2, drop_path=0.3)
+    space = CellSpace(nodes=3, channels=4, cells=3, reduction=True, input_cells=2, drop_path=0.3, feature_grid=2)
     assert CellSpace(**space.to_dict()) == space
     for bad in (
+        dict(feature_grid=0),
         dict(input_cells=3),
         dict(input_cells=0),
         dict(drop_path=1.0),
@@ -91,6 +92,19 @@ def test_edges_names_and_genotypes_round_trip(reduction, input_cells, nodes):
         assert len(genotype) == len(names) and space.genotype_to_config(genotype) == config
     with pytest.raises(ValueError):
         space.genotype_to_config(genotype[:-1])
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_the_head_reads_the_feature_grid_and_global_pooling_ignores_where(grid):
+    space = CellSpace(channels=4, feature_grid=grid)
+    net = DiscreteNet(space, ("conv_3x3",) * len(space.edges), 1, 3)
+    assert net.classifier.in_features == 4 * grid * grid
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., 2:5, 2:5] = 1.0
+    moved = torch.roll(x, shifts=(8, 8), dims=(-2, -1))  # the same blob, in another quadrant
+    with torch.no_grad():
+        same = torch.allclose(net.features(x), net.features(moved), atol=1e-5)
+    assert same == (grid == 1)
 
 
 def test_the_search_space_changes_with_the_structure_options():

@@ -49,6 +49,10 @@ class CellSpace:
     channel, so K changes the supernet's cost and parameters, not the genotypes: not in
     the signature.
 
+    `feature_grid`: the last cell's output is average-pooled to a grid of this many cells
+    a side before the linear head (1: global average pooling, translation invariant; 4
+    keeps where a stroke is, which matters on small images such as digits).
+
     `edge_normalization`: PC-DARTS' edge normalisation. The supernet learns a weight per
     edge (`beta`, and `beta_reduce` with reduction cells), softmaxed over the edges into
     each node, that scales the edge's output. A genotype keeps every edge, so it does not
@@ -66,6 +70,7 @@ class CellSpace:
     drop_path: float = 0.0  # a training regulariser: not searched, so not in the signature
     partial_channels: int = 1  # PC-DARTS' K: how the supernet searches, so not in the signature
     edge_normalization: bool = False  # likewise
+    feature_grid: int = 4  # the head's pooled grid (4: 4x4 cells); the skeleton's, not searched
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
@@ -81,6 +86,8 @@ class CellSpace:
         for name in ("nodes", "channels", "cells"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.feature_grid < 1:
+            raise ValueError(f"feature_grid: must be >= 1, got {self.feature_grid}")
         if self.input_cells not in (1, 2):
             raise ValueError(f"input_cells: expected 1 or 2, got {self.input_cells}")
         if not 0.0 <= self.drop_path < 1.0:
@@ -157,4 +164,5 @@ class CellSpace:
             "nodes": self.nodes, "ops": list(self.ops), "channels": self.channels, "cells": self.cells,
             "norm": self.norm, "reduction": self.reduction, "input_cells": self.input_cells, "drop_path": self.drop_path,
             "partial_channels": self.partial_channels, "edge_normalization": self.edge_normalization,
+            "feature_grid": self.feature_grid,
         }

@@ -108,6 +108,7 @@ def skeleton_key(space: CellSpace, image_size: tuple[int, int], n_classes: int) 
     return json.dumps({
         "cells": space.cells, "nodes": space.nodes, "channels": space.channels, "input_cells": space.input_cells,
         "reduction": space.reduction, "norm": space.norm, "image": list(image_size), "classes": n_classes,
+        **({"feature_grid": space.feature_grid} if space.feature_grid != 4 else {}),  # (keys of older tables stay valid)
     }, sort_keys=True)
 
 

@@ -7,9 +7,10 @@ and with `reduction` the max pools become reduction cells (`cells.cell_kinds`). 
 `input_cells` 2 each cell also reads the output of the cell before the previous one (the
 first cell reads the stem twice), and a max pool between cells pools both.
 
-The head keeps a coarse 4x4 spatial grid instead of global average pooling: on small images
-(digits, rotated classes) where a stroke is matters as much as what it is, and global
-pooling would make a digit and its rotation look alike.
+The head keeps a coarse spatial grid (`space.feature_grid`, 4x4 by default) instead of
+global average pooling: on small images (digits, rotated classes) where a stroke is
+matters as much as what it is, and global pooling would make a digit and its rotation
+look alike.
 
 The architecture parameters `alpha` (edges x ops) are shared by all normal cells, and
 `alpha_reduce` by all reduction cells; edge weights are softmax(alpha / temperature).
@@ -45,8 +46,6 @@ from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cells import Cell, EdgeModule, MixedOp, cell_kinds
 from metanas.searchers.darts.ops import make_op, norm_layer
 
-FEATURE_GRID = 4
-
 # reduction cell? -> (edge weights, which ops are live, or None when unknown)
 EdgeWeights = dict[bool, tuple[torch.Tensor, Optional[list[list[bool]]]]]
 # reduction cell? -> one factor per edge (edge normalisation)
@@ -73,7 +72,7 @@ class _Network(nn.Module):
         self.cells = nn.ModuleList(
             Cell(space, edge_module, reduction, i > 0 and kinds[i - 1]) for i, reduction in enumerate(kinds)
         )
-        self.classifier = nn.Linear(c * FEATURE_GRID**2, n_classes)
+        self.classifier = nn.Linear(c * space.feature_grid**2, n_classes)
         if speed.channels_last:  # (moving to a device later keeps the layout)
             self.to(memory_format=torch.channels_last)
         for module in self.modules():
@@ -94,7 +93,7 @@ class _Network(nn.Module):
             if not self.space.reduction and i < len(self.cells) - 1 and min(s1.shape[-2:]) >= 2:
                 s1 = F.max_pool2d(s1, 2)
                 s0 = F.max_pool2d(s0, 2) if two_inputs else s0  # the next cell reads both at one size
-        return F.adaptive_avg_pool2d(s1, FEATURE_GRID).flatten(1)
+        return F.adaptive_avg_pool2d(s1, self.space.feature_grid).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
