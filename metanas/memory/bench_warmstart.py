@@ -9,7 +9,9 @@ cold-TPE searches (same budget and seed) of the OTHER tasks of its table. Method
   tables, then TPE: what a perfect memory would give;
 - `portfolio`, `metanas_memory`, `metanas_model`: the product's warm-start policies, run
   exactly as `metanas.search(..., warm_start=...)` runs them.
-Scores are table lookups, so regrets are exact (`metanas.memory.tables`). A task counts as
+Scores are table lookups, so regrets are exact (`metanas.memory.tables`). `ceiling` says
+what copying other tasks' best configs could reach with the full tables
+(`transfer_ceiling`). A task counts as
 worse than TPE only when its mean paired difference over seeds exceeds two standard errors.
 """
 
@@ -166,9 +168,34 @@ def bench_warmstart(
             "predictor_spearman": round(float(np.mean([r for u in units_t for r in u["spearman"]])), 4),
             "methods": {m: _summarise(curves[m], curves["tpe"], budget) for m in METHODS},
             "paired_vs_tpe": {m: _paired(curves[m], curves["tpe"], budget) for m in METHODS if m != "tpe"},
+            "ceiling": transfer_ceiling(table),
         }
         out["curves"][table] = {m: np.mean([c.mean(0) for c in curves[m].values()], axis=0).tolist() for m in METHODS}
     return out
+
+
+def transfer_ceiling(table: str, k: int = 10) -> dict[str, Any]:
+    """What copying other tasks' best configs can reach in `k` evaluations, from the FULL
+    tables (leave-one-task-out; regret of the best of the k on the held-out task):
+    `consensus`: the k configs of best mean rank over the other tasks;
+    `oracle_source`: the best one other task's own top k, with hindsight over which task
+    to copy (no method knows that in advance: a bound, not a baseline).
+    `within_0.06` / `within_0.1`: how many configs of the held-out task are that close to
+    its optimum: how narrow a target a search has."""
+    tasks, keys, ranks = _table(table)
+    top = np.argsort(-ranks, axis=1)[:, :k]  # every task's own k best
+    per_task = {}
+    for i, t in enumerate(tasks):
+        others = [j for j in range(len(tasks)) if j != i]
+        regret = np.asarray([t.regret(t.scores[key]) for key in keys])
+        consensus = np.argsort(-ranks[others].mean(0))[:k]
+        per_task[t.name] = {
+            "within_0.06": int((regret <= 0.06).sum()), "within_0.1": int((regret <= 0.1).sum()),
+            f"consensus@{k}": round(float(regret[consensus].min()), 4),
+            f"oracle_source@{k}": round(float(min(regret[top[j]].min() for j in others)), 4),
+        }
+    mean = lambda name: round(float(np.mean([row[name] for row in per_task.values()])), 4)
+    return {f"consensus@{k}": mean(f"consensus@{k}"), f"oracle_source@{k}": mean(f"oracle_source@{k}"), "per_task": per_task}
 
 
 def _difference(method: np.ndarray, tpe: np.ndarray, j: int) -> tuple[float, float]:

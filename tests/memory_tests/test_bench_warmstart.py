@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metanas.memory.bench_warmstart import METHODS, bench_warmstart, plot_curves
+from metanas.memory.bench_warmstart import METHODS, bench_warmstart, load_tasks, plot_curves
 from metanas.memory.gp import rank_normalise
 from metanas.memory.tables import load_table, synthetic_family
 
@@ -45,6 +45,17 @@ def test_bench_output_schema_and_the_memory_helps_early(tmp_path):
         assert 1 <= row["evals_to_target@0.1"] <= 13
     paired = bench["paired_vs_tpe"]["metanas_model"]
     assert len(paired) == 3 and all(set(p) == {"diff@10", "se@10", "diff@50", "se@50"} for p in paired.values())
+    # the ceiling: copying one other task's top 10 (with hindsight) is at least as good as
+    # copying its optimum alone
+    ceiling = bench["ceiling"]
+    tasks = load_tasks("nasbench201")
+    for t in tasks:
+        row = ceiling["per_task"][t.name]
+        optima = [max(o.scores, key=o.scores.get) for o in tasks if o is not t]
+        assert 0.0 <= row["oracle_source@10"] <= min(t.regret(t.scores[k]) for k in optima) + 1e-9
+        assert 1 <= row["within_0.06"] <= row["within_0.1"]  # (the optimum is within any bound)
+    mean = np.mean([r["oracle_source@10"] for r in ceiling["per_task"].values()])
+    assert ceiling["oracle_source@10"] == pytest.approx(mean, abs=1e-4)
     # the memory's first evaluations are configs good on the table's other tasks
     assert methods["metanas_model"]["regret@5"] < methods["tpe"]["regret@5"]
     plot_curves(result, str(tmp_path / "curves.png"))
