@@ -19,7 +19,7 @@ import torch
 
 from metanas.cluster.messages import TestResult
 from metanas.cluster.schema import Campaign, Constraints
-from metanas.memory.atomic import atomic_write_json
+from metanas.searchers.atomic import atomic_write_json
 from metanas.searchers.darts.cost import CostLimit, params_cost
 from metanas.searchers.darts.latency import LatencyTable, NetworkShape, device_fingerprint, profile
 from metanas.searchers.pareto import pareto_front

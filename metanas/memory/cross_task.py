@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metanas.memory.atomic import atomic_write_bytes, atomic_write_json
+from metanas.searchers.atomic import atomic_write_bytes, atomic_write_json
 from metanas.searchers.threads import torch_threads
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from metanas.memory.records import ARROW_SCHEMA, TaskRecord, records_to_table
-from metanas.memory.atomic import atomic_write_bytes, atomic_write_json
+from metanas.searchers.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import torch
 
 from metanas.cluster.events import read_events
 from metanas.cluster.run_dir import RunDir
-from metanas.memory.atomic import atomic_write_bytes
+from metanas.searchers.atomic import atomic_write_bytes
 from metanas.platform.report import COLORS, HARDWARE_PNG, METHODS, _pyplot
 
 REPORT_FILE = "report.html"

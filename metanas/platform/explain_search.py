@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metanas.memory.atomic import atomic_write_bytes
+from metanas.searchers.atomic import atomic_write_bytes
 from metanas.platform.explain import _STYLE, _img, _num, _png
 from metanas.platform.report import _pyplot
 from metanas.searchers.pareto import pareto_front

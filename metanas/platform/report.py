@@ -13,7 +13,7 @@ import numpy as np
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.hardware import hardware_summary
 from metanas.cluster.schema import DERIVED, Campaign
-from metanas.memory.atomic import atomic_write_json
+from metanas.searchers.atomic import atomic_write_json
 from metanas.searchers.stats import mean_ci95
 
 if TYPE_CHECKING:  # (the runner imports Ray; a report can be read without it)

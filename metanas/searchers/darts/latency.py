@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from metanas.searchers.atomic import atomic_write_bytes
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import LinearCost, count_params, edge_sites
 from metanas.searchers.darts.ops import make_op
@@ -218,11 +219,9 @@ class LatencyTable:
         mine = set(self.devices)
         kept = [r for r in LatencyTable.load(path).rows if r["device"] not in mine] if path.exists() else []
         rows = kept + self.rows
-        table = pa.table({c: [r[c] for r in rows] for c in COLUMNS})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)  # atomic: a crash never leaves half a table
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.table({c: [r[c] for r in rows] for c in COLUMNS}), buffer)
+        atomic_write_bytes(path, buffer.getvalue().to_pybytes())  # a crash never leaves half a table
         return path
 
     @classmethod
