@@ -9,10 +9,10 @@ cold-TPE searches (same budget and seed) of the OTHER tasks of its table. Method
   tables, then TPE: what a perfect memory would give;
 - `portfolio`, `metanas_memory`, `metanas_model`: the product's warm-start policies, run
   exactly as `metanas.search(..., warm_start=...)` runs them.
-Scores are table lookups, so regrets are exact (`metanas.memory.tables`). `ceiling` says
-what copying other tasks' best configs could reach with the full tables
-(`transfer_ceiling`). A task counts as
+Scores are table lookups, so regrets are exact (`metanas.memory.tables`). A task counts as
 worse than TPE only when its mean paired difference over seeds exceeds two standard errors.
+`ceiling` says what copying other tasks' best configs could reach with the full tables
+(`transfer_ceiling`).
 """
 
 from __future__ import annotations
