@@ -94,11 +94,12 @@ class _BoxMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ones, inverse_count = _box_constants(x)
+        ctx.save_for_backward(ones, inverse_count)
         return F.conv2d(x, ones, padding=1, groups=x.shape[1]).mul_(inverse_count)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        ones, inverse_count = _box_constants(grad)
+        ones, inverse_count = ctx.saved_tensors
         weighted = (grad * inverse_count).contiguous(memory_format=torch.channels_last)
         return F.conv2d(weighted, ones, padding=1, groups=grad.shape[1])
 
