@@ -190,6 +190,7 @@ class MetaTestSettings(_Strict):
     baselines: list[Literal[BASELINES]] = list(BASELINES)
     conv4_channels: PositiveInt = 64  # the classic Conv-4 of MAML and Reptile
     derived_channels: Optional[PositiveInt] = None  # the derived network's width; default the space's
+    derived_cells: Optional[PositiveInt] = None  # the derived network's depth in cells; default the space's
 
 
 class WorkerSettings(_Strict):
@@ -291,9 +292,8 @@ class Campaign(_Strict):
         if learner == DERIVED:
             if derived is None:
                 raise ValueError("the derived network needs the genotype the first stage found")
-            channels = self.meta_test.derived_channels or space.channels
             # (partial channels are the supernet's; a discrete network uses all of its own)
-            space = dataclasses.replace(space, channels=channels, partial_channels=1)
+            space = dataclasses.replace(self.derived_space(), partial_channels=1)
             return ModelSpec(space, 1, self.episodes.n_way, tuple(derived))
         if learner == "reptile_fixed":
             return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
@@ -304,9 +304,14 @@ class Campaign(_Strict):
         the first evaluation's classes): what a genotype's latency and parameters are of."""
         from metanas.searchers.darts.latency import NetworkShape
 
+        return NetworkShape(self.derived_space(), self.image_size, self.evaluations()[0].n_way)
+
+    def derived_space(self) -> CellSpace:
+        """The search's cell space at the derived network's width and depth (as DARTS
+        evaluates a found cell in a deeper, wider network than the one it searched)."""
         space = self.space.cell_space()
-        space = dataclasses.replace(space, channels=self.meta_test.derived_channels or space.channels)
-        return NetworkShape(space, self.image_size, self.evaluations()[0].n_way)
+        mt = self.meta_test
+        return dataclasses.replace(space, channels=mt.derived_channels or space.channels, cells=mt.derived_cells or space.cells)
 
     @property
     def image_size(self) -> tuple[int, int]:

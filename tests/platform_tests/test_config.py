@@ -81,3 +81,18 @@ def test_demo_campaign_ships_in_the_package_and_is_valid():
     assert campaign.episodes.n_way == 5 and campaign.episodes.k_shot == 1
     assert campaign.meta_test.tasks >= 200
     assert campaign.workers.count == 2
+
+
+def test_the_derived_network_takes_its_own_width_and_depth(tiny_campaign_dict):
+    """DARTS evaluates a found cell in a deeper, wider network than the one it searched:
+    derived_channels and derived_cells shape the derived network only."""
+    from metanas.cluster.schema import DERIVED
+
+    cfg = {**tiny_campaign_dict, "meta_test": {**tiny_campaign_dict["meta_test"], "derived_channels": 6, "derived_cells": 3}}
+    campaign = parse_campaign(cfg)
+    genotype = ("conv_3x3",) * len(campaign.space.cell_space().edges)
+    derived = campaign.model_spec(DERIVED, genotype).build(seed=0)
+    assert len(derived.cells) == 3 and derived.stem[0].out_channels == 6
+    supernet = campaign.model_spec("metanas").build(seed=0)
+    assert len(supernet.cells) == campaign.space.cells == 1 and supernet.stem[0].out_channels == 4
+    assert campaign.network_shape().space.cells == 3
