@@ -292,9 +292,7 @@ class Campaign(_Strict):
         if learner == DERIVED:
             if derived is None:
                 raise ValueError("the derived network needs the genotype the first stage found")
-            # (partial channels are the supernet's; a discrete network uses all of its own)
-            space = dataclasses.replace(self.derived_space(), partial_channels=1)
-            return ModelSpec(space, 1, self.episodes.n_way, tuple(derived))
+            return ModelSpec(self.derived_space(), 1, self.episodes.n_way, tuple(derived))
         if learner == "reptile_fixed":
             return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
         return ModelSpec(space, 1, self.episodes.n_way, temperature=self.meta_train.temperature_end)
@@ -307,11 +305,14 @@ class Campaign(_Strict):
         return NetworkShape(self.derived_space(), self.image_size, self.evaluations()[0].n_way)
 
     def derived_space(self) -> CellSpace:
-        """The search's cell space at the derived network's width and depth (as DARTS
-        evaluates a found cell in a deeper, wider network than the one it searched)."""
+        """The derived network's space: the search's, at the derived width and depth (as DARTS
+        evaluates a found cell in a deeper, wider network than the one it searched), every op
+        on all channels (partial channels are the supernet's)."""
         space = self.space.cell_space()
         mt = self.meta_test
-        return dataclasses.replace(space, channels=mt.derived_channels or space.channels, cells=mt.derived_cells or space.cells)
+        return dataclasses.replace(
+            space, channels=mt.derived_channels or space.channels, cells=mt.derived_cells or space.cells, partial_channels=1
+        )
 
     @property
     def image_size(self) -> tuple[int, int]:
