@@ -29,12 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
-from metanas.memory.bench_warmstart import load_tasks  # noqa: E402
-from metanas.memory.embedders import estimated_landmarks  # noqa: E402
-from metanas.memory.gp import rank_normalise  # noqa: E402
-from metanas.memory.records import PastTask  # noqa: E402
+from metanas.memory.bench_warmstart import cold_memory, table_ranks  # noqa: E402
 from metanas.memory.transfer import MemoryModel  # noqa: E402
-from metanas.searchers.optuna_search import OptunaSearcher  # noqa: E402
 
 BUDGET, K = 50, 10
 RULES = ("vote", "likelihood", "best")
@@ -54,12 +50,9 @@ def pick_source(rule: str, F: np.ndarray, y: np.ndarray, seed: int) -> int:
 
 
 def one_seed(table: str, seed: int) -> dict[str, dict[str, float]]:
-    tasks = load_tasks(table)
+    tasks, _, _ = table_ranks(table)
     space = tasks[0].space
-    stored = {}
-    for t in tasks:
-        trials = [x.to_dict() for x in OptunaSearcher(seed=seed).search(t.objective(), space, BUDGET).evaluated]
-        stored[t.name] = PastTask(t.name, trials, embedding=estimated_landmarks(space, trials)[1])
+    _, stored = cold_memory(tasks, seed, BUDGET)
     out = {}
     for t in tasks:
         model = MemoryModel(space, [stored[o.name] for o in tasks if o.name != t.name], seed)
@@ -79,9 +72,7 @@ def one_seed(table: str, seed: int) -> dict[str, dict[str, float]]:
 
 
 def top_overlap(table: str, share: float = 0.01) -> None:
-    tasks = load_tasks(table)
-    keys = list(tasks[0].scores)
-    ranks = np.stack([rank_normalise(np.asarray([t.scores[k] for k in keys])) for t in tasks])
+    tasks, keys, ranks = table_ranks(table)
     top = [set(np.argsort(-r)[: int(share * len(keys))]) for r in ranks]
     print(f"\nshared configs among each task's {int(share * len(keys))} best (full tables):")
     for t, mine in zip(tasks, top):

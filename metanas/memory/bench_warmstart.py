@@ -85,22 +85,28 @@ def _curve(task: TableTask, scores: list[float]) -> list[float]:
 
 
 @functools.lru_cache(maxsize=1)  # a process runs the seeds of one table one after another
-def _table(table: str) -> tuple[list[TableTask], list[tuple], np.ndarray]:
+def table_ranks(table: str) -> tuple[list[TableTask], list[tuple], np.ndarray]:
     """A table's tasks, its configs, and every task's normalised rank of every config."""
     tasks = load_tasks(table)
     keys = list(tasks[0].scores)
     return tasks, keys, np.stack([rank_normalise(np.asarray([t.scores[k] for k in keys])) for t in tasks])
 
 
+def cold_memory(tasks: list[TableTask], seed: int, budget: int) -> tuple[dict[str, Any], dict[str, PastTask]]:
+    """Every task's cold TPE search (by task name), and each as its memory record would
+    hold it, embedding included: what a held-out task's memory is made of."""
+    space = tasks[0].space
+    cold = {t.name: OptunaSearcher(seed=seed).search(t.objective(), space, budget) for t in tasks}
+    records = {n: [tr.to_dict() for tr in result.evaluated] for n, result in cold.items()}
+    return cold, {n: PastTask(n, r, embedding=estimated_landmarks(space, r)[1]) for n, r in records.items()}
+
+
 def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
     """One table and seed: every method on every held-out task (a process of its own)."""
-    tasks, keys, full_ranks = _table(table)
+    tasks, keys, full_ranks = table_ranks(table)
     space = tasks[0].space
     pick = np.random.default_rng(0).permutation(len(keys))[:SPEARMAN_SAMPLE]
-    cold = {t.name: OptunaSearcher(seed=seed).search(t.objective(), space, budget) for t in tasks}
-    records = {t.name: [tr.to_dict() for tr in cold[t.name].evaluated] for t in tasks}
-    # Each stored search as its memory record would hold it, embedding included.
-    stored = {n: PastTask(n, r, embedding=estimated_landmarks(space, r)[1]) for n, r in records.items()}
+    cold, stored = cold_memory(tasks, seed, budget)
     curves: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
     rho = []
     for i, t in enumerate(tasks):
@@ -182,7 +188,7 @@ def transfer_ceiling(table: str, k: int = 10) -> dict[str, Any]:
     to copy (no method knows that in advance: a bound, not a baseline).
     `within_0.06` / `within_0.1`: how many configs of the held-out task are that close to
     its optimum: how narrow a target a search has."""
-    tasks, keys, ranks = _table(table)
+    tasks, keys, ranks = table_ranks(table)
     top = np.argsort(-ranks, axis=1)[:, :k]  # every task's own k best
     per_task = {}
     for i, t in enumerate(tasks):
