@@ -12,14 +12,14 @@ Regret of the best of 10 evaluations, on the model's candidates, for:
 - `portfolio{n}+{rule}`: n portfolio configs, then the predicted best configs of the one
   stored task the rule picks from their results: `vote` (RGPE's bootstrap ranking vote),
   `likelihood` (the best linear fit of the results to the task's predictions), `best`
-  (the task that rates the best result highest).
+  (the task that rates the best result highest); `+repick`: the rule picks the task
+  again after every evaluation.
 Then the same with a perfect memory, the other tasks' true ranks (their full tables) in
-place of the model's predictions: the rules above, each also re-picking the source after
-every evaluation (`+repick`), and the product's own policy (`metanas_model`, run as the
-bench runs it). Also prints, from the full tables, how many of each task's 1% best
-configs every other task shares (how far apart the tasks' optima lie), and how precisely
-the table knows its best configs: the standard error of their mean over the table's
-seeds, in regret units.
+place of the model's predictions, and the product's own policy (`metanas_model`, run as
+the bench runs it) with that memory. Also prints, from the full tables, how many of each
+task's 1% best configs every other task shares (how far apart the tasks' optima lie),
+and how precisely the table knows its best configs: the standard error of their mean
+over the table's seeds, in regret units.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def one_seed(table: str, seed: int) -> dict[str, dict[str, float]]:
         regret = np.asarray([t.regret(t.objective()(c)) for c in model.candidates])
         row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
                "portfolio": float(regret[greedy_portfolio(F, K)].min())}
-        out[t.name] = row | follow_rules(F, regret, seed, (4, 6))
+        out[t.name] = row | follow_rules(F, regret, seed, (2, 4, 6), repick=True)
     return out
 
 
