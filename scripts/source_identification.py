@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
 from metanas.memory.bench_warmstart import cold_memory, table_ranks, warm_search  # noqa: E402
-from metanas.memory.tables import bench_classes  # noqa: E402
+from metanas.memory.tables import bench_classes, raw_table  # noqa: E402
 from metanas.memory.transfer import MemoryModel  # noqa: E402
 
 BUDGET, K = 50, 10
@@ -121,11 +121,10 @@ def table_noise(table: str, top: int = 10) -> None:
         return
     print(f"\nstandard error of the {top} best configs' mean score over the table's seeds, in regret units:")
     for name in bench_cls.available_dataset_names:
-        bench = bench_cls(dataset_name=name, seed=0)
-        metric = bench._dataset_properties._main_metric_name
-        runs = [np.asarray(v[metric], dtype=float) for k, v in bench._dataset.items() if len(k) == len(bench_cls.search_space)]
+        raw = raw_table(bench_cls, name)
+        runs = [raw.sign * np.asarray(vals[raw.metric], dtype=float) for _, vals in raw.rows]
         means = np.asarray([r.mean() for r in runs])
-        best = np.argsort(-means if bench.directions[metric] == "maximize" else means)[:top]
+        best = np.argsort(-means)[:top]
         se = np.median([runs[j].std(ddof=1) / np.sqrt(len(runs[j])) for j in best])
         print(f"  {name:32s} {se / abs(means[best[0]] - np.median(means)):.3f}  ({len(runs[0])} seeds)")
 

