@@ -113,21 +113,26 @@ def _box_constants(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class GroupNorm(nn.GroupNorm):
     """nn.GroupNorm; without affine, on channels-last images of at least
-    GROUP_NORM_MIN_PIXELS pixels, `_ChannelsLastGroupNorm`."""
+    GROUP_NORM_MIN_PIXELS pixels, `_ChannelsLastGroupNorm`.
+
+    The library's channels-last backward writes outside its buffers when the affine
+    parameters need gradients and the input does not (torch 2.13, `unsafe_kernels`), so
+    that case runs on a contiguous copy: own kernel switched on or off."""
 
     def __init__(self, groups: int, channels: int, affine: bool = True) -> None:
         super().__init__(groups, channels, affine=affine)
         self.own_kernel = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            _use_own(self, x)
-            and not self.affine
-            and x.shape[-2] * x.shape[-1] >= GROUP_NORM_MIN_PIXELS
-            and x.is_contiguous(memory_format=torch.channels_last)
-        ):
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        if _use_own(self, x) and not self.affine and x.shape[-2] * x.shape[-1] >= GROUP_NORM_MIN_PIXELS and channels_last:
             return _ChannelsLastGroupNorm.apply(x, self.num_groups, self.eps)
+        if channels_last and x.device.type == "cpu" and self._affine_grad_only(x):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
         return super().forward(x)
+
+    def _affine_grad_only(self, x: torch.Tensor) -> bool:
+        return self.affine and torch.is_grad_enabled() and self.weight.requires_grad and not x.requires_grad
 
 
 class _ChannelsLastGroupNorm(torch.autograd.Function):

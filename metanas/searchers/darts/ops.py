@@ -85,12 +85,16 @@ class SepConv(_ReLUFirst):
 class FactorizedReduce(nn.Module):
     """Halve the spatial size without dropping three pixels in four: two 1x1 stride-2
     convolutions, the second on the grid shifted by one pixel, concatenated, then a norm
-    (DARTS' skip_connect in a reduction cell). Needs at least 2 channels."""
+    (DARTS' skip_connect in a reduction cell). Needs at least 2 channels.
+
+    A 1x1 convolution at stride 2 is the same 1x1 convolution at stride 1 on every second
+    pixel, and that is how it runs: oneDNN's stride-2 1x1 weight gradient writes outside
+    its buffers for 2-7 input channels (`unsafe_kernels`)."""
 
     def __init__(self, c: int, norm: str) -> None:
         super().__init__()
-        self.conv_a = nn.Conv2d(c, c - c // 2, 1, stride=2, bias=False)
-        self.conv_b = nn.Conv2d(c, c // 2, 1, stride=2, bias=False)
+        self.conv_a = nn.Conv2d(c, c - c // 2, 1, bias=False)
+        self.conv_b = nn.Conv2d(c, c // 2, 1, bias=False)
         self.norm = norm_layer(norm, c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +103,14 @@ class FactorizedReduce(nn.Module):
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         # pad before shifting, so both grids give ceil(n/2) rows and columns, odd n included
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.norm(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
+        return self.norm(torch.cat([self.conv_a(_every_second(x)), self.conv_b(_every_second(shifted))], dim=1))
+
+
+def _every_second(x: torch.Tensor) -> torch.Tensor:
+    """Rows and columns 0, 2, 4, ..., laid out in memory as the input is (channels last if
+    its channels lie closest together)."""
+    layout = torch.channels_last if x.stride(1) < x.stride(3) else torch.contiguous_format
+    return x[:, :, ::2, ::2].contiguous(memory_format=layout)
 
 
 def make_op(name: str, c: int, norm: str = "batch", stride: int = 1) -> nn.Module:
