@@ -9,11 +9,19 @@ config, given the study's finished and running trials. After `handoff` trials, o
 as no stored task ranks the study's results better than chance, Optuna's TPE takes over
 with every trial so far: the model is best at choosing the first evaluations, TPE at
 refining (measured in `metanas bench warmstart`).
+
+Parallel trials (`n_jobs`, or processes sharing one storage) never get the same proposal:
+each proposal is written to its trial's system attributes before the trial runs, every
+proposal counts the others in flight as taken, and a trial whose proposal turns out to
+collide with another's (two processes proposed at once) proposes again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,11 +35,13 @@ from metanas.memory.transfer import MemoryModel, Proposal
 from metanas.memory.records import PastTask
 from metanas.memory.warmstart import memory_model
 from metanas.searchers.optuna_search import optuna_distributions
-from metanas.searchers.space import SearchSpace
+from metanas.searchers.space import SearchSpace, config_key
 
 log = logging.getLogger(__name__)
 
 HANDOFF = 20  # trials chosen by the memory's model before TPE takes over
+PROPOSAL_ATTR = "metanas:proposal"  # a trial's system attribute: the config proposed for it
+RETRIES = 3  # proposals again after a collision with another process's
 
 
 class MemorySampler(BaseSampler):
@@ -61,11 +71,13 @@ class MemorySampler(BaseSampler):
         self.past = list(past) if past is not None else None
         self.task_id, self.family, self.seed, self.handoff = task_id, family, seed, handoff
         self.distributions = optuna_distributions(space)
-        self.tpe = TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+        # constant_liar: TPE too counts running trials, so parallel workers spread out
+        self.tpe = TPESampler(seed=seed, n_startup_trials=5, multivariate=True, constant_liar=True)
         self.embedding = embedding
         self.model: MemoryModel | None = model
         self.handed_over = model is not None and not model.tasks  # nothing to transfer: a cold TPE search
         self.history: list[Proposal] = []  # what the model proposed, and why (its task weights)
+        self._lock = threading.Lock()  # one proposal at a time (n_jobs threads share the sampler)
 
     def _model(self) -> MemoryModel:
         if self.model is None:
@@ -87,12 +99,48 @@ class MemorySampler(BaseSampler):
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
+        with self._lock:
+            if not self.handed_over:
+                config = self._propose(study, trial)
+                if config is not None:
+                    return config
+            return self.tpe.sample_relative(study, trial, self.tpe.infer_relative_search_space(study, trial))
+
+    def _propose(self, study: Study, trial: FrozenTrial) -> dict[str, Any] | None:
+        """The model's proposal for `trial`, written to the trial before it returns; None
+        once TPE takes over."""
+        model = self._model()
+        for attempt in range(RETRIES + 1):
+            configs, scores, pending, _ = self._history(study, trial)
+            if self.handed_over:
+                return None
+            proposal = model.suggest(configs, scores, pending)
+            cold = len(configs) >= MIN_EVIDENCE and not proposal.weights.sum()
+            if len(configs) >= self.handoff or cold:
+                log.debug("memory sampler: TPE takes over after %d trials (%s)", len(configs), "nothing transfers" if cold else "hand-off")
+                self.handed_over = True
+                return None
+            study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, config_key(proposal.config))
+            if attempt == RETRIES or config_key(proposal.config) not in self._history(study, trial)[3]:
+                self.history.append(proposal)
+                return proposal.config
+        return None  # (unreachable: the last attempt returns)
+
+    def _history(self, study: Study, trial: FrozenTrial) -> tuple[list, list, list, set[str]]:
+        """The study's evaluated configs and scores (maximised; a failed or pruned trial
+        -inf), the configs of the other running trials (their parameters, or what was
+        proposed for them), and those configs' keys."""
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         configs, scores, pending = [], [], []
         for t in study.get_trials(deepcopy=False):
-            if t.number == trial.number or not set(self.space.names) <= set(t.params):
+            if t.number == trial.number:
                 continue
-            config = {n: t.params[n] for n in self.space.names}
+            if set(self.space.names) <= set(t.params):
+                config = {n: t.params[n] for n in self.space.names}
+            elif t.state == TrialState.RUNNING and PROPOSAL_ATTR in t.system_attrs:
+                config = json.loads(t.system_attrs[PROPOSAL_ATTR])
+            else:
+                continue
             if t.state == TrialState.RUNNING:
                 pending.append(config)
             elif t.state == TrialState.COMPLETE and t.value is not None:
@@ -101,16 +149,7 @@ class MemorySampler(BaseSampler):
             elif t.state in (TrialState.FAIL, TrialState.PRUNED):
                 configs.append(config)
                 scores.append(float("-inf"))
-        model = self._model()
-        if not self.handed_over:
-            proposal = model.suggest(configs, scores, pending)
-            cold = len(configs) >= MIN_EVIDENCE and not proposal.weights.sum()
-            if len(configs) < self.handoff and not cold:
-                self.history.append(proposal)
-                return proposal.config
-            log.debug("memory sampler: TPE takes over after %d trials (%s)", len(configs), "nothing transfers" if cold else "hand-off")
-            self.handed_over = True
-        return self.tpe.sample_relative(study, trial, self.tpe.infer_relative_search_space(study, trial))
+        return configs, scores, pending, {config_key(c) for c in pending}
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
         return self.tpe.sample_independent(study, trial, param_name, param_distribution)
@@ -122,5 +161,9 @@ class MemorySampler(BaseSampler):
         self.tpe.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
+        """A fresh seed for TPE and the model (Optuna calls this in each worker process)."""
         self.tpe.reseed_rng()
+        self.seed = random.SystemRandom().randrange(2**31)
+        if self.model is not None:
+            self.model.seed = self.seed
 

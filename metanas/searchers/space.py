@@ -92,8 +92,8 @@ class _Range:
 
     def sample(self, rng: random.Random) -> Any:
         if self.log:
-            return self._cast(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-        return rng.uniform(self.low, self.high)
+            return self._from_unit(rng.random())
+        return self._cast(self._inside(rng.uniform(self.low, self.high)))
 
     def encode(self, value: Any) -> list[float]:
         return [_unit(value, self.low, self.high, self.log)]
@@ -109,8 +109,13 @@ class _Range:
 
     def _from_unit(self, u: float) -> Any:
         if self.log:
-            return self._cast(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
-        return self._cast(self.low + u * (self.high - self.low))
+            return self._cast(self._inside(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))))
+        return self._cast(self._inside(self.low + u * (self.high - self.low)))
+
+    def _inside(self, value: float) -> float:
+        """exp(log(high)) and low + 1 * (high - low) can round past the bound they mean:
+        every value this range makes is clipped to it, so it always validates."""
+        return min(self.high, max(self.low, value))
 
 
 @dataclass(frozen=True)

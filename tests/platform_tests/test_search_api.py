@@ -217,3 +217,20 @@ def test_ctrl_c_keeps_the_finished_evaluations(tmp_path):
         metanas.search(interrupted_at_seven, SPACE, task_id="t", memory=memory, budget=20, warm_start="none")
     assert len(err.value.trials) == 6 and err.value.key == "search/t/optuna/none/0/b20/interrupted"
     assert len(MemoryStore(memory).get(err.value.key).trials) == 6
+
+
+def test_a_log_scaled_learning_rate_whose_best_lies_at_its_top_bound_stays_in_range(tmp_path):
+    """Issue 27: exp(log(0.1)) is 0.10000000000000006, so the model policy's local search
+    around a best config at the bound proposed a value outside the range and crashed."""
+    space = SearchSpace((Float("lr", 1e-4, 1e-1, log=True), Categorical("act", ("relu", "gelu"))), name="readme")
+
+    def objective(config):  # the higher the learning rate the better: every best lies at 0.1
+        return float(np.log10(config["lr"])) + (0.1 if config["act"] == "gelu" else 0.0)
+
+    memory = tmp_path / "mem"
+    for i in range(4):
+        metanas.search(objective, space, task_id=f"past{i}", memory=memory, budget=15, warm_start="none", seed=i)
+    for warm_start in ("model", "memory", "portfolio"):
+        result = metanas.search(objective, space, task_id="new", memory=memory, budget=30, warm_start=warm_start)
+        assert len(result.evaluated) == 30
+        assert all(1e-4 <= t.config["lr"] <= 0.1 for t in result.evaluated)
