@@ -18,8 +18,20 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("metanas.platform").joinpath("demo_campaign.yaml")))
 
 
-def _run(config: Path, out: Path, resume: bool, address: str | None, workers: int | None) -> int:
+def _check(config: Path) -> int:
+    """The campaign file and the data it names, checked as `run` checks them, without Ray."""
+    from metanas.platform.data_check import check_campaign_data
+
+    campaign = load_campaign(config)
+    check_campaign_data(campaign)
+    print(f"{config}: a valid campaign ({campaign.name!r}; its data checked)")
+    return 0
+
+
+def _run(config: Path, out: Path | None, resume: bool, address: str | None, workers: int | None) -> int:
     campaign = load_campaign(config)  # raises ConfigError before anything heavy starts
+    if out is None:
+        raise ConfigError("run: --out is required (or --check, to only validate the campaign)")
     if workers is not None:
         if workers < 1:
             raise ConfigError(f"--workers: must be >= 1, got {workers}")
@@ -180,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a campaign from a YAML file")
     run.add_argument("config", type=Path, help="the campaign file (examples/*.yaml)")
-    run.add_argument("--out", type=Path, required=True, help="output directory")
+    run.add_argument("--out", type=Path, help="output directory")
+    run.add_argument("--check", action="store_true", help="only validate the campaign file and its data, then exit")
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     run.add_argument("--address", help="join this Ray cluster instead of starting an embedded one")
     run.add_argument("--workers", type=int, help="override workers.count")
@@ -260,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every CPU probe
     try:
+        if args.command == "run" and args.check:
+            return _check(args.config)
         if args.command == "run":
             return _run(args.config, args.out, args.resume, args.address, args.workers)
         if args.command == "demo":
