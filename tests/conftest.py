@@ -7,8 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property tests: `make test` runs each property on a few dozen random inputs; a thorough
+# run (`pytest --hypothesis-profile thorough`) on 500. No deadline: the machines are shared.
+settings.register_profile("default", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
 # shared/ lies beside the repository (developers' checkouts and CI alike)
 OMNIGLOT = Path(os.environ.get("METANAS_OMNIGLOT_DIR", REPO.parent / "shared" / "data" / "omniglot"))
 

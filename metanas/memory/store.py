@@ -1,13 +1,16 @@
 """The task memory: Parquet parts (the source of truth) plus derived FAISS indexes.
 
 Layout of a store directory:
-    parts/part-<seq>.parquet   records, each part written atomically (tmp, fsync, rename)
+    parts/part-<seq>-<id>.parquet   records, each part written atomically (tmp, fsync, rename)
     index/<group>.faiss        one cosine index per (embedder, space signature) group
     index/manifest.json        which parts each persisted index covers
     quarantine/                parts that could not be read, set aside and reported
 
-Single writer (in campaigns, the MemoryWriter actor); readers see whole parts only. An index
-that is missing, stale or unreadable is rebuilt from Parquet with a warning.
+One writer per process (in campaigns, the MemoryWriter actor); readers see whole parts only.
+Writers in several processes (two searches sharing a memory) never overwrite each other:
+every part has a name of its own. Should two of them store the same key, the part that
+sorts first keeps it, for every reader. An index that is missing, stale or unreadable is
+rebuilt from Parquet with a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import shutil
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -130,6 +134,7 @@ class MemoryStore:
         self._table: pa.Table | None = None
         self._parts: list[str] = []
         self._rows_by_key: dict[str, int] = {}
+        self._rows = 0  # rows registered, in table order
         self._groups: dict[tuple[str, str], _Group] = {}
         self._load()
 
@@ -139,6 +144,8 @@ class MemoryStore:
         for part in sorted((self.path / "parts").glob("part-*.parquet")):
             try:
                 table = pq.read_table(part, schema=ARROW_SCHEMA)
+            except FileNotFoundError:
+                continue  # another reader set it aside a moment ago
             except (pa.ArrowException, OSError) as err:
                 # Corruption (Arrow's errors, and its OSErrors that carry no errno, e.g.
                 # "Corrupt snappy compressed data") sets the part aside; an OS error with an
@@ -153,17 +160,31 @@ class MemoryStore:
     def _quarantine(self, part: Path, err: Exception) -> None:
         target = self.path / "quarantine" / part.name
         target.parent.mkdir(exist_ok=True)
-        shutil.move(str(part), target)
+        try:
+            shutil.move(str(part), target)
+        except FileNotFoundError:  # another reader moved it first
+            pass
         msg = f"corrupt part {part.name} moved to {target}: {err}"
         self.problems.append(msg)
         log.warning("memory %s: %s", self.path, msg)
 
     def _add_table(self, part_name: str, table: pa.Table) -> None:
         """Register a part's rows: key map and (embedder, space) groups, vectorised because
-        opening a store of a million records must take seconds, not minutes."""
+        opening a store of a million records must take seconds, not minutes. A key already
+        registered (another writer's part stored it too) keeps its first record."""
         import pyarrow.compute as pc
 
-        start = len(self)
+        keys = table.column("key").to_pylist()
+        first = {}
+        for i, key in enumerate(keys):
+            if key not in self._rows_by_key:
+                first.setdefault(key, i)
+        if len(first) < len(keys):
+            table = table.take(pa.array(sorted(first.values()), type=pa.int64()))
+            if not len(table):
+                return
+        start = self._rows
+        self._rows += len(table)
         self._tables.append(table)
         self._table = None
         self._parts.append(part_name)
@@ -225,7 +246,8 @@ class MemoryStore:
         table = records_to_table(fresh)
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
-        name = f"part-{len(self._parts) + len(self.problems):08d}-{hashlib.sha1(fresh[0].key.encode()).hexdigest()[:8]}.parquet"
+        # (a name no other writer can take, whatever it appends: a random id after the sequence)
+        name = f"part-{len(self._parts) + len(self.problems):08d}-{uuid.uuid4().hex[:12]}.parquet"
         atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
         self._add_table(name, table)
         touched = {(r.embedder, r.space_signature) for r in fresh}

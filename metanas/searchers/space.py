@@ -12,7 +12,7 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 
 @dataclass(frozen=True)
@@ -23,21 +23,30 @@ class Categorical:
     def __post_init__(self) -> None:
         if len(self.choices) < 1:
             raise ValueError(f"parameter {self.name!r}: a categorical needs at least one choice")
-        if len(set(map(repr, self.choices))) != len(self.choices):
-            raise ValueError(f"parameter {self.name!r}: choices must be distinct, got {self.choices}")
+        equal = [(a, b) for i, a in enumerate(self.choices) for b in self.choices[i + 1 :] if a == b or repr(a) == repr(b)]
+        if equal:  # (1 and True, or 1 and 1.0, are one value to Python: one-hot and lookups would mix them)
+            raise ValueError(f"parameter {self.name!r}: choices must be distinct values, but {equal[0][0]!r} == {equal[0][1]!r}")
 
     def validate(self, value: Any) -> Any:
         if value not in self.choices:
             raise ValueError(
                 f"parameter {self.name!r}: {value!r} is not one of {list(self.choices)}"
             )
-        return value
+        return self.choices[self.choices.index(value)]  # the choice itself (1.0 given for 1: 1)
 
     def sample(self, rng: random.Random) -> Any:
         return rng.choice(self.choices)
 
     def encode(self, value: Any) -> list[float]:
         return [1.0 if c == value else 0.0 for c in self.choices]
+
+    @property
+    def width(self) -> int:
+        return len(self.choices)
+
+    def decode(self, values: Sequence[float]) -> Any:
+        """The choice whose one-hot entry is largest (the first of equals)."""
+        return self.choices[max(range(len(values)), key=lambda i: values[i])]
 
     def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
         """Values one step away from `value` (for local search): every other choice."""
@@ -53,6 +62,15 @@ class Ordinal(Categorical):
     def encode(self, value: Any) -> list[float]:
         index = self.choices.index(value)
         return [index / (len(self.choices) - 1) if len(self.choices) > 1 else 0.0]
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    def decode(self, values: Sequence[float]) -> Any:
+        """The value nearest the position (clipped to the ends)."""
+        u = min(1.0, max(0.0, float(values[0])))
+        return self.choices[int(round(u * (len(self.choices) - 1)))]
 
     def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
         """The values next to `value` in the order."""
@@ -97,6 +115,14 @@ class _Range:
 
     def encode(self, value: Any) -> list[float]:
         return [_unit(value, self.low, self.high, self.log)]
+
+    @property
+    def width(self) -> int:
+        return 1
+
+    def decode(self, values: Sequence[float]) -> Any:
+        """The number at the position (clipped to the range)."""
+        return self._from_unit(min(1.0, max(0.0, float(values[0]))))
 
     def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
         """Four nearby values: steps of 5% of the range (on the log scale if log) each way,
@@ -200,12 +226,23 @@ class SearchSpace:
     @property
     def encoded_dims(self) -> int:
         """The length of `encode`'s vectors."""
-        return len(self.encode(self.sample(0)))
+        return sum(p.width for p in self.params)
 
     def encode(self, config: dict[str, Any]) -> list[float]:
         """A fixed-length vector: one-hot for categoricals, [0, 1] for numbers."""
         config = self.validate(config)
         return [x for p in self.params for x in p.encode(config[p.name])]
+
+    def decode(self, vector: Sequence[float]) -> dict[str, Any]:
+        """The config a vector of `encode`'s length stands for: `decode(encode(c))` is `c`
+        (numbers to float rounding), and any other vector gives the nearest valid config."""
+        if len(vector) != self.encoded_dims:
+            raise ValueError(f"decode: expected a vector of {self.encoded_dims} numbers, got {len(vector)}")
+        out, i = {}, 0
+        for p in self.params:
+            out[p.name] = p.decode(vector[i : i + p.width])
+            i += p.width
+        return out
 
     @property
     def signature(self) -> str:
