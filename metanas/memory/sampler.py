@@ -18,6 +18,7 @@ collide with another's (two processes proposed at once) proposes again.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -110,7 +111,7 @@ class MemorySampler(BaseSampler):
         """The model's proposal for `trial`, written to the trial before it returns; None
         once TPE takes over."""
         model = self._model()
-        for attempt in range(RETRIES + 1):
+        for attempt in itertools.count():
             configs, scores, pending, _ = self._history(study, trial)
             if self.handed_over:
                 return None
@@ -121,10 +122,10 @@ class MemorySampler(BaseSampler):
                 self.handed_over = True
                 return None
             study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, config_key(proposal.config))
-            if attempt == RETRIES or config_key(proposal.config) not in self._history(study, trial)[3]:
+            collided = config_key(proposal.config) in self._history(study, trial)[3]
+            if not collided or attempt == RETRIES:
                 self.history.append(proposal)
                 return proposal.config
-        return None  # (unreachable: the last attempt returns)
 
     def _history(self, study: Study, trial: FrozenTrial) -> tuple[list, list, list, set[str]]:
         """The study's evaluated configs and scores (maximised; a failed or pruned trial

@@ -9,15 +9,17 @@ instruction sets (ONEDNN_MAX_CPU_ISA: SSE41, AVX, AVX2, AVX512_CORE), 1 and 2 th
 
 - `conv_1x1_stride2_weight_grad`: oneDNN's 1x1 convolution at stride 2 writes outside its
   buffers when it computes the weight's gradient for 2-7 input channels, with AVX2 (every
-  AMD EPYC before Zen 4 runs it) and with AVX-512 on 2 threads: glibc aborts, the process
-  segfaults, or the numbers silently change. Seen on torch 2.13.0, 2.14.1 and 2.15.0.
+  AMD EPYC before Zen 4 runs it) and with AVX-512 on 2 threads: glibc aborts or the
+  process segfaults (and on an AMD EPYC, the numbers changed silently first). Seen on
+  torch 2.13.0, 2.14.1 and 2.15.0.
 - `group_norm_backward_affine_without_input_grad`: the channels-last GroupNorm backward
   writes outside its buffers when the affine weight needs a gradient and the input does
   not (every instruction set). Seen on torch 2.13.0; fixed in 2.14.1.
 
-`REPROS` holds each pattern as a few lines of plain torch, for a test that runs them in a
-subprocess against the installed torch (does it still crash?) and checks that the guard
-catches them before they run.
+`REPROS` holds each pattern as a few lines of plain torch: the guard's own test checks it
+refuses each of them, in the test's process and in a fresh interpreter. Run one without
+the guard (`python -c`, with ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=2 MALLOC_CHECK_=3) to
+see whether an installed torch still has the defect.
 """
 
 from __future__ import annotations
