@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,23 @@ def test_the_networks_route_around_the_unsafe_group_norm_and_strided_1x1_pattern
         assert out.shape[-1] == (size + 1) // 2
         assert torch.allclose(out, reduce.norm(torch.cat([a, b], 1)), atol=1e-5)
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_reduction_cells_write_nothing_outside_their_buffers_under_valgrind():
+    """valgrind's memcheck hides AVX-512 from the process, so oneDNN takes its AVX2 kernels,
+    as on an AMD EPYC: the strided 1x1 kernel wrote outside its buffers here before the fix
+    (valgrind itself then died). About 2 minutes; Debian's valgrind."""
+    proc = subprocess.run(
+        ["valgrind", "-q", "--error-limit=no", sys.executable, "-m", "tests.searchers_tests.speed_equivalence",
+         "--cases", "pass_reduction_two_inputs,adapt_reduction_split"],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=880,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"case"') == 2
+    # (the interpreter's own start-up reads are not torch's: only errors inside torch count)
+    reports = re.split(r"==\d+== *\n", proc.stderr)  # valgrind ends each report with an empty line
+    errors = [r for r in reports if "Invalid write" in r or ("Invalid read" in r and ("dnnl" in r or "at::native" in r))]
+    assert not errors, errors[:3]
