@@ -80,6 +80,15 @@ class MemorySampler(BaseSampler):
         self.history: list[Proposal] = []  # what the model proposed, and why (its task weights)
         self._lock = threading.Lock()  # one proposal at a time (n_jobs threads share the sampler)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]  # (Ray Tune pickles its searcher, sampler included)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _model(self) -> MemoryModel:
         if self.model is None:
             if self.past is None and self.memory is not None:

@@ -115,3 +115,16 @@ def test_reseed_rng_reseeds_the_model_too():
 
     assert proposals(False) == proposals(False)  # seeded: reproducible
     assert proposals(True) != proposals(False)
+
+
+def test_the_sampler_pickles_with_what_it_learned():
+    import pickle
+
+    sampler = MemorySampler(SPACE, past=PAST, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_objective, n_trials=3)
+    copy = pickle.loads(pickle.dumps(sampler))  # (Ray Tune ships its searcher to a worker)
+    assert len(copy.history) == 3 and copy.model is not None
+    study.sampler = copy
+    study.optimize(_objective, n_trials=2)
+    assert _duplicates(study) == 0

@@ -33,11 +33,12 @@ def files(tmp_path):
     ordinary = tmp_path / "ordinary"
     ordinary.mkdir()
     (ordinary / "notes.txt").write_text("not a memory")
-    return {"png": str(png), "dir": str(ordinary), "tmp": str(tmp_path)}
+    return {"png": str(png), "dir": str(ordinary), "tmp": str(tmp_path), "digits": str(REPO / "examples" / "digits.yaml")}
 
 
 CASES = [
-    (["run"], "required: config, --out"),
+    (["run"], "required: config"),
+    (["run", "{digits}"], "run: --out is required (or --check"),
     (["run", "{png}", "--out", "{tmp}/o"], "cannot be read as a campaign file (not a text file)"),
     (["search", "nasbench201/cifar10", "--memory", "{tmp}/m", "--budget", "0"], "--budget: must be >= 1"),
     (["search", "nasbench201/cifar10", "--memory", "{tmp}/m", "--budget", "-1"], "--budget: must be >= 1"),
