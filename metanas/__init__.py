@@ -19,6 +19,7 @@ _EXPORTS = {
     "propose": "metanas.platform.search",
     "explain_search": "metanas.platform.explain_search",
     "MemorySampler": "metanas.memory.sampler",
+    "MemoryCallback": "metanas.memory.callback",
     "SearchFailed": "metanas.searchers.base",
     "SearchInterrupted": "metanas.searchers.base",
     "Learner": "metanas.searchers.darts.learner",

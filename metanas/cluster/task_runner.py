@@ -139,6 +139,7 @@ class TaskRunner:
             searcher="darts",
             campaign_id=c.name,
             created_at=time.time(),
+            space=self.space.search_space.to_spec(),
         )
 
     def meta_test_task(self, task: TestTask, params: dict[str, Params]) -> TestResult:

@@ -8,7 +8,10 @@ cold-TPE searches (same budget and seed) of the OTHER tasks of its table. Method
 - `portfolio_full`: the greedy portfolio (10 configs) built from the other tasks' FULL
   tables, then TPE: what a perfect memory would give;
 - `portfolio`, `metanas_memory`, `metanas_model`: the product's warm-start policies, run
-  exactly as `metanas.search(..., warm_start=...)` runs them.
+  exactly as `metanas.search(..., warm_start=...)` runs them;
+- `optuna_sampler`: what an Optuna user runs: a plain define-by-run study with
+  `MemorySampler` (its default fallback, TPE with Optuna's defaults), the memory the other
+  tasks' studies as `MemoryCallback` stores them.
 Scores are table lookups, so regrets are exact (`metanas.memory.tables`). A task counts as
 worse than TPE only when its mean paired difference over seeds exceeds two standard errors.
 `ceiling` says what copying other tasks' best configs could reach with the full tables
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 
 TABLES = ("nasbench201", "hpobench", "hpolib", "synthetic_0.2", "synthetic_0.5", "synthetic_0.9")
 POLICIES = {"portfolio": "portfolio", "metanas_memory": "memory", "metanas_model": "model"}
-METHODS = ("random", "tpe", "best_of_each", "portfolio_full", *POLICIES)
+METHODS = ("random", "tpe", "best_of_each", "portfolio_full", *POLICIES, "optuna_sampler")
 DEFAULT_METHOD = "metanas_model"  # the policy `metanas.search` uses by default
 CHECKPOINTS = (1, 5, 10, 50)
 SPEARMAN_SAMPLE = 2000  # configs of a held-out table the predictor is scored on
@@ -62,16 +65,47 @@ def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: in
     (see `metanas.platform.search`); returns the scores in the order they were paid for,
     probes first, and the searcher's sampler (the model's, for `model`). `model`: the
     memory's `MemoryModel`, built once for all the policies of one task and seed."""
-    from metanas.memory.sampler import MemorySampler
+    from metanas.memory.sampler import MemorySampler, tuned_tpe
 
     space, objective = task.space, task.objective()
     if policy == "model":
-        sampler = MemorySampler(space, past=memory, seed=seed, model=model)
+        sampler = MemorySampler(space, past=memory, seed=seed, model=model, fallback=tuned_tpe(seed))
         result = OptunaSearcher(seed=seed, sampler=sampler).search(objective, space, budget)
         return [t.score for t in result.evaluated], sampler
     plan = plan_warm_start(policy, space, memory, objective, budget, model=model)
     result = OptunaSearcher(seed=seed).search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
     return [ws.score for ws in plan.told] + [t.score for t in result.evaluated], None
+
+
+def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int) -> list[float]:
+    """The `optuna_sampler` method: the other tasks' cold searches (`others`: name ->
+    result) stored as Optuna studies by `MemoryCallback` in a memory of their own (no
+    surrogate trained on the held-out task is ever at hand), then a define-by-run study of
+    `task` with `MemorySampler(memory=..., task_id=...)`; its scores in trial order."""
+    import shutil
+    import tempfile
+
+    import optuna
+
+    from metanas.memory.callback import MemoryCallback
+    from metanas.memory.sampler import MemorySampler
+    from metanas.searchers.optuna_search import optuna_distributions, suggest
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space, objective = task.space, task.objective()
+    memory = tempfile.mkdtemp(prefix="bench-memory-")
+    try:
+        distributions = optuna_distributions(space)
+        for name, result in others.items():
+            study = optuna.create_study(direction="maximize", study_name=name)
+            study.add_trials([optuna.trial.create_trial(params=t.config, distributions=distributions, value=t.score)
+                              for t in result.evaluated])
+            MemoryCallback(memory, task_id=name)(study, study.trials[-1])
+        study = optuna.create_study(direction="maximize", sampler=MemorySampler(memory=memory, task_id=task.name, seed=seed))
+        study.optimize(lambda trial: objective({p.name: suggest(trial, p) for p in space.params}), n_trials=budget)
+        return [t.value for t in study.trials]
+    finally:
+        shutil.rmtree(memory, ignore_errors=True)
 
 
 def _curve(task: TableTask, scores: list[float]) -> list[float]:
@@ -126,6 +160,7 @@ def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
             if sampler is not None and sampler.model is not None and sampler.model.surrogate is not None:
                 X = sampler.model.encode([dict(zip(space.names, keys[j])) for j in pick])
                 rho.append(spearman(sampler.model.surrogate.predict(X)[0], [t.scores[keys[j]] for j in pick]))
+        curves["optuna_sampler"][t.name] = _curve(t, optuna_study(t, {o.name: cold[o.name] for o in others}, budget, seed))
     return {"table": table, "seed": seed, "tasks": [t.name for t in tasks], "curves": curves, "spearman": rho}
 
 

@@ -8,8 +8,9 @@ Layout of a store directory:
 
 One writer per process (in campaigns, the MemoryWriter actor); readers see whole parts only.
 Writers in several processes (two searches sharing a memory) never overwrite each other:
-every part has a name of its own. Should two of them store the same key, the part that
-sorts first keeps it, for every reader. An index that is missing, stale or unreadable is
+every part has a name of its own. Should two of them store the same key, the record of the
+highest `revision` keeps it (a study's record stored again as it grows replaces the one
+before), and among equal revisions the part that sorts first, for every reader. An index that is missing, stale or unreadable is
 rebuilt from Parquet with a warning.
 """
 
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metanas.memory.records import ARROW_SCHEMA, TaskRecord, records_to_table
+from metanas.memory.records import ARROW_SCHEMA, NewerSchema, TaskRecord, record_from_row, records_to_table, upgrade
 from metanas.searchers.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,10 @@ class MemoryStore:
         self._tables: list[pa.Table] = []
         self._table: pa.Table | None = None
         self._parts: list[str] = []
+        self._part_rows: dict[str, range] = {}  # part -> its rows
         self._rows_by_key: dict[str, int] = {}
+        self._revisions: dict[str, int] = {}  # key -> the revision its live record has
+        self._replaced: set[int] = set()  # rows a higher revision of their key replaced
         self._rows = 0  # rows registered, in table order
         self._groups: dict[tuple[str, str], _Group] = {}
         self._load()
@@ -143,10 +147,12 @@ class MemoryStore:
     def _load(self) -> None:
         for part in sorted((self.path / "parts").glob("part-*.parquet")):
             try:
-                table = pq.read_table(part, schema=ARROW_SCHEMA)
+                table = upgrade(pq.read_table(part))  # (a part of an earlier schema version: read as this one)
             except FileNotFoundError:
                 continue  # another reader set it aside a moment ago
-            except (pa.ArrowException, OSError) as err:
+            except NewerSchema as err:
+                raise ValueError(f"memory part {part}: {err}") from None
+            except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as err:
                 # Corruption (Arrow's errors, and its OSErrors that carry no errno, e.g.
                 # "Corrupt snappy compressed data") sets the part aside; an OS error with an
                 # errno (permissions, too many open files) is not the data's fault: raised.
@@ -155,6 +161,8 @@ class MemoryStore:
                 self._quarantine(part, err)
                 continue
             self._add_table(part.name, table)
+        for group in self._groups.values():  # (an index holds live records only)
+            group.rows = self._live(group.rows)
         self._load_indexes()
 
     def _quarantine(self, part: Path, err: Exception) -> None:
@@ -175,12 +183,14 @@ class MemoryStore:
         import pyarrow.compute as pc
 
         keys = table.column("key").to_pylist()
-        first = {}
-        for i, key in enumerate(keys):
-            if key not in self._rows_by_key:
-                first.setdefault(key, i)
-        if len(first) < len(keys):
-            table = table.take(pa.array(sorted(first.values()), type=pa.int64()))
+        revisions = [r or 0 for r in table.column("revision").to_pylist()]
+        keep: dict[str, int] = {}  # key -> the row of this table that stores it
+        for i, (key, revision) in enumerate(zip(keys, revisions)):
+            best = revisions[keep[key]] if key in keep else self._revisions.get(key, -1)
+            if revision > best:
+                keep[key] = i
+        if len(keep) < len(keys):
+            table = table.take(pa.array(sorted(keep.values()), type=pa.int64()))
             if not len(table):
                 return
         start = self._rows
@@ -188,8 +198,14 @@ class MemoryStore:
         self._tables.append(table)
         self._table = None
         self._parts.append(part_name)
+        self._part_rows[part_name] = range(start, self._rows)
         keys = table.column("key").to_pylist()
-        self._rows_by_key.update(zip(keys, range(start, start + len(keys))))
+        revisions = [r or 0 for r in table.column("revision").to_pylist()]
+        for row, (key, revision) in enumerate(zip(keys, revisions), start):
+            if key in self._rows_by_key:
+                self._replaced.add(self._rows_by_key[key])
+            self._rows_by_key[key] = row
+            self._revisions[key] = revision
         pairs = pc.binary_join_element_wise(table.column("embedder"), table.column("space_signature"), "\0")
         encoded = pc.dictionary_encode(pairs).combine_chunks()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -235,8 +251,8 @@ class MemoryStore:
         for r in records:
             if not isinstance(r, TaskRecord):
                 raise TypeError(f"append takes TaskRecord objects, got {type(r).__name__}")
-            if r.key in self._rows_by_key or r.key in seen:
-                continue
+            if r.key in seen or self._revisions.get(r.key, -1) >= r.revision:
+                continue  # (stored already, at this revision or a later one)
             seen.add(r.key)
             fresh.append(r)
         if not fresh:
@@ -250,6 +266,7 @@ class MemoryStore:
         name = f"part-{len(self._parts) + len(self.problems):08d}-{uuid.uuid4().hex[:12]}.parquet"
         atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
         self._add_table(name, table)
+        self._remove_replaced_parts()
         touched = {(r.embedder, r.space_signature) for r in fresh}
         for key in touched:
             group = self._groups[key]
@@ -260,6 +277,32 @@ class MemoryStore:
         # append would dominate) when save_index() is called, else rebuilt on next open.
         self.save_index([k for k in touched if len(self._groups[k].rows) <= PERSIST_EVERY_APPEND])
         return len(fresh)
+
+    def _remove_replaced_parts(self) -> None:
+        """Delete the parts whose every record a later revision replaced (a study's record
+        stored after every trial keeps one part, not one per trial). A reader that listed
+        a part before it went skips it; one that read it sees the earlier revision."""
+        for name, rows in list(self._part_rows.items()):
+            if rows and all(r in self._replaced for r in rows):
+                (self.path / "parts" / name).unlink(missing_ok=True)
+                del self._part_rows[name]
+
+    def compact(self) -> int:
+        """Rewrite the live records as one part of the current schema version and delete
+        the parts they came from (replaced records and earlier versions go); returns the
+        number of parts removed. Parts another writer adds meanwhile are kept."""
+        old = [name for name in self._parts if (self.path / "parts" / name).exists()]
+        table = self.live_table()
+        if not old:
+            return 0
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        name = f"part-{0:08d}-{uuid.uuid4().hex[:12]}.parquet"  # (sorts first: a reader between the two steps keeps these)
+        atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
+        for part in old:
+            (self.path / "parts" / part).unlink(missing_ok=True)
+        self.__init__(self.path, self.exact_threshold, self.nprobe, self.recall_target)  # (reload: one part now)
+        return len(old)
 
     def _check_dims(self, records: Sequence[TaskRecord]) -> None:
         """All embeddings of one (embedder, space) group share one dimension, checked before
@@ -372,13 +415,7 @@ class MemoryStore:
     def _records_at(self, rows: Sequence[int]) -> list[TaskRecord]:
         if not rows:
             return []
-        out = []
-        for d in self.table.take(pa.array(rows)).to_pylist():
-            d["embedding"] = np.asarray(d["embedding"], dtype=np.float32)
-            d["best_config"] = json.loads(d["best_config"])
-            d["trials"] = json.loads(d["trials"])
-            out.append(TaskRecord(**d))
-        return out
+        return [record_from_row(d) for d in self.table.take(pa.array(rows)).to_pylist()]
 
     def nearest(
         self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
@@ -411,7 +448,7 @@ class MemoryStore:
                 sims, ids = group.index.search(_normalise(query), fetch)
             finally:
                 faiss.omp_set_num_threads(threads)
-            hits = [(int(group.rows[i]), float(sim)) for sim, i in zip(sims[0], ids[0]) if i >= 0]
+            hits = [(int(group.rows[i]), float(sim)) for sim, i in zip(sims[0], ids[0]) if i >= 0 and int(group.rows[i]) not in self._replaced]
             if family is not None:
                 families = self.table.column("family").take(pa.array([row for row, _ in hits], type=pa.int64())).to_pylist()
                 hits = [h for h, fam in zip(hits, families) if fam == family]
@@ -423,23 +460,60 @@ class MemoryStore:
         records = self._records_at([row for row, _ in hits])
         return [(r, sim) for r, (_, sim) in zip(records, hits)]
 
-    def records(
-        self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None,
-        exclude_task: str | None = None, newest: int | None = None,
-    ) -> list[TaskRecord]:
-        """Every record matching all the given filters (and not of `exclude_task`), or only
-        the `newest` of them, oldest first. The filtering runs in Arrow, so only the
-        records returned are ever turned into Python objects (a million-record memory)."""
+    def _rows_where(self, space_signature: str | Sequence[str] | None = None, family: str | None = None,
+                    embedder: str | None = None, exclude_task: str | None = None) -> np.ndarray:
+        """The rows matching every given filter, in Arrow (a million-record memory).
+        `space_signature`: one signature or several."""
         import pyarrow.compute as pc
 
         t = self.table
         mask = None
         for column, value, keep in (("space_signature", space_signature, True), ("family", family, True),
                                     ("embedder", embedder, True), ("task_id", exclude_task, False)):
-            if value:
+            if value is None or value == "":
+                continue
+            if isinstance(value, str):
                 m = pc.equal(t.column(column), value) if keep else pc.not_equal(t.column(column), value)
-                mask = m if mask is None else pc.and_(mask, m)
+            else:
+                m = pc.is_in(t.column(column), value_set=pa.array(list(value), type=pa.string()))
+            mask = m if mask is None else pc.and_(mask, m)
         rows = np.arange(len(t)) if mask is None else np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        return self._live(rows)
+
+    def _live(self, rows: np.ndarray) -> np.ndarray:
+        """`rows` without those a higher revision of their key replaced."""
+        if not self._replaced:
+            return rows
+        return rows[~np.isin(rows, np.fromiter(self._replaced, dtype=np.int64, count=len(self._replaced)))]
+
+    def spaces(self, family: str | None = None, exclude_task: str | None = None) -> list[tuple[str, list | None, int]]:
+        """The spaces the records (of `family`, not of `exclude_task`) were made in: each
+        signature with its parameters (`SearchSpace.to_spec`; None for records written
+        before the memory kept them) and how many records it has, most first."""
+        import pyarrow.compute as pc
+
+        from metanas.memory.records import param_spec_of
+
+        rows = self._rows_where(family=family, exclude_task=exclude_task)
+        taken = self.table.select(["space_signature", "space"]).take(pa.array(rows, type=pa.int64()))
+        out = []
+        for row in taken.group_by("space_signature").aggregate([("space_signature", "count")]).to_pylist():
+            signature = row["space_signature"]
+            known = pc.and_(pc.equal(taken.column("space_signature"), signature), pc.is_valid(taken.column("space")))
+            first = np.flatnonzero(known.to_numpy(zero_copy_only=False))[:1]
+            spec = [param_spec_of(p) for p in taken.column("space")[int(first[0])].as_py()] if len(first) else None
+            out.append((signature, spec, row["space_signature_count"]))
+        return sorted(out, key=lambda x: -x[2])
+
+    def records(
+        self, space_signature: str | Sequence[str] | None = None, family: str | None = None, embedder: str | None = None,
+        exclude_task: str | None = None, newest: int | None = None,
+    ) -> list[TaskRecord]:
+        """Every record matching all the given filters (and not of `exclude_task`), or only
+        the `newest` of them, oldest first. `space_signature`: one or several. The filtering
+        runs in Arrow, so only the records returned are ever turned into Python objects."""
+        t = self.table
+        rows = self._rows_where(space_signature, family, embedder, exclude_task)
         if newest is not None:  # oldest first, the last `newest` of them
             rows = rows[np.argsort(t.column("created_at").to_numpy()[rows], kind="stable")][-newest:]
         return self._records_at(rows.tolist())
@@ -447,8 +521,12 @@ class MemoryStore:
     def get(self, key: str) -> TaskRecord:
         return self._records_at([self._rows_by_key[key]])[0]
 
+    def live_table(self) -> pa.Table:
+        """The records as one Arrow table (without those a later revision replaced)."""
+        return self.table if not self._replaced else self.table.take(pa.array(self._live(np.arange(len(self.table)))))
+
     def stats(self) -> dict:
-        t = self.table
+        t = self.live_table()
         return {
             "records": len(self),
             "parts": len(self._parts),
@@ -462,5 +540,5 @@ class MemoryStore:
 
     def export(self, path: str | Path) -> None:
         buf = io.BytesIO()
-        pq.write_table(self.table, buf)
+        pq.write_table(self.live_table(), buf)
         atomic_write_bytes(path, buf.getvalue())

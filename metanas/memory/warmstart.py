@@ -49,15 +49,41 @@ class WarmStartPlan:
         return self.told + self.queued
 
 
+def holds(stored: SearchSpace, space: SearchSpace) -> bool:
+    """Whether a stored space has every parameter of `space`, defined the same way."""
+    return all(p.name in stored.names and stored[p.name] == p for p in space.params)
+
+
+def matching_signatures(store: Any, space: SearchSpace, family: str | None = None, exclude_task: str | None = None) -> list[str]:
+    """The signatures of the stored spaces whose records a search of `space` learns from:
+    its own, and every space that holds its parameters (their trials seen through `space`)."""
+    out = [space.signature]
+    for signature, spec, _ in store.spaces(family, exclude_task):
+        if signature != space.signature and spec is not None and holds(SearchSpace.from_spec(spec), space):
+            out.append(signature)
+    return out
+
+
+def projected(trials: Sequence[dict[str, Any]], space: SearchSpace) -> list[dict[str, Any]]:
+    """Stored trials as configs of `space` (the parameters it has; a trial without one of
+    them is left out)."""
+    names = space.names
+    return [{**t, "config": {n: t["config"][n] for n in names}} for t in trials if all(n in t["config"] for n in names)]
+
+
 def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task: str, with_embeddings: bool = False) -> list[PastTask]:
-    """The newest `MAX_PAST_TASKS` records of `space` (and `family`, if given) in `store`,
-    other than `exclude_task`'s own. `with_embeddings`: each with its embedding, when it
-    is of the embedder most of them share (embeddings of two embedders do not compare)."""
-    records = store.records(space_signature=space.signature, family=family, exclude_task=exclude_task, newest=MAX_PAST_TASKS)
+    """The newest `MAX_PAST_TASKS` records of `space`, or of a space that holds its
+    parameters (and of `family`, if given), in `store`, other than `exclude_task`'s own.
+    `with_embeddings`: each with its embedding, when it is of the embedder most of them
+    share (embeddings of two embedders do not compare)."""
+    signatures = matching_signatures(store, space, family, exclude_task)
+    records = store.records(space_signature=signatures, family=family, exclude_task=exclude_task, newest=MAX_PAST_TASKS)
+    trials = [r.trials if r.space_signature == space.signature else projected(r.trials, space) for r in records]
     if not with_embeddings or not records:
-        return [PastTask(r.task_id, r.trials) for r in records]
+        return [PastTask(r.task_id, t) for r, t in zip(records, trials)]
     common = Counter(r.embedder for r in records).most_common(1)[0][0]
-    return [PastTask(r.task_id, r.trials, embedding=r.embedding if r.embedder == common else None, embedder=common) for r in records]
+    return [PastTask(r.task_id, t, embedding=r.embedding if r.embedder == common else None, embedder=common)
+            for r, t in zip(records, trials)]
 
 
 def memory_model(store: Any, space: SearchSpace, warm_start: str, family: str | None, task_id: str, seed: int, k: int,

@@ -23,6 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     query.add_argument("dir", type=Path, help="the memory directory")
     query.add_argument("key", help="the record whose embedding is the query")
     query.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
+    compact = msub.add_parser("compact", help="rewrite every record in one part of the current schema (replaced records go)")
+    compact.add_argument("dir", type=Path, help="the memory directory")
     export = msub.add_parser("export", help="write every record to one Parquet file")
     export.add_argument("dir", type=Path, help="the memory directory")
     export.add_argument("out", type=Path, help="the Parquet file to write (must not exist)")
@@ -51,6 +53,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bm.add_argument("--data", choices=["clustered", "overlapping", "hard"], default="clustered",
                     help="embeddings: families far apart, overlapping, or overlapping more (hard); default clustered")
     bm.add_argument("--json", action="store_true", help="print only the JSON result")
+    bs = bench_sub.add_parser("sampler", help="MemorySampler's cost per trial against Optuna's TPE, side by side")
+    bs.add_argument("--tasks", type=int, default=64, help="past studies in the memory (default 64)")
+    bs.add_argument("--trials", type=int, default=50, help="trials per study (default 50; more than 20)")
+    bs.add_argument("--repeats", type=int, default=3, help="studies each way (default 3)")
+    bs.add_argument("--json", action="store_true", help="print only the JSON result")
 
 
 def _open(path: Path):
@@ -93,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             for hit, sim in store.nearest(r.embedding, args.k + 1, r.space_signature, r.embedder):
                 if hit.key != r.key:
                     print(f"{sim:.4f}\t{hit.key}\t{hit.family}\t{hit.best_score:.4f}")
+        elif args.memory_command == "compact":
+            removed = store.compact()
+            print(f"{len(store)} records in one part ({removed} parts before)")
         elif args.memory_command == "export":
             if args.out.exists():
                 raise ConfigError(f"{str(args.out)!r} already exists; name a new file")
@@ -105,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
         return _search(args)
     if args.command == "predict":
         return _predict(args)
+    if args.command == "bench" and args.bench == "sampler":
+        from metanas.memory.bench_sampler import bench_sampler
+
+        if args.tasks < 1 or args.trials <= 20 or args.repeats < 1:
+            raise ConfigError(f"--tasks >= 1, --trials > 20 and --repeats >= 1, got {args.tasks}, {args.trials}, {args.repeats}")
+        result = bench_sampler(args.tasks, args.trials, args.repeats)
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0
     if args.command == "bench" and args.bench == "memory":
         from metanas.memory.bench_memory import bench_memory
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
 from metanas.memory.records import PastTask
+from metanas.memory.sampler import top_tasks
 from metanas.memory.warmstart import POLICIES, memory_model, past_tasks, plan_warm_start
 from metanas.searchers.base import Objective, SearchInterrupted, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
@@ -143,9 +144,9 @@ def search(
 
     options: dict[str, Any] = {"storage": storage, "study_name": task_id} if storage is not None else {}
     if warm_start == "model":
-        from metanas.memory.sampler import MemorySampler
+        from metanas.memory.sampler import MemorySampler, tuned_tpe
 
-        options["sampler"] = MemorySampler(space, seed=seed, model=model)
+        options["sampler"] = MemorySampler(space, seed=seed, model=model, fallback=tuned_tpe(seed))
     key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}"
     try:
         result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
@@ -186,7 +187,7 @@ def _remember(store: Any, key: str, task_id: str, family: str, space: SearchSpac
     record = TaskRecord(
         key=key, task_id=task_id, family=family, embedder=name, embedding=vector, space_signature=space.signature,
         best_config=best.config, best_score=best.score, trials=dicts, searcher=searcher, campaign_id=campaign_id,
-        created_at=time.time(),
+        created_at=time.time(), space=space.to_spec(),
     )
     if not store.append([record]):  # (idempotent: a retried search never duplicates a record)
         log.warning("the memory already holds %r (the same search, same budget and seed): not added again", key)
@@ -295,20 +296,12 @@ def _multi_objective(
     return result
 
 
-TOP_TASKS = 5  # stored tasks named in each evaluation's `why`
-
-
-def _top(weights: dict[str, float]) -> dict[str, float]:
-    best = sorted(((w, t) for t, w in weights.items() if w > 0), reverse=True)[:TOP_TASKS]
-    return {t: round(float(w), 4) for w, t in best}
-
-
 def explained(trials: list[Trial], policy: str, searcher: str, plan: Any, sampler: Any) -> list[Trial]:
     """Each evaluated trial with its `why`: the probe, warm start or model proposal it was,
     and the stored tasks behind it with their weights (`metanas explain` draws them)."""
     proposals = list(getattr(sampler, "history", []))
     task_ids = [t.task_id for t in sampler.model.tasks] if sampler is not None and sampler.model is not None else []
-    similarity = _top(plan.similarity)
+    similarity = top_tasks(plan.similarity)
     out, proposed = [], 0
     for t in trials:
         if t.source == "probe":
@@ -319,7 +312,7 @@ def explained(trials: list[Trial], policy: str, searcher: str, plan: Any, sample
             p = proposals[proposed]
             proposed += 1
             why = {"source": f"memory model ({p.source})", "evaluations_before": sum(o.source != "known" for o in out),
-                   "tasks": _top(dict(zip(task_ids, p.weights.tolist())))}
+                   "tasks": top_tasks(dict(zip(task_ids, p.weights.tolist())))}
         else:
             why = {"source": "tpe" if policy == "model" else searcher}
         out.append(replace(t, why=why))

@@ -9,33 +9,48 @@ import logging
 from typing import Any, Sequence
 
 from metanas.searchers.base import FAILED_SCORE, Objective, Searcher, Trial, WarmStart
-from metanas.searchers.space import Categorical, Int, Param, SearchSpace
+from metanas.searchers.space import Categorical, Float, Int, Param, SearchSpace, choices_param
 
 log = logging.getLogger(__name__)
+
+
+def to_optuna(p: Param) -> Any:
+    """One parameter as Optuna's distribution (an Ordinal is a categorical to Optuna)."""
+    import optuna.distributions as od
+
+    if isinstance(p, Categorical):
+        return od.CategoricalDistribution(list(p.choices))
+    if isinstance(p, Int):
+        return od.IntDistribution(p.low, p.high, log=p.log, step=p.step or 1)
+    return od.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+
+
+def from_optuna(name: str, distribution: Any) -> Param:
+    """Optuna's distribution as a metanas parameter; ValueError for one it cannot hold.
+    Choices that are more than two numbers in increasing order are a grid (`Ordinal`)."""
+    import optuna.distributions as od
+
+    if isinstance(distribution, od.CategoricalDistribution):
+        return choices_param(name, distribution.choices)
+    if isinstance(distribution, od.IntDistribution):
+        return Int(name, int(distribution.low), int(distribution.high), distribution.log, int(distribution.step))
+    if isinstance(distribution, od.FloatDistribution):
+        return Float(name, float(distribution.low), float(distribution.high), distribution.log, distribution.step)
+    raise ValueError(f"parameter {name!r}: no metanas parameter for {type(distribution).__name__}")
 
 
 def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
     """The space in Optuna's terms, one distribution per parameter (also what Ray Tune's
     OptunaSearch takes)."""
-    import optuna.distributions as od
-
-    out: dict[str, Any] = {}
-    for p in space.params:
-        if isinstance(p, Categorical):
-            out[p.name] = od.CategoricalDistribution(list(p.choices))
-        elif isinstance(p, Int):
-            out[p.name] = od.IntDistribution(p.low, p.high, log=p.log)
-        else:
-            out[p.name] = od.FloatDistribution(p.low, p.high, log=p.log)
-    return out
+    return {p.name: to_optuna(p) for p in space.params}
 
 
 def suggest(trial, p: Param):
     if isinstance(p, Categorical):
         return trial.suggest_categorical(p.name, list(p.choices))
     if isinstance(p, Int):
-        return trial.suggest_int(p.name, p.low, p.high, log=p.log)
-    return trial.suggest_float(p.name, p.low, p.high, log=p.log)
+        return trial.suggest_int(p.name, p.low, p.high, log=p.log, step=p.step or 1)
+    return trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
 
 
 class OptunaSearcher(Searcher):

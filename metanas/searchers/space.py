@@ -80,12 +80,14 @@ class Ordinal(Categorical):
 
 @dataclass(frozen=True)
 class _Range:
-    """A numeric range [low, high], optionally sampled and encoded on a log scale."""
+    """A numeric range [low, high], optionally sampled and encoded on a log scale, or a
+    grid low, low + step, ... (`step`, as Optuna's; `high` is then the last grid point)."""
 
     name: str
     low: float
     high: float
     log: bool = False
+    step: float | None = None
 
     kind = "a number"
 
@@ -94,6 +96,13 @@ class _Range:
             raise ValueError(f"parameter {self.name!r}: low {self.low} > high {self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"parameter {self.name!r}: a log-scaled range needs low > 0")
+        if self.step is not None:
+            if isinstance(self.step, bool) or not isinstance(self.step, (int, float)) or not self.step > 0:
+                raise ValueError(f"parameter {self.name!r}: step must be a positive number, got {self.step!r}")
+            if self.log:
+                raise ValueError(f"parameter {self.name!r}: a range is either log-scaled or stepped, not both")
+            last = self.low + math.floor((self.high - self.low) / self.step + 1e-9) * self.step
+            object.__setattr__(self, "high", self._cast(last))  # (as Optuna does: the last grid point)
 
     def _is_valid_number(self, value: Any) -> bool:
         return not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
@@ -103,12 +112,27 @@ class _Range:
             raise ValueError(f"parameter {self.name!r}: expected {self.kind}, got {value!r}")
         if not self.low <= value <= self.high:
             raise ValueError(f"parameter {self.name!r}: {value} is outside [{self.low}, {self.high}]")
+        if self.step is not None:
+            k = (value - self.low) / self.step
+            if abs(k - round(k)) > 1e-6:
+                raise ValueError(f"parameter {self.name!r}: {value} is not on the grid {self.low} + k * {self.step}")
+            return self._on_grid(round(k))
         return self._cast(value)
 
     def _cast(self, value: Any) -> Any:
         return float(value)
 
+    def _on_grid(self, k: int) -> Any:
+        """The k-th grid point (one arithmetic for every caller: equal points compare equal)."""
+        return self._cast(self._inside(self.low + k * self.step))
+
+    @property
+    def _points(self) -> int:
+        return int(round((self.high - self.low) / self.step)) + 1
+
     def sample(self, rng: random.Random) -> Any:
+        if self.step is not None:
+            return self._on_grid(rng.randrange(self._points))
         if self.log:
             return self._from_unit(rng.random())
         return self._cast(self._inside(rng.uniform(self.low, self.high)))
@@ -125,15 +149,18 @@ class _Range:
         return self._from_unit(min(1.0, max(0.0, float(values[0]))))
 
     def neighbours(self, value: Any, rng: random.Random) -> list[Any]:
-        """Four nearby values: steps of 5% of the range (on the log scale if log) each way,
-        and two random ones within 20%."""
+        """Four nearby values: steps of 5% of the range (on the log scale if log; at least
+        one grid step) each way, and two random ones within 20%."""
         u = _unit(value, self.low, self.high, self.log)
-        steps = [-0.05, 0.05, rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)]
+        small = 0.05 if self.step is None else max(0.05, 1.0 / max(1, self._points - 1))
+        steps = [-small, small, rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)]
         out = {self._from_unit(min(1.0, max(0.0, u + d))) for d in steps}
         out.discard(value)
         return sorted(out)
 
     def _from_unit(self, u: float) -> Any:
+        if self.step is not None:
+            return self._on_grid(round(u * (self._points - 1)))
         if self.log:
             return self._cast(self._inside(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))))
         return self._cast(self._inside(self.low + u * (self.high - self.low)))
@@ -151,6 +178,13 @@ class Int(_Range):
 
     kind = "an integer"
 
+    def __post_init__(self) -> None:
+        if type(self.step) is int and self.step == 1:
+            object.__setattr__(self, "step", None)  # (step 1 is every integer: the plain range)
+        elif self.step is not None and type(self.step) is not int:
+            raise ValueError(f"parameter {self.name!r}: an integer step must be a positive integer, got {self.step!r}")
+        super().__post_init__()
+
     def _is_valid_number(self, value: Any) -> bool:
         return super()._is_valid_number(value) and int(value) == value
 
@@ -158,7 +192,7 @@ class Int(_Range):
         return int(round(value))
 
     def sample(self, rng: random.Random) -> int:
-        return super().sample(rng) if self.log else rng.randint(self.low, self.high)
+        return super().sample(rng) if self.log or self.step else rng.randint(self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -168,6 +202,15 @@ class Float(_Range):
 
 
 Param = Union[Categorical, Int, Float]  # (an Ordinal is a Categorical)
+
+
+def choices_param(name: str, values: Sequence[Any]) -> Categorical:
+    """A list of choices as a parameter: more than two numbers in increasing order are a grid
+    (learning rates, widths: an `Ordinal`, encoded by position), anything else labels."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numeric and len(values) > 2 and list(values) == sorted(values):
+        return Ordinal(name, tuple(values))
+    return Categorical(name, tuple(values))
 
 
 def _unit(value: float, low: float, high: float, log: bool) -> float:
@@ -213,6 +256,14 @@ class SearchSpace:
             raise ValueError(f"config has unknown parameters {unknown} for space {self.name!r}")
         return {p.name: p.validate(config[p.name]) for p in self.params}
 
+    def config_from(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """This space's parameters of `params` (which may have more) as a valid config, or
+        None when one is missing or invalid."""
+        try:
+            return self.validate({n: params[n] for n in self.names})
+        except (KeyError, ValueError, TypeError):
+            return None
+
     def sample(self, rng: random.Random | int | None = None) -> dict[str, Any]:
         rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         return {p.name: p.sample(rng) for p in self.params}
@@ -247,8 +298,22 @@ class SearchSpace:
     @property
     def signature(self) -> str:
         """Stable hash of the parameter definitions (not of the space's display name)."""
-        spec = [[type(p).__name__, *(_jsonable(v) for v in vars(p).values())] for p in self.params]
+        spec = [[type(p).__name__, *(_jsonable(v) for k, v in vars(p).items() if not (k == "step" and v is None))]
+                for p in self.params]  # (a range without a step hashes as before steps existed)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_spec(self) -> list[dict[str, Any]]:
+        """The space as JSON-ready data (what a memory record keeps of it)."""
+        return [param_spec(p) for p in self.params]
+
+    @classmethod
+    def from_spec(cls, spec: Sequence[dict[str, Any]], name: str = "space") -> "SearchSpace":
+        return cls(tuple(param_from_spec(d) for d in spec), name)
+
+    def project(self, names: Sequence[str]) -> "SearchSpace":
+        """The space of these parameters only, in this space's order."""
+        keep = set(names)
+        return SearchSpace(tuple(p for p in self.params if p.name in keep), self.name)
 
 
 def _jsonable(value: Any) -> Any:
@@ -261,3 +326,24 @@ def config_key(config: dict[str, Any]) -> str:
     """One hashable identity per config, used wherever configs are deduplicated or matched
     (warm starts, stored trials), so two places never disagree on what 'the same' means."""
     return json.dumps(config, sort_keys=True, default=str)
+
+
+_KINDS = {"categorical": Categorical, "ordinal": Ordinal, "int": Int, "float": Float}
+
+
+def param_spec(p: Param) -> dict[str, Any]:
+    """One parameter as JSON-ready data: its kind and its definition."""
+    kind = next(k for k, cls in _KINDS.items() if type(p) is cls)
+    if isinstance(p, Categorical):
+        return {"kind": kind, "name": p.name, "choices": list(p.choices)}
+    out = {"kind": kind, "name": p.name, "low": p.low, "high": p.high, "log": p.log}
+    return out if p.step is None else {**out, "step": p.step}
+
+
+def param_from_spec(d: dict[str, Any]) -> Param:
+    cls = _KINDS.get(d.get("kind"))
+    if cls is None:
+        raise ValueError(f"parameter spec: unknown kind {d.get('kind')!r}")
+    if issubclass(cls, Categorical):
+        return cls(d["name"], tuple(d["choices"]))
+    return cls(d["name"], d["low"], d["high"], bool(d.get("log", False)), d.get("step"))

@@ -82,3 +82,20 @@ def test_multi_objective_bench_schema_and_exact_fronts():
     assert result["default_method"] == "metanas_pareto" and set(methods) == set(MO_METHODS)
     for row in methods.values():
         assert 0.0 <= row["hv_regret@10"] <= row["hv_regret@1"] <= 1.0
+
+
+def test_the_optuna_user_gets_what_metanas_search_gets():
+    """Issue 28: a define-by-run study with MemorySampler, its memory written by
+    MemoryCallback, evaluates what `metanas.search`'s model policy evaluates (same curves)."""
+    result = bench_warmstart(budget=24, seeds=1, tables=("synthetic_0.9",), progress=False, workers=1)
+    methods = result["benchmarks"]["synthetic_0.9"]["methods"]
+    assert methods["optuna_sampler"] == methods["metanas_model"]
+    assert methods["optuna_sampler"]["regret@10"] < methods["tpe"]["regret@10"]
+
+
+def test_the_sampler_bench_measures_both_phases():
+    from metanas.memory.bench_sampler import bench_sampler
+
+    result = bench_sampler(tasks=3, trials=22, repeats=1)
+    assert result["model_proposals"] == 20  # the model chose every trial before the hand-over
+    assert result["model_phase_median_ms"] > 0 and result["after_handover_vs_tpe"] > 0

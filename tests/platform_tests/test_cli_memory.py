@@ -35,6 +35,11 @@ def test_search_then_inspect_the_memory(tmp_path, capsys):
     assert (tmp_path / "all.parquet").stat().st_size > 0
     capsys.readouterr()
 
+    assert main(["memory", "compact", str(mem)]) == 0
+    assert capsys.readouterr().out.strip() == "3 records in one part (3 parts before)"
+    assert len(list((mem / "parts").glob("*.parquet"))) == 1
+    assert main(["memory", "show", str(mem), keys[1]]) == 0 and json.loads(capsys.readouterr().out) == shown
+
     assert main(["predict", "hpobench/segment", "--memory", str(mem), "-n", "3", "--json"]) == 0
     proposals = json.loads(capsys.readouterr().out)["proposals"]
     assert len(proposals) == 3 and all(0 <= p["predicted"] <= 1 and p["regret"] >= 0 for p in proposals)

@@ -26,7 +26,8 @@ REPO_PATH = re.compile(r"(?<![\w/.])((?:examples|docs|scripts|metanas|tests)/[\w
 def test_the_readme_has_commands_and_snippets_to_check():
     assert len(COMMANDS) >= 10
     # each snippet has its test below: a new one needs one too
-    assert len(SNIPPETS) == 2 and all(("metanas.search(" in s) != ("metanas.load(" in s) for s in SNIPPETS)
+    kinds = sorted(("metanas.search(" in s, "metanas.load(" in s, "MemoryCallback(" in s, "duckdb.sql(" in s) for s in SNIPPETS)
+    assert kinds == [(False, False, False, True), (False, False, True, False), (False, True, False, False), (True, False, False, False)]
 
 
 def test_every_file_a_readme_command_names_exists():
@@ -58,7 +59,7 @@ def test_the_packaged_demo_is_the_examples_digits_file():
 
 
 def _run_snippet(source: str, namespace: dict) -> None:
-    tiny = re.sub(r"budget=\d+", "budget=8", source)
+    tiny = re.sub(r"(budget|n_trials)=\d+", r"\1=8", source)
     exec(compile(tiny, "README.md snippet", "exec"), namespace)
 
 
@@ -69,13 +70,31 @@ def test_the_search_snippet_runs_as_written(tmp_path, monkeypatch):
     _run_snippet(snippet, namespace)
     assert len(namespace["result"].evaluated) == 8
     assert (tmp_path / "mem").is_dir()
+
+
+def test_the_optuna_snippet_runs_as_written_after_the_search_snippet(tmp_path, monkeypatch):
+    """The study reads the record the search snippet left, and writes its own back."""
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    _run_snippet(next(s for s in SNIPPETS if "metanas.search(" in s), namespace)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _run_snippet(next(s for s in SNIPPETS if "MemoryCallback(" in s), namespace)
     study = namespace["study"]
-    study.optimize(lambda trial: namespace["my_objective"]({
-        "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
-        "width": trial.suggest_int("width", 16, 512),
-        "act": trial.suggest_categorical("act", ["relu", "gelu"]),
-    }), n_trials=3)
-    assert len(study.trials) == 3
+    assert len(study.trials) == 8
+    assert study.trials[0].system_attrs["metanas:why"] == {"source": "memory model (portfolio)", "tasks": {"dataset-17": 1.0}}
+    assert any("drop (the memory does not know it)" in str(w.message) for w in caught)
+    from metanas.memory.store import MemoryStore
+
+    assert sorted(r.task_id for r in MemoryStore(tmp_path / "mem").records()) == ["dataset-17", "dataset-18"]
+
+    _run_snippet(next(s for s in SNIPPETS if "duckdb.sql(" in s), namespace)  # the query, over that memory
+    rows = namespace["best"].fetchall()
+    assert {r[0] for r in rows} == {"dataset-17", "dataset-18"} and len(rows) == 16  # 8 trials each: all of them
+    scores = [r[2] for r in rows if r[0] == "dataset-18"]
+    assert scores == sorted(scores, reverse=True) and scores[0] == study.best_value
 
 
 @pytest.mark.timeout(300)
