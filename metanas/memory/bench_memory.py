@@ -108,7 +108,7 @@ def bench_memory(
         # search (untimed) and updated when 10% of a search's tasks are new to it: those
         # updates are counted, and timed with the rest.
         t = time.perf_counter()
-        memory_model(store, SPACE, "model", None, "new", 0, 5, None)
+        memory_model(store, SPACE, None, "new", 0, None)
         train_s = time.perf_counter() - t
         weights = next(Path(path, "models").glob("*.safetensors"))
         plans: dict[str, list[float]] = {"newest": [], "nearest": []}
@@ -119,7 +119,7 @@ def bench_memory(
                 given = ("bench", near) if kind == "nearest" else None
                 stamp = weights.stat().st_mtime_ns
                 t = time.perf_counter()
-                _, model = memory_model(store, SPACE, "model", None, f"new{i}", i, 5, given)
+                _, model = memory_model(store, SPACE, None, f"new{i}", i, given)
                 model.suggest([], [])
                 plans[kind].append((time.perf_counter() - t) * 1000)
                 updates += weights.stat().st_mtime_ns != stamp

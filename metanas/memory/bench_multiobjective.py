@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from metanas.memory.bench_warmstart import run_units
-from metanas.memory.pareto_warmstart import pareto_warm_start
+from metanas.memory import policies
 from metanas.memory.records import PastTask
 from metanas.memory.tables import TableTask, load_table
 from metanas.searchers.multi_objective import MultiObjective, hypervolume, multi_objective_search
@@ -124,8 +124,8 @@ def _unit(table: str, names: tuple[str, ...], seed: int, budget: int) -> dict[st
             curves[method][name] = t.regret_curve(multi_objective_search(objective, space, budget, sampler=sampler, seed=seed).trials)
         for method, past in (("pareto_full", [o.front_as_past() for o in others]),
                              ("metanas_pareto", [stored[o.task.name] for o in others])):
-            warm = [ws for ws, _ in pareto_warm_start(space, past, objectives)]
-            result = multi_objective_search(objective, space, budget, warm, sampler="tpe", seed=seed)
+            plan = policies.get("pareto", multi_objective=True).plan(policies.Start(space, past, objectives=objectives, seed=seed))
+            result = multi_objective_search(objective, space, budget, plan.queued, sampler="tpe", seed=seed)
             curves[method][name] = t.regret_curve(result.trials)
     return {"table": table, "seed": seed, "tasks": [t.task.name for t in tasks], "curves": curves,
             "front_sizes": [len(t.front_keys) for t in tasks]}

@@ -36,7 +36,7 @@ from metanas.searchers.stats import spearman
 from metanas.memory.tables import TableTask, bench_classes, load_table, synthetic_family
 from metanas.memory.transfer import MemoryModel
 from metanas.memory.records import PastTask
-from metanas.memory.warmstart import plan_warm_start
+from metanas.memory import policies
 from metanas.searchers.base import WarmStart
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
@@ -65,16 +65,12 @@ def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: in
     (see `metanas.platform.search`); returns the scores in the order they were paid for,
     probes first, and the searcher's sampler (the model's, for `model`). `model`: the
     memory's `MemoryModel`, built once for all the policies of one task and seed."""
-    from metanas.memory.sampler import MemorySampler, tuned_tpe
-
     space, objective = task.space, task.objective()
-    if policy == "model":
-        sampler = MemorySampler(space, past=memory, seed=seed, model=model, fallback=tuned_tpe(seed))
-        result = OptunaSearcher(seed=seed, sampler=sampler).search(objective, space, budget)
-        return [t.score for t in result.evaluated], sampler
-    plan = plan_warm_start(policy, space, memory, objective, budget, model=model)
-    result = OptunaSearcher(seed=seed).search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
-    return [ws.score for ws in plan.told] + [t.score for t in result.evaluated], None
+    chosen = policies.get(policy)
+    start = policies.Start(space, memory, model or MemoryModel(space, memory, seed), objective, budget, seed=seed)
+    plan, sampler = chosen.plan(start), chosen.sampler(start)
+    result = OptunaSearcher(seed=seed, sampler=sampler or "tpe").search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
+    return [ws.score for ws in plan.told] + [t.score for t in result.evaluated], sampler
 
 
 def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int) -> list[float]:

@@ -46,7 +46,8 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from metanas.memory.acquisition import MIN_EVIDENCE
-from metanas.memory.pareto_warmstart import pareto_warm_start
+from metanas.memory.policies.base import Start
+from metanas.memory.policies.pareto import ParetoWarmStart
 from metanas.memory.records import PastTask
 from metanas.memory.transfer import MemoryModel, Proposal
 from metanas.memory.warmstart import memory_model, past_tasks, projected
@@ -271,7 +272,7 @@ class MemorySampler(BaseSampler):
             from metanas.memory.store import MemoryStore
 
             store = MemoryStore(self.memory)
-            _, self.model = memory_model(store, space, "model", self.family, self.task_id, self.seed, 0, self.embedding)
+            _, self.model = memory_model(store, space, self.family, self.task_id, self.seed, self.embedding)
         log.debug("memory sampler: %d stored tasks know %s", len(self.model.tasks), space.names)
         if not self.model.tasks:  # nothing to transfer: a plain search by the fallback
             self.handed_over = True
@@ -310,7 +311,8 @@ class MemorySampler(BaseSampler):
                 from metanas.memory.store import MemoryStore
 
                 past = list(reversed(past_tasks(MemoryStore(self.memory), space, self.family, self.task_id)))  # the newest first
-            self._fronts = (space.params, pareto_warm_start(space, past, objectives))
+            plan = ParetoWarmStart().plan(Start(space, past, objectives=objectives))
+            self._fronts = (space.params, list(zip(plan.queued, plan.origins)))
         taken = set()
         for t in study.get_trials(deepcopy=False):
             proposed = json.loads(t.system_attrs.get(PROPOSAL_ATTR, "{}"))

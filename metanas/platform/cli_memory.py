@@ -11,6 +11,8 @@ from metanas.platform.config import ConfigError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from metanas.memory import policies
+
     mem = sub.add_parser("memory", help="inspect a task memory directory")
     msub = mem.add_subparsers(dest="memory_command", required=True)
     for name, text in (("ls", "list records"), ("stats", "counts per family, space and embedder")):
@@ -34,7 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--memory", type=Path, required=True, help="memory directory (created if missing)")
     search.add_argument("--budget", type=int, default=50, help="evaluations (default 50)")
     search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"], help="default optuna")
-    search.add_argument("--warm-start", default="model", choices=["model", "memory", "portfolio", "none"], help="default model")
+    search.add_argument("--warm-start", default=policies.DEFAULT, choices=policies.SINGLE_OBJECTIVE, help=f"default {policies.DEFAULT}")
     search.add_argument("--seed", type=int, default=0, help="default 0")
     search.add_argument("--storage", help="also record the study in this Optuna storage (e.g. sqlite:///searches.db) "
                         "for optuna-dashboard; searcher optuna only")

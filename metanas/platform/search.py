@@ -6,7 +6,7 @@ With a precomputed `embedding` (e.g. dataset meta-features) the most similar pas
 are retrieved from the FAISS index. For a black-box objective, the `memory` policy probes
 the task with the memory's portfolio (those evaluations count in the budget and are trials
 of the search), weights every past task of the same space by how well its trials rank the
-probes, and warm-starts from their weighted trials (`metanas.memory.warmstart`). Then it
+probes, and warm-starts from their weighted trials (`metanas.memory.policies`). Then it
 searches and appends the result to the memory (idempotent by key, so a retried search
 never duplicates a record).
 
@@ -31,14 +31,11 @@ import numpy as np
 from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
 from metanas.memory.records import PastTask
 from metanas.memory.sampler import top_tasks
-from metanas.memory.warmstart import POLICIES, memory_model, past_tasks, plan_warm_start
+from metanas.memory import policies
+from metanas.memory.warmstart import memory_model, past_tasks
 from metanas.searchers.base import Objective, SearchInterrupted, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
 
-# What `metanas bench warmstart` measures best across its tables (README): the memory's
-# model chooses the first evaluations, weighting stored tasks as evidence arrives.
-DEFAULT_WARM_START = "model"
-MULTI_OBJECTIVE_POLICIES = ("pareto", "none")
 MULTI_OBJECTIVE_SEARCHERS = {"optuna": "tpe", "nsga2": "nsga2", "random": "random"}
 
 log = logging.getLogger(__name__)
@@ -105,19 +102,18 @@ def search(
     if objectives is not None or constraints is not None:
         return _multi_objective(
             objective, space, objectives, constraints, task_id=task_id, memory=memory, budget=budget, searcher=searcher,
-            warm_start=warm_start or "pareto", embedding=embedding, family=family, k=k, seed=seed,
+            warm_start=warm_start or policies.MULTI_OBJECTIVE_DEFAULT, embedding=embedding, family=family, k=k, seed=seed,
             campaign_id=campaign_id, key=key, storage=storage, fail_fast=fail_fast,
         )
-    warm_start = warm_start or DEFAULT_WARM_START
-    if warm_start not in POLICIES:
-        raise ValueError(f"warm_start: expected one of {POLICIES}, got {warm_start!r}")
+    warm_start = warm_start or policies.DEFAULT
+    policy = policies.get(warm_start)
     _check_task_and_budget(task_id, budget)
     if searcher not in SEARCHERS:
         raise ValueError(f"searcher: expected one of {SEARCHERS}, got {searcher!r}")
     if storage is not None and searcher != "optuna":
         raise ValueError(f"storage: Optuna storages record searcher='optuna' searches, not {searcher!r}")
-    if warm_start == "model" and searcher == "random":
-        raise ValueError("warm_start='model' proposes configs through Optuna: use searcher='optuna' or 'tune'")
+    if policy.needs_sampler and searcher == "random":
+        raise ValueError(f"warm_start={warm_start!r} proposes configs through Optuna: use searcher='optuna' or 'tune'")
     obj = Objective(objective, fail_fast)  # an evaluation that raises is a failed trial unless fail_fast
     store = None
     if memory is not None:
@@ -135,18 +131,16 @@ def search(
         vector, scores = embedder.embed_with_scores(obj)
         embedder_name = embedder.name
         told = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
-    past, model = memory_model(store, space, warm_start, family_filter, task_id, seed, k,
-                                (embedder_name, vector) if embedding is not None else None)
-    plan = plan_warm_start(
-        warm_start, space, past, obj, budget, n_warm=n_warm_start, told=told, by_embedding=embedding is not None, model=model
-    )
+    past, model = memory_model(store if policy.uses_memory else None, space, family_filter, task_id, seed,
+                               (embedder_name, vector) if embedding is not None else None, policy.neighbours(k))
+    start = policies.Start(space, past, model, obj, budget, told, by_embedding=embedding is not None, n_warm=n_warm_start, seed=seed)
+    plan = policy.plan(start)
     log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(plan.told), len(plan.queued), plan.dropped)
 
     options: dict[str, Any] = {"storage": storage, "study_name": task_id} if storage is not None else {}
-    if warm_start == "model":
-        from metanas.memory.sampler import MemorySampler, tuned_tpe
-
-        options["sampler"] = MemorySampler(space, seed=seed, model=model, fallback=tuned_tpe(seed))
+    sampler = policy.sampler(start)
+    if sampler is not None:
+        options["sampler"] = sampler
     key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}"
     try:
         result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
@@ -159,7 +153,7 @@ def search(
     # The probes were evaluated here, for this task: they are trials of this search.
     result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
     result.warm_start_dropped += plan.dropped
-    result.trials = explained(result.trials, warm_start, searcher, plan, options.get("sampler"))
+    result.trials = explained(result.trials, policy, searcher, plan, options.get("sampler"))
 
     if store is not None:  # (raises SearchFailed when every evaluation failed: nothing to remember)
         given = (embedder_name, vector) if embedding is not None or embedder is not None else None
@@ -227,7 +221,7 @@ def propose(
         raise ValueError(f"memory: {str(memory)!r} is not a memory directory")
     store = MemoryStore(Path(memory))
     given = None if embedding is None else (embedding[0], np.asarray(embedding[1], dtype=np.float32))
-    _, model = memory_model(store, space, "portfolio", family, task_id, seed, 0, given)
+    _, model = memory_model(store, space, family, task_id, seed, given)
     return model.portfolio(n)
 
 
@@ -253,14 +247,12 @@ def _multi_objective(
 ) -> SearchResult:
     """`search` with several objectives: warm start from the stored Pareto sets, Optuna's
     multi-objective sampler, every metric stored."""
-    from metanas.memory.pareto_warmstart import pareto_warm_start
     from metanas.searchers.multi_objective import MultiObjective, multi_objective_search
 
     if objectives is None:
         raise ValueError("constraints: bound metrics of a multi-objective search; pass objectives= too")
     mo = MultiObjective(objective, objectives, constraints, fail_fast)  # checks objectives and constraints
-    if warm_start not in MULTI_OBJECTIVE_POLICIES:
-        raise ValueError(f"warm_start: a multi-objective search takes one of {MULTI_OBJECTIVE_POLICIES}, got {warm_start!r}")
+    policy = policies.get(warm_start, multi_objective=True)
     if searcher not in MULTI_OBJECTIVE_SEARCHERS:
         raise ValueError(f"searcher: a multi-objective search takes one of {tuple(MULTI_OBJECTIVE_SEARCHERS)}, got {searcher!r}")
     _check_task_and_budget(task_id, budget)
@@ -270,19 +262,18 @@ def _multi_objective(
 
         store = MemoryStore(Path(memory))
     family_filter = None if family == "default" else family
-    warm: list[tuple[WarmStart, str]] = []  # (config, the stored task whose front it is from)
-    if store is not None and warm_start == "pareto":
+    past: list[PastTask] = []
+    if store is not None and policy.uses_memory:
         if embedding is not None:
             vector = np.asarray(embedding[1], dtype=np.float32)
             hits = store.nearest(vector, k, space.signature, embedding[0], family=family_filter)
             past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
         else:  # the newest first
             past = list(reversed(past_tasks(store, space, family_filter, task_id)))
-        warm = pareto_warm_start(space, past, mo.objectives, mo.constraints)
-    log.info("task %s: %d warm-start configs from stored Pareto sets", task_id, len(warm))
-    result = multi_objective_search(mo, space, budget, [ws for ws, _ in warm], MULTI_OBJECTIVE_SEARCHERS[searcher], seed,
-                                    storage, task_id)
-    origins = iter(origin for _, origin in warm)
+    plan = policy.plan(policies.Start(space, past, objectives=mo.objectives, constraints=mo.constraints, seed=seed))
+    log.info("task %s: %d warm-start configs from stored Pareto sets", task_id, len(plan.queued))
+    result = multi_objective_search(mo, space, budget, plan.queued, MULTI_OBJECTIVE_SEARCHERS[searcher], seed, storage, task_id)
+    origins = iter(plan.origins)
     goals = dict(mo.objectives)  # (kept with every trial, so a stored search can be drawn again)
     result.trials = [
         replace(t, why={"source": "pareto set", "task": next(origins), "objectives": goals} if t.source == "warm_start"
@@ -296,7 +287,7 @@ def _multi_objective(
     return result
 
 
-def explained(trials: list[Trial], policy: str, searcher: str, plan: Any, sampler: Any) -> list[Trial]:
+def explained(trials: list[Trial], policy: policies.WarmStartPolicy, searcher: str, plan: Any, sampler: Any) -> list[Trial]:
     """Each evaluated trial with its `why`: the probe, warm start or model proposal it was,
     and the stored tasks behind it with their weights (`metanas explain` draws them)."""
     proposals = list(getattr(sampler, "history", []))
@@ -307,13 +298,13 @@ def explained(trials: list[Trial], policy: str, searcher: str, plan: Any, sample
         if t.source == "probe":
             why = {"source": "probe", "tasks": similarity}
         elif t.source == "warm_start":
-            why = {"source": f"{policy} warm start", "tasks": similarity}
-        elif policy == "model" and proposed < len(proposals):
+            why = {"source": f"{policy.name} warm start", "tasks": similarity}
+        elif policy.needs_sampler and proposed < len(proposals):
             p = proposals[proposed]
             proposed += 1
             why = {"source": f"memory model ({p.source})", "evaluations_before": sum(o.source != "known" for o in out),
                    "tasks": top_tasks(dict(zip(task_ids, p.weights.tolist())))}
         else:
-            why = {"source": "tpe" if policy == "model" else searcher}
+            why = {"source": "tpe" if policy.needs_sampler else searcher}  # (the model's sampler hands over to TPE)
         out.append(replace(t, why=why))
     return out
