@@ -146,21 +146,21 @@ class MemorySampler(BaseSampler):
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         # (in the model phase every parameter comes through sample_independent, one at a
         # time as the objective suggests it: the study's space is whatever it suggests)
-        if self._model_phase(study) and sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= self.handoff:
+        if not self.handed_over and sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= self.handoff:
             self.handed_over = True  # (this trial is the fallback's already, relative sampling included)
-        return self.fallback.infer_relative_search_space(study, trial) if not self._model_phase(study) else {}
+        return self.fallback.infer_relative_search_space(study, trial) if self.handed_over else {}
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
-        out = {} if self._model_phase(study) else dict(self.fallback.sample_relative(study, trial, search_space))
+        out = dict(self.fallback.sample_relative(study, trial, search_space)) if self.handed_over else {}
         for name, distribution in search_space.items():  # (a value for every parameter it is asked for)
             if name not in out:
                 out[name] = self.sample_independent(study, trial, name, distribution)
         return out
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        if self._model_phase(study):
+        if not self.handed_over:
             with self._lock:
                 config, space = self._proposal(study, trial, {param_name: param_distribution})
             if config is not None and param_name in config and same(space[param_name], param_distribution):
@@ -194,9 +194,6 @@ class MemorySampler(BaseSampler):
             self.model.seed = self.seed
 
     # -- the model phase -----------------------------------------------------------------
-
-    def _model_phase(self, study: Study) -> bool:
-        return not self.handed_over
 
     def _proposal(self, study: Study, trial: FrozenTrial, asking: dict[str, BaseDistribution]) -> tuple[dict | None, SearchSpace | None]:
         """The model's config for `trial` (over its space), made at the trial's first
