@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 from ray.tune import Callback
 
 from metanas.memory.callback import study_record
+from metanas.memory.store import MemoryStore
 from metanas.searchers.optuna_search import optuna_distributions
 from metanas.searchers.space import SearchSpace
 
@@ -40,6 +41,7 @@ class MemoryTuneCallback(Callback):
         self.memory, self.task_id, self.metric, self.mode = Path(memory), task_id, metric, mode
         self.name, self.family, self.embedding = name or task_id, family, embedding
         self.finished: dict[str, Any] = {}  # Tune trial id -> (params, value or None: an error)
+        self._store = MemoryStore(self.memory)  # (opened once, here: a path that is no memory fails before any trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         value = (trial.last_result or {}).get(self.metric)
@@ -53,8 +55,6 @@ class MemoryTuneCallback(Callback):
     def _store(self) -> None:
         import optuna
 
-        from metanas.memory.store import MemoryStore
-
         study = optuna.create_study(direction="maximize" if self.mode == "max" else "minimize", study_name=self.name)
         for params, value in self.finished.values():
             params = {k: v for k, v in params.items() if k in self.distributions}
@@ -65,4 +65,4 @@ class MemoryTuneCallback(Callback):
             ))
         record = study_record(study, self.task_id, self.family, self.embedding, key=f"tune/{self.name}")
         if record is not None:
-            MemoryStore(self.memory).append([record])
+            self._store.append([record])

@@ -23,6 +23,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from metanas.memory.records import TaskRecord
+from metanas.memory.store import MemoryStore
 from metanas.searchers.optuna_search import from_optuna
 from metanas.searchers.space import SearchSpace
 
@@ -91,14 +92,17 @@ class MemoryCallback:
             embedding = (str(embedding[0]), vector)
         self.memory, self.task_id, self.family, self.embedding, self.campaign_id = Path(memory), task_id, family, embedding, campaign_id
         self.stored = 0  # records written by this callback
+        self._store = MemoryStore(self.memory)  # (opened once, here: a path that is no memory fails before any trial)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_store": None}  # (opened again where it is unpickled)
 
     def __call__(self, study: Study, trial: FrozenTrial) -> None:
         record = study_record(study, self.task_id, self.family, self.embedding, self.campaign_id)
-        if record is None:
-            return
-        from metanas.memory.store import MemoryStore
-
-        self.stored += MemoryStore(self.memory).append([record])
+        if record is not None:
+            if self._store is None:
+                self._store = MemoryStore(self.memory)
+            self.stored += self._store.append([record])
 
 
 def study_record(study: Study, task_id: str | None = None, family: str = "default",

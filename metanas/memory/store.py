@@ -10,12 +10,13 @@ One writer per process (in campaigns, the MemoryWriter actor); readers see whole
 Writers in several processes (two searches sharing a memory) never overwrite each other:
 every part has a name of its own. Should two of them store the same key, the record of the
 highest `revision` keeps it (a study's record stored again as it grows replaces the one
-before), and among equal revisions the part that sorts first, for every reader. An index that is missing, stale or unreadable is
-rebuilt from Parquet with a warning.
+before), and among equal revisions the part that sorts first, for every reader. An index
+that is missing, stale or unreadable is rebuilt from Parquet with a warning.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -135,9 +136,11 @@ class MemoryStore:
         self._table: pa.Table | None = None
         self._parts: list[str] = []
         self._part_rows: dict[str, range] = {}  # part -> its rows
+        self._part_starts: list[int] = []  # each part's first row, in `_parts` order
         self._rows_by_key: dict[str, int] = {}
         self._revisions: dict[str, int] = {}  # key -> the revision its live record has
         self._replaced: set[int] = set()  # rows a higher revision of their key replaced
+        self._just_replaced: list[int] = []  # those the last part added replaced
         self._rows = 0  # rows registered, in table order
         self._groups: dict[tuple[str, str], _Group] = {}
         self._load()
@@ -182,6 +185,7 @@ class MemoryStore:
         registered (another writer's part stored it too) keeps its first record."""
         import pyarrow.compute as pc
 
+        self._just_replaced = []
         keys = table.column("key").to_pylist()
         revisions = [r or 0 for r in table.column("revision").to_pylist()]
         keep: dict[str, int] = {}  # key -> the row of this table that stores it
@@ -199,13 +203,17 @@ class MemoryStore:
         self._table = None
         self._parts.append(part_name)
         self._part_rows[part_name] = range(start, self._rows)
+        self._part_starts.append(start)
         keys = table.column("key").to_pylist()
         revisions = [r or 0 for r in table.column("revision").to_pylist()]
+        replaced = []
         for row, (key, revision) in enumerate(zip(keys, revisions), start):
             if key in self._rows_by_key:
-                self._replaced.add(self._rows_by_key[key])
+                replaced.append(self._rows_by_key[key])
             self._rows_by_key[key] = row
             self._revisions[key] = revision
+        self._replaced.update(replaced)
+        self._just_replaced = replaced
         pairs = pc.binary_join_element_wise(table.column("embedder"), table.column("space_signature"), "\0")
         encoded = pc.dictionary_encode(pairs).combine_chunks()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -266,7 +274,7 @@ class MemoryStore:
         name = f"part-{len(self._parts) + len(self.problems):08d}-{uuid.uuid4().hex[:12]}.parquet"
         atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
         self._add_table(name, table)
-        self._remove_replaced_parts()
+        self._remove_replaced_parts(self._just_replaced)
         touched = {(r.embedder, r.space_signature) for r in fresh}
         for key in touched:
             group = self._groups[key]
@@ -278,11 +286,13 @@ class MemoryStore:
         self.save_index([k for k in touched if len(self._groups[k].rows) <= PERSIST_EVERY_APPEND])
         return len(fresh)
 
-    def _remove_replaced_parts(self) -> None:
-        """Delete the parts whose every record a later revision replaced (a study's record
-        stored after every trial keeps one part, not one per trial). A reader that listed
-        a part before it went skips it; one that read it sees the earlier revision."""
-        for name, rows in list(self._part_rows.items()):
+    def _remove_replaced_parts(self, replaced: Sequence[int]) -> None:
+        """Delete the parts holding `replaced` rows whose every record a later revision
+        replaced (a study's record stored after every trial keeps one part, not one per
+        trial). A reader that listed a part before it went skips it; one that read it sees
+        the earlier revision."""
+        for name in {self._parts[bisect.bisect_right(self._part_starts, row) - 1] for row in replaced}:
+            rows = self._part_rows.get(name)
             if rows and all(r in self._replaced for r in rows):
                 (self.path / "parts" / name).unlink(missing_ok=True)
                 del self._part_rows[name]

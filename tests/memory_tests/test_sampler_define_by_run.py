@@ -178,3 +178,20 @@ def test_a_study_record_matches_a_search_record_of_the_same_space(tmp_path):
     assert ours.embedding.tolist() == pytest.approx(theirs.embedding.tolist())
     assert [t["config"] for t in ours.trials] == [t["config"] for t in theirs.trials]
     assert [t["score"] for t in ours.trials] == [t["score"] for t in theirs.trials]
+
+
+def test_bad_memory_paths_fail_before_any_trial(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a memory directory"):
+        metanas.MemoryCallback(tmp_path / "file")
+    with pytest.raises(ValueError, match="task_id: a non-empty name"):
+        metanas.MemoryCallback(tmp_path / "mem", task_id="")
+
+
+def test_the_callback_pickles_and_reopens_its_memory(tmp_path):
+    import pickle
+
+    callback = pickle.loads(pickle.dumps(metanas.MemoryCallback(tmp_path / "mem", task_id="t")))
+    study = optuna.create_study(direction="maximize", study_name="p")
+    study.optimize(objective_for(0.0), n_trials=2, callbacks=[callback])
+    assert callback.stored == 2 and len(MemoryStore(tmp_path / "mem")) == 1
