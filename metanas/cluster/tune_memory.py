@@ -41,18 +41,18 @@ class MemoryTuneCallback(Callback):
         self.memory, self.task_id, self.metric, self.mode = Path(memory), task_id, metric, mode
         self.name, self.family, self.embedding = name or task_id, family, embedding
         self.finished: dict[str, Any] = {}  # Tune trial id -> (params, value or None: an error)
-        self._store = MemoryStore(self.memory)  # (opened once, here: a path that is no memory fails before any trial)
+        self.store = MemoryStore(self.memory)  # (opened once, here: a path that is no memory fails before any trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         value = (trial.last_result or {}).get(self.metric)
         self.finished[trial.trial_id] = (trial.config, value)
-        self._store()
+        self._write()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finished[trial.trial_id] = (trial.config, None)
-        self._store()
+        self._write()
 
-    def _store(self) -> None:
+    def _write(self) -> None:
         import optuna
 
         study = optuna.create_study(direction="maximize" if self.mode == "max" else "minimize", study_name=self.name)
@@ -65,4 +65,4 @@ class MemoryTuneCallback(Callback):
             ))
         record = study_record(study, self.task_id, self.family, self.embedding, key=f"tune/{self.name}")
         if record is not None:
-            self._store.append([record])
+            self.store.append([record])
