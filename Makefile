@@ -1,7 +1,7 @@
 # Two entry points, each doing all of its own setup on a fresh machine:
 #   make demo   runs the demo campaign on an embedded local Ray
 #   make test   runs the test suite (slow end-to-end tests: make test-slow)
-#   make test-fast  the edit loop: every test that starts no Ray (about a minute)
+#   make test-fast  the edit loop: every test that starts no Ray (about four minutes)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
