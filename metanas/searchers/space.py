@@ -7,6 +7,7 @@ another space are never mixed in silently.
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import math
@@ -101,8 +102,7 @@ class _Range:
                 raise ValueError(f"parameter {self.name!r}: step must be a positive number, got {self.step!r}")
             if self.log:
                 raise ValueError(f"parameter {self.name!r}: a range is either log-scaled or stepped, not both")
-            last = self.low + math.floor((self.high - self.low) / self.step + 1e-9) * self.step
-            object.__setattr__(self, "high", self._cast(last))  # (as Optuna does: the last grid point)
+            object.__setattr__(self, "high", self._cast(_last_grid_point(self.low, self.high, self.step)))
 
     def _is_valid_number(self, value: Any) -> bool:
         return not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
@@ -211,6 +211,14 @@ def choices_param(name: str, values: Sequence[Any]) -> Categorical:
     if numeric and len(values) > 2 and list(values) == sorted(values):
         return Ordinal(name, tuple(values))
     return Categorical(name, tuple(values))
+
+
+def _last_grid_point(low: float, high: float, step: float) -> float:
+    """The largest low + k * step <= high, in decimal arithmetic as Optuna computes it (so
+    a stepped range and Optuna's distribution of it agree: -10.2..10.2 by 0.1 ends at 10.2)."""
+    d_low, d_high, d_step = (decimal.Decimal(str(v)) for v in (low, high, step))
+    span = d_high - d_low
+    return high if span % d_step == 0 else float((span // d_step) * d_step + d_low)
 
 
 def _unit(value: float, low: float, high: float, log: bool) -> float:

@@ -150,3 +150,21 @@ def test_bench_step_reports_both_variants():
 
     r = bench_step(image_size=8, batch=4, channels=4, cells=1, nodes=1, rounds=1, steps=1)
     assert set(r["step_ms"]) == {"before", "channels_last", "after"} and r["speedup"] > 0
+
+
+@pytest.mark.parametrize("low, high, step", [(-10.2, 10.2, 0.1), (0.0, 1.0, 0.3), (1e-3, 0.1, 0.01), (3, 10, 2), (1, 100, 7)])
+def test_a_stepped_range_is_optunas_distribution_of_it(low, high, step):
+    """The grid ends where Optuna's ends (decimal arithmetic: -10.2..10.2 by 0.1 keeps
+    10.2), so the memory's model answers for such a parameter, both ways round."""
+    import warnings
+
+    import optuna.distributions as od
+
+    from metanas.searchers.optuna_search import from_optuna, to_optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (Optuna's note that it moved high)
+        dist = od.IntDistribution(low, high, step=step) if isinstance(step, int) else od.FloatDistribution(low, high, step=step)
+    param = (Int if isinstance(step, int) else Float)("x", low, high, step=step)
+    assert to_optuna(param) == dist and from_optuna("x", dist) == param
+    assert all(dist._contains(dist.to_internal_repr(param.sample(random.Random(i)))) for i in range(50))
