@@ -167,7 +167,7 @@ def records_to_table(records: Sequence[TaskRecord]) -> pa.Table:
         "trials": [[trial_row(t) for t in r.trials] for r in records],
         "searcher": [r.searcher for r in records],
         "campaign_id": [r.campaign_id for r in records],
-        "created_at": pa.array(np.asarray([r.created_at * 1e6 for r in records], dtype=np.int64), type=pa.int64()).cast(
+        "created_at": pa.array(np.asarray([round(r.created_at * 1e6) for r in records], dtype=np.int64), type=pa.int64()).cast(
             pa.timestamp("us", tz="UTC")),
         "space": [None if r.space is None else [param_row(p) for p in r.space] for r in records],
         "revision": [int(r.revision) for r in records],
@@ -200,7 +200,7 @@ def upgrade(table: pa.Table) -> pa.Table:
     cols["trials"] = pa.array([[trial_row(t) for t in json.loads(v)] for v in cols["trials"].to_pylist()],
                               type=pa.list_(TRIAL_TYPE))
     seconds = np.asarray(cols["created_at"].to_pylist(), dtype=np.float64)
-    cols["created_at"] = pa.array((seconds * 1e6).astype(np.int64), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    cols["created_at"] = pa.array(np.round(seconds * 1e6).astype(np.int64), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     specs = cols["space"].to_pylist() if "space" in cols else [None] * n
     cols["space"] = pa.array([None if v is None else [param_row(p) for p in json.loads(v)] for v in specs],
                              type=pa.list_(PARAM_TYPE))
