@@ -14,13 +14,12 @@ study of those trials would leave (`metanas.memory.callback.study_record`).
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ray.tune import Callback
 
-from metanas.memory.callback import study_record
+from metanas.memory.callback import finished_study, study_record
 from metanas.memory.store import MemoryStore
 from metanas.searchers.optuna_search import optuna_distributions
 from metanas.searchers.space import SearchSpace
@@ -53,16 +52,8 @@ class MemoryTuneCallback(Callback):
         self._write()
 
     def _write(self) -> None:
-        import optuna
-
-        study = optuna.create_study(direction="maximize" if self.mode == "max" else "minimize", study_name=self.name)
-        for params, value in self.finished.values():
-            params = {k: v for k, v in params.items() if k in self.distributions}
-            ok = value is not None and isinstance(value, (int, float)) and math.isfinite(value)
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={k: self.distributions[k] for k in params},
-                value=float(value) if ok else None, state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL,
-            ))
+        direction = "maximize" if self.mode == "max" else "minimize"
+        study = finished_study(self.name, direction, self.distributions, list(self.finished.values()))
         record = study_record(study, self.task_id, self.family, self.embedding, key=f"tune/{self.name}")
         if record is not None:
             self.store.append([record])

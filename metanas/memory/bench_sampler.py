@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-HANDOFF = 20
+from metanas.memory.sampler import HANDOFF, MemorySampler
 
 
 def family_objective(shift: float) -> Callable:
@@ -46,7 +46,6 @@ def bench_sampler(tasks: int = 64, trials: int = 50, repeats: int = 3, seed: int
     import optuna
 
     from metanas.memory.callback import MemoryCallback
-    from metanas.memory.sampler import MemorySampler
 
     if tasks < 1 or trials <= HANDOFF or repeats < 1:
         raise ValueError(f"tasks >= 1, trials > {HANDOFF} and repeats >= 1, got {tasks}, {trials}, {repeats}")

@@ -83,7 +83,7 @@ def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int
 
     import optuna
 
-    from metanas.memory.callback import MemoryCallback
+    from metanas.memory.callback import MemoryCallback, finished_study
     from metanas.memory.sampler import MemorySampler
     from metanas.searchers.optuna_search import optuna_distributions, suggest
 
@@ -93,9 +93,7 @@ def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int
     try:
         distributions = optuna_distributions(space)
         for name, result in others.items():
-            study = optuna.create_study(direction="maximize", study_name=name)
-            study.add_trials([optuna.trial.create_trial(params=t.config, distributions=distributions, value=t.score)
-                              for t in result.evaluated])
+            study = finished_study(name, "maximize", distributions, [(t.config, t.score) for t in result.evaluated])
             MemoryCallback(memory, task_id=name)(study, study.trials[-1])
         study = optuna.create_study(direction="maximize", sampler=MemorySampler(memory=memory, task_id=task.name, seed=seed))
         study.optimize(lambda trial: objective({p.name: suggest(trial, p) for p in space.params}), n_trials=budget)

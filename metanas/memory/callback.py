@@ -105,6 +105,23 @@ class MemoryCallback:
             self.stored += self._store.append([record])
 
 
+def finished_study(name: str, direction: str, distributions: dict[str, Any], results: Sequence[tuple[dict[str, Any], Any]]) -> Study:
+    """An in-memory Optuna study of finished evaluations (`results`: params and value; a
+    value that is None or not a finite number, a failed trial), for evaluations made outside
+    Optuna (a Tune run, a benchmark's searches) to be stored as a study's record is."""
+    import optuna
+
+    study = optuna.create_study(direction=direction, study_name=name)
+    for params, value in results:
+        params = {k: v for k, v in params.items() if k in distributions}
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={k: distributions[k] for k in params}, value=float(value) if ok else None,
+            state=TrialState.COMPLETE if ok else TrialState.FAIL,
+        ))
+    return study
+
+
 def study_record(study: Study, task_id: str | None = None, family: str = "default",
                  embedding: tuple[str, Any] | None = None, campaign_id: str = "", key: str | None = None) -> TaskRecord | None:
     """The study as one memory record (under `key`, default optuna/<study name>), or None

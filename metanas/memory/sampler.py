@@ -49,6 +49,7 @@ from metanas.memory.acquisition import MIN_EVIDENCE
 from metanas.memory.policies.base import Start
 from metanas.memory.policies.pareto import ParetoWarmStart
 from metanas.memory.records import PastTask
+from metanas.memory.store import MemoryStore
 from metanas.memory.transfer import MemoryModel, Proposal
 from metanas.memory.warmstart import memory_model, past_tasks, projected
 from metanas.searchers.optuna_search import from_optuna, to_optuna
@@ -130,11 +131,13 @@ class MemorySampler(BaseSampler):
         self._handed_over_in: dict[int, tuple] = {}  # trial id -> the fallback's relative space and sample for it
         self._by_fallback: dict[str, str] = {}  # parameters the fallback sampled in the model phase -> why
         self._warned: set[str] = set()
+        self._store: MemoryStore | None = None  # the memory, once opened
         self._lock = threading.Lock()  # one proposal at a time (n_jobs threads share the sampler)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         del state["_lock"]  # (Ray Tune pickles its searcher, sampler included)
+        state["_store"] = None  # (opened again where it is unpickled)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -244,15 +247,20 @@ class MemorySampler(BaseSampler):
             if self.space is not None or self.memory is None:
                 self._stored = [(self.space, 1)]
             else:
-                from metanas.memory.store import MemoryStore
-
                 # (records written before the memory kept spaces match an explicit space only)
-                specs = [(spec, n) for _, spec, n in MemoryStore(self.memory).spaces(self.family, self.task_id or None) if spec]
+                specs = [(spec, n) for _, spec, n in self._memory().spaces(self.family, self.task_id or None) if spec]
                 self._stored = [(SearchSpace.from_spec(spec), n) for spec, n in specs]
             if not self._stored:
                 log.info("memory sampler: the memory holds no search with a space: the fallback sampler chooses every trial")
                 self.handed_over = True
         return self._stored
+
+    def _memory(self) -> MemoryStore:
+        """The memory, opened once per sampler (opening reads every part: seconds for a
+        million records), at its first proposal."""
+        if self._store is None:
+            self._store = MemoryStore(self.memory)
+        return self._store
 
     def _model_for(self, space: SearchSpace) -> MemoryModel:
         """The memory's model of `space` (built again only when the space changes)."""
@@ -266,10 +274,7 @@ class MemorySampler(BaseSampler):
             self.model = MemoryModel(space, [PastTask(t.task_id, projected(t.trials, space), t.similarity, t.embedding, t.embedder)
                                              for t in self.past], self.seed, embedding=vector)
         else:
-            from metanas.memory.store import MemoryStore
-
-            store = MemoryStore(self.memory)
-            _, self.model = memory_model(store, space, self.family, self.task_id, self.seed, self.embedding)
+            _, self.model = memory_model(self._memory(), space, self.family, self.task_id, self.seed, self.embedding)
         log.debug("memory sampler: %d stored tasks know %s", len(self.model.tasks), space.names)
         if not self.model.tasks:  # nothing to transfer: a plain search by the fallback
             self.handed_over = True
@@ -305,9 +310,7 @@ class MemorySampler(BaseSampler):
             if self.past is not None:
                 past = [PastTask(t.task_id, projected(t.trials, space), t.similarity) for t in self.past]
             else:
-                from metanas.memory.store import MemoryStore
-
-                past = list(reversed(past_tasks(MemoryStore(self.memory), space, self.family, self.task_id)))  # the newest first
+                past = list(reversed(past_tasks(self._memory(), space, self.family, self.task_id)))  # the newest first
             plan = ParetoWarmStart().plan(Start(space, past, objectives=objectives))
             self._fronts = (space.params, list(zip(plan.queued, plan.origins)))
         taken = set()

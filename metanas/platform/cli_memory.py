@@ -118,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "predict":
         return _predict(args)
     if args.command == "bench" and args.bench == "sampler":
-        from metanas.memory.bench_sampler import bench_sampler
+        from metanas.memory.bench_sampler import HANDOFF, bench_sampler
 
-        if args.tasks < 1 or args.trials <= 20 or args.repeats < 1:
-            raise ConfigError(f"--tasks >= 1, --trials > 20 and --repeats >= 1, got {args.tasks}, {args.trials}, {args.repeats}")
+        if args.tasks < 1 or args.trials <= HANDOFF or args.repeats < 1:
+            raise ConfigError(f"--tasks >= 1, --trials > {HANDOFF} and --repeats >= 1, got {args.tasks}, {args.trials}, {args.repeats}")
         result = bench_sampler(args.tasks, args.trials, args.repeats)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0
