@@ -1,5 +1,5 @@
 import sys
 
-from metanas.platform.cli import main
+from metanas.cli.main import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@
 1. Supernet training-step time at 28x28 (Omniglot's size), batch 25, 7 ops, 3 nodes
    (`metanas bench step`: without and with the speed settings): CPU with one thread,
    CUDA in fp32 and with bf16 autocast.
-2. The demo campaign's meta-train and meta-test tasks through `TaskRunner` on CUDA: the
+2. The demo campaign's meta-train and meta-test tasks through `TaskWorkerCore` on CUDA: the
    path a TaskWorker takes when Ray assigns it a GPU. Prints and writes the numbers.
 """
 
@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metanas.searchers.darts.bench_step import bench_step  # noqa: E402
+from metanas.bench.step import bench_step  # noqa: E402
 
 
 def task_runner_on(device: str) -> dict:
@@ -29,11 +29,11 @@ def task_runner_on(device: str) -> dict:
 
     from metanas.cluster.messages import TestTask, TrainTask
     from metanas.cluster.schema import Campaign
-    from metanas.cluster.task_runner import TaskRunner
+    from metanas.cluster.task_worker import TaskWorkerCore
     from metanas.searchers.darts.adaptation import get_params
 
     campaign = Campaign.model_validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "metanas/platform/demo_campaign.yaml").read_text()))
-    runner = TaskRunner(campaign, device=device)
+    runner = TaskWorkerCore(campaign, device=device)
     derived = campaign.fixed_genotype()  # (a stand-in for the genotype a campaign derives)
     names = campaign.meta_trained()
     theta = {name: get_params(campaign.model_spec(name, derived).build(seed=0)) for name in names}

@@ -5,7 +5,7 @@ carry no Ray wheel), to check the GPU path end to end and time it:
 
 It runs what `metanas run examples/omniglot.yaml` runs, with sync Reptile in place of the
 async updates: stage 1 (the supernet, the hand-picked cell, Conv-4), stage 2 (the derived
-network), then every evaluation's meta-test, all through the same `TaskRunner` a
+network), then every evaluation's meta-test, all through the same `TaskWorkerCore` a
 TaskWorker uses. Prints tasks/s per learner and the accuracies. `--iterations` and
 `--tasks` shrink it for a smoke test on a CPU.
 """
@@ -24,14 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from metanas.cluster.messages import TestTask, TrainTask  # noqa: E402
-from metanas.cluster.task_runner import TaskRunner  # noqa: E402
+from metanas.cluster.task_worker import TaskWorkerCore  # noqa: E402
 from metanas.platform.config import load_campaign  # noqa: E402
 from metanas.searchers.darts.adaptation import get_params  # noqa: E402
 from metanas.searchers.darts.reptile import reptile_step  # noqa: E402
-from metanas.searchers.stats import mean_ci95  # noqa: E402
+from metanas._util.stats import mean_ci95  # noqa: E402
 
 
-def meta_train(runner: TaskRunner, learner: str, derived: tuple[str, ...] | None) -> tuple[dict, float]:
+def meta_train(runner: TaskWorkerCore, learner: str, derived: tuple[str, ...] | None) -> tuple[dict, float]:
     """Sync Reptile over the campaign's iterations; returns (meta-parameters, tasks/s)."""
     c = runner.campaign
     schedule = c.meta_schedule()
@@ -66,7 +66,7 @@ def main() -> None:
             ev.model_copy(update={"tasks": args.tasks}) for ev in campaign.evaluations()
         ]})
     campaign = campaign.model_copy(update=update)
-    runner = TaskRunner(campaign, device=args.device)
+    runner = TaskWorkerCore(campaign, device=args.device)
     result = {"device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
               "tasks_per_s": {}, "accuracy": []}
     start = time.perf_counter()

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from metanas.platform.campaign import run_campaign  # noqa: E402
-from metanas.platform.cli import demo_config_path  # noqa: E402
+from metanas.cli.main import demo_config_path  # noqa: E402
 from metanas.platform.config import load_campaign  # noqa: E402
 
 

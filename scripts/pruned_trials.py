@@ -30,10 +30,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metanas.memory import sampler as sampler_module  # noqa: E402
-from metanas.memory.bench_warmstart import cold_memory, load_tasks  # noqa: E402
+from metanas.bench.warmstart import cold_memory, load_tasks  # noqa: E402
 from metanas.memory.sampler import MemorySampler, tuned_tpe  # noqa: E402
 from metanas.searchers.optuna_search import OptunaSearcher  # noqa: E402
-from metanas.searchers.stats import mean_ci95  # noqa: E402
+from metanas._util.stats import mean_ci95  # noqa: E402
 
 FIDELITIES = (1 / 9, 1 / 3, 1.0)
 NOISE = {1 / 9: 0.7, 1 / 3: 0.35, 1.0: 0.0}

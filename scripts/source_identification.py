@@ -34,9 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
-from metanas.memory.bench_warmstart import cold_memory, table_ranks, warm_search  # noqa: E402
-from metanas.memory.tables import bench_classes, raw_table  # noqa: E402
-from metanas.memory.transfer import MemoryModel  # noqa: E402
+from metanas.bench.warmstart import cold_memory, table_ranks, warm_search  # noqa: E402
+from metanas.platform.tables import bench_classes, raw_table  # noqa: E402
+from metanas.memory.memory_model import MemoryModel  # noqa: E402
 
 BUDGET, K = 50, 10
 RULES = ("vote", "likelihood", "best")

@@ -1,7 +1,8 @@
-"""The package's architecture, checked: four parts with one dependency direction
-(searchers < memory < cluster < platform), Ray only in `cluster`, no import circle, and a
-public API that imports. Every import statement counts, including those inside functions
-and the lazy export tables (`_EXPORTS`) of package `__init__` files."""
+"""The package's architecture, checked: its parts with one dependency direction
+(_util < searchers < memory < cluster < platform < bench < cli), Ray only in `cluster`, no
+import circle, benchmarks only in `bench` and only through the product's public names, and
+a public API that imports. Every import statement counts, including those inside
+functions and the lazy export tables (`_EXPORTS`) of package `__init__` files."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 import metanas
 
 PACKAGE = Path(metanas.__file__).resolve().parent
-PARTS = ("searchers", "memory", "cluster", "platform")  # lowest first
+PARTS = ("_util", "searchers", "memory", "cluster", "platform", "bench", "cli")  # lowest first
+PRODUCT = ("searchers", "memory", "cluster", "platform")  # what a benchmark measures
 TOP = len(PARTS)  # metanas itself, __main__, testing: above every part
 
 
@@ -76,7 +78,35 @@ def violations(sources: dict[str, str]) -> list[str]:
         if "ray" in imports_of(module, source, known) and part_of(module) != PARTS.index("cluster"):
             problems.append(f"ray imported outside metanas.cluster: {module}")
     problems += [f"import circle: {' -> '.join(c)}" for c in cycles(graph)]
+    return problems + benchmark_violations(sources)
+
+
+def benchmark_violations(sources: dict[str, str]) -> list[str]:
+    """A benchmark module inside the product's parts, and a benchmark that reaches for a
+    private name (`_x`) of the product instead of its public API."""
+    problems = []
+    for module, source in sources.items():
+        pieces = module.split(".")
+        if len(pieces) > 2 and pieces[1] in PRODUCT and pieces[-1].startswith("bench"):
+            problems.append(f"benchmark outside metanas.bench: {module}")
+        if pieces[1:2] != ["bench"]:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("metanas.") and not node.level:
+                if node.module.split(".")[1] != "bench":
+                    problems += [f"private name used by a benchmark: {module} -> {node.module}.{a.name}"
+                                 for a in node.names if a.name.startswith("_")]
+            elif isinstance(node, ast.Attribute) and _private(node.attr) and not _is_self(node.value):
+                problems.append(f"private name used by a benchmark: {module} -> .{node.attr}")
     return problems
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _is_self(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -120,19 +150,42 @@ def test_the_checker_catches_what_it_is_for():
     sources = {
         "metanas": "",
         "metanas.searchers": "",
-        "metanas.searchers.a": "def f():\n    from metanas.platform.cli import main\n",  # lazy, upward
+        "metanas.searchers.a": "def f():\n    from metanas.cli.main import main\n",  # lazy, upward
         "metanas.memory": "",
         "metanas.memory.b": "import ray\nfrom metanas.memory.c import x\n",  # ray outside cluster
         "metanas.memory.c": "from . import b\n",  # relative, closes a circle b -> c -> b
         "metanas.platform": "",
-        "metanas.platform.cli": "_EXPORTS = {'x': 'metanas.memory.c'}\n",  # a string import
-        "metanas.platform.d": "import metanas.platform.cli\n",
+        "metanas.platform.e": "_EXPORTS = {'x': 'metanas.memory.c'}\n",  # a string import
+        "metanas.platform.d": "import metanas.platform.e\n",
+        "metanas.cli": "",
+        "metanas.cli.main": "",
     }
     found = violations(sources)
-    assert "upward import: metanas.searchers.a -> metanas.platform.cli" in found
+    assert "upward import: metanas.searchers.a -> metanas.cli.main" in found
     assert "ray imported outside metanas.cluster: metanas.memory.b" in found
     assert "import circle: metanas.memory.b -> metanas.memory.c -> metanas.memory.b" in found
     # platform -> memory (a lazy export) and platform -> platform are fine
+    assert len(found) == 3
+
+
+def test_the_checker_keeps_benchmarks_in_their_room_and_on_the_public_api():
+    sources = {
+        "metanas": "",
+        "metanas.memory": "",
+        "metanas.memory.store": "class MemoryStore: ...\n",
+        "metanas.memory.bench_store": "",  # a benchmark among the product's modules
+        "metanas.bench": "",
+        "metanas.bench.helpers": "def _fmt(x): return x\n",
+        "metanas.bench.store": (
+            "from metanas.memory.store import MemoryStore, _Group\n"  # a private class
+            "from metanas.bench.helpers import _fmt\n"  # private, but the benchmarks' own: fine
+            "def f(store):\n    return store._groups, store.__len__(), _fmt(1)\n"  # a private attribute
+        ),
+    }
+    found = violations(sources)
+    assert "benchmark outside metanas.bench: metanas.memory.bench_store" in found
+    assert "private name used by a benchmark: metanas.bench.store -> metanas.memory.store._Group" in found
+    assert "private name used by a benchmark: metanas.bench.store -> ._groups" in found
     assert len(found) == 3
 
 
@@ -153,3 +206,31 @@ print("LOADED_RAY" if "ray" in sys.modules else "NO_RAY", len(sys.modules))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("NO_RAY"), proc.stdout
+
+
+def readme_layout() -> dict[str, str]:
+    """{module path: its one-line job} from the README's Layout section's tree."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    tree = section.split("```\n", 2)[1]
+    listed, folders = {}, []
+    for line in tree.splitlines():
+        depth = (len(line) - len(line.lstrip())) // 2
+        name, _, job = line.strip().partition(" ")
+        folders = folders[:depth]
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+        else:
+            listed["/".join(folders + [name])] = job.strip()
+    return listed
+
+
+def test_the_readme_layout_lists_every_module_with_its_job():
+    modules = {
+        str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py" or p.parent == PACKAGE
+    }
+    listed = readme_layout()
+    assert set(listed) == modules, (sorted(modules - set(listed)), sorted(set(listed) - modules))
+    assert all(len(job) > 10 for job in listed.values())
+    assert "THE DEFAULT" in listed["metanas/memory/policies/model.py"]

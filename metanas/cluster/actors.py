@@ -1,4 +1,4 @@
-"""Thin Ray actors around the Ray-free logic: `TaskRunner`, `MetaLearnerCore`, `MemoryStore`.
+"""Thin Ray actors around the Ray-free logic: `TaskWorkerCore`, `MetaLearnerCore`, `MemoryStore`.
 
 TaskWorker: runs inner loops (meta-training) and held-out evaluations (meta-test).
 MetaLearner: owns the meta-parameters of every learner and applies Reptile updates.
@@ -51,7 +51,7 @@ class TaskWorker:
         import torch
 
         from metanas.cluster.schema import Campaign
-        from metanas.cluster.task_runner import TaskRunner
+        from metanas.cluster.task_worker import TaskWorkerCore
         from metanas.searchers.darts.cost import CostLimit
 
         # One intra-op thread per CPU Ray gave us: workers sharing a node must not fight.
@@ -62,7 +62,7 @@ class TaskWorker:
             log.warning("TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids)
         self.slowdown = slowdown
         limits = tuple(CostLimit.from_dict(d) for d in limits or ())
-        self.runner = TaskRunner(Campaign.model_validate(campaign), device=device, limits=limits)
+        self.runner = TaskWorkerCore(Campaign.model_validate(campaign), device=device, limits=limits)
         self.info_ = WorkerInfo(worker_id, ray.get_runtime_context().get_node_id(), os.getpid(), device)
 
     def info(self) -> WorkerInfo:

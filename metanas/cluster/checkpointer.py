@@ -11,7 +11,7 @@ from typing import Protocol
 from metanas.cluster.messages import MetaLearnerRestarted, SaveReply
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.train_state import Counters, TrainState, WorkerTally
-from metanas.searchers.atomic import atomic_write_json, save_tensors
+from metanas._util.atomic import atomic_write_json, save_tensors
 
 
 def write_initial_checkpoint(run_dir: RunDir, params: dict[str, dict]) -> TrainState:

@@ -164,3 +164,32 @@ def shutdown() -> None:
         _watching.set()
     if ray.is_initialized():
         ray.shutdown()
+
+
+def is_connected() -> bool:
+    """Whether this process has started or joined Ray already."""
+    import ray
+
+    return ray.is_initialized()
+
+
+@contextmanager
+def simulated_cluster(nodes: int, cpus_per_node: int = 1):
+    """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`), joined by
+    this process; yields its address. The head holds no CPUs (only the 0-CPU central
+    actors), so each worker lands on a node of its own and every parameter and update
+    crosses between object stores. A process joins one Ray cluster in its life: run this
+    in a process of its own."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(nodes):
+        cluster.add_node(num_cpus=cpus_per_node)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address, logging_level="ERROR")
+        yield cluster.address
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -19,11 +19,11 @@ import torch
 
 from metanas.cluster.messages import TestResult
 from metanas.cluster.schema import Campaign, Constraints
-from metanas.searchers.atomic import atomic_write_json
+from metanas._util.atomic import atomic_write_json
 from metanas.searchers.darts.cost import CostLimit, params_cost
 from metanas.searchers.darts.latency import LatencyTable, NetworkShape, device_fingerprint, profile
 from metanas.searchers.pareto import pareto_front
-from metanas.searchers.threads import torch_threads
+from metanas._util.threads import torch_threads
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from metanas.cluster.messages import SaveReply, SubmitReply
 from metanas.cluster.run_dir import RunDir
-from metanas.searchers.atomic import save_tensors
+from metanas._util.atomic import save_tensors
 from metanas.searchers.darts.reptile import AsyncReptile, KeySet, MetaSchedule, Params, StalenessBound, UpdateOutcome, reptile_step
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from metanas.cluster.schema import Campaign
-from metanas.searchers.atomic import atomic_write_bytes, load_tensors
+from metanas._util.atomic import atomic_write_bytes, load_tensors
 
 log = logging.getLogger(__name__)
 

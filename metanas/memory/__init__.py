@@ -1,4 +1,5 @@
-"""The task memory: typed records (Arrow schema), the Parquet + FAISS store, its benchmark.
+"""The task memory: typed records (Arrow schema), the Parquet + FAISS store, and what a search
+learns from them (past tasks, the memory model, warm-start policies, the Optuna sampler).
 
 Names load on first use (PEP 562), so ``import metanas.memory`` pulls in neither faiss nor
 pyarrow, torch or ray; code that only needs the records never pays for the store.
@@ -16,7 +17,6 @@ _EXPORTS = {
     "records_to_table": "metanas.memory.records",
     "MemoryStore": "metanas.memory.store",
     "EXACT_THRESHOLD": "metanas.memory.store",
-    "bench_memory": "metanas.memory.bench_memory",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metanas.searchers.atomic import atomic_write_bytes, atomic_write_json
-from metanas.searchers.threads import torch_threads
+from metanas._util.atomic import atomic_write_bytes, atomic_write_json
+from metanas._util.threads import torch_threads
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from metanas.memory.surrogate import knn_surrogate
+from metanas.memory.knn import knn_predictor
 from metanas.searchers.space import SearchSpace
 
 
@@ -110,7 +110,7 @@ def estimated_landmarks(space: SearchSpace, trials: list[dict[str, Any]], n: int
     embedder name, so `metanas memory query` and FAISS can compare them. Raises ValueError
     when no trial has a finite score."""
     embedder = LandmarkEmbedder(default_probes(space, n))
-    predict = knn_surrogate(space, trials)
+    predict = knn_predictor(space, trials)
     return f"estimated_{embedder.name}", embedder.embed_scores([predict(p) for p in embedder.probes])
 
 

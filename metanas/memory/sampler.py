@@ -6,7 +6,7 @@
 
 The space is the study's own: as the objective suggests parameters, the sampler picks the
 stored space that knows the most of them (by name and distribution: kind, range, log,
-step), and the memory's model (`metanas.memory.transfer.MemoryModel`) proposes each trial's
+step), and the memory's model (`metanas.memory.memory_model.MemoryModel`) proposes each trial's
 config over the parameters the memory knows exactly as the study does and every finished
 trial has. Every other parameter (unknown to the memory, known with another distribution,
 or conditional) is sampled by the fallback sampler, with one warning naming it. After
@@ -24,7 +24,7 @@ lower fidelity than a finished trial's) but its config is not proposed again.
 
 A multi-objective study (objectives named by `study.set_metric_names`, as the stored
 trials' metrics are) starts from the stored tasks' Pareto sets, points spread along each
-front, round-robin over the stored tasks (`metanas.memory.pareto_warmstart`), then hands
+front, round-robin over the stored tasks (`metanas.memory.policies.pareto`), then hands
 over to the fallback: give a multi-objective one (TPE, the default, or NSGA-II).
 """
 
@@ -50,8 +50,8 @@ from metanas.memory.policies.base import Start
 from metanas.memory.policies.pareto import ParetoWarmStart
 from metanas.memory.records import PastTask
 from metanas.memory.store import MemoryStore
-from metanas.memory.transfer import MemoryModel, Proposal
-from metanas.memory.warmstart import memory_model, past_tasks, projected
+from metanas.memory.memory_model import MemoryModel, Proposal
+from metanas.memory.past_tasks import memory_model, past_tasks, projected
 from metanas.searchers.optuna_search import from_optuna, to_optuna
 from metanas.searchers.space import Param, SearchSpace, config_key
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from metanas.memory.records import ARROW_SCHEMA, NewerSchema, TaskRecord, record_from_row, records_to_table, upgrade
-from metanas.searchers.atomic import atomic_write_bytes, atomic_write_json
+from metanas._util.atomic import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +50,22 @@ PERSIST_EVERY_APPEND = 100_000  # groups up to this size re-save their index on 
 
 
 class TaskMemory(Protocol):
-    """What the platform needs of a task memory (`MemoryStore` is the implementation; any
-    other passes `metanas.testing.StoreContract`)."""
+    """What the product calls on a task memory: the warm start, `metanas.search`,
+    `MemorySampler`, the callbacks and the campaigns (`MemoryStore` is the implementation;
+    any other passes `metanas.testing.StoreContract`, which calls every method here)."""
 
+    path: Path  # a directory the memory's derived files (e.g. the kept surrogate) may go in
     problems: list[str]  # what went wrong while loading (e.g. a corrupt part set aside)
 
-    def append(self, records: Sequence[TaskRecord]) -> int: ...
+    def append(self, records: Iterable[TaskRecord]) -> int: ...
     def nearest(
         self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
     ) -> list[tuple[TaskRecord, float]]: ...
     def records(
-        self, space_signature: str | None = None, family: str | None = None, embedder: str | None = None
+        self, space_signature: str | Sequence[str] | None = None, family: str | None = None,
+        embedder: str | None = None, exclude_task: str | None = None, newest: int | None = None,
     ) -> list[TaskRecord]: ...
+    def spaces(self, family: str | None = None, exclude_task: str | None = None) -> list[tuple[str, list | None, int]]: ...
     def get(self, key: str) -> TaskRecord: ...
     def keys(self) -> list[str]: ...
     def __len__(self) -> int: ...
@@ -534,6 +538,16 @@ class MemoryStore:
     def live_table(self) -> pa.Table:
         """The records as one Arrow table (without those a later revision replaced)."""
         return self.table if not self._replaced else self.table.take(pa.array(self._live(np.arange(len(self.table)))))
+
+    def indexes(self) -> list[dict]:
+        """One FAISS index per (embedder, space): its records, whether it is exact or
+        approximate (IVF), and how many lists an approximate one probes (0: exact, or not
+        built yet)."""
+        return [
+            {"embedder": embedder, "space_signature": signature, "records": len(group.rows),
+             "approximate": group.trained_on > 0, "nprobe": self.nprobe or group.nprobe}
+            for (embedder, signature), group in self._groups.items()
+        ]
 
     def stats(self) -> dict:
         t = self.live_table()

@@ -4,7 +4,7 @@
     learner = metanas.load("runs/x")                         # adapt it to a new task
 
 `run_campaign` checks the output directory, hands the campaign to the cluster side
-(`metanas.cluster.runner`) and writes the report from what it returns.
+(`metanas.cluster.campaign_driver`) and writes the report from what it returns.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def run_campaign(
         from metanas.cluster.connect import check_reachable
 
         check_reachable(address)  # (likewise: nothing written for a cluster that is not there)
-    from metanas.cluster.runner import CampaignRunner
-    from metanas.platform.report import write_report
+    from metanas.cluster.campaign_driver import CampaignDriver
+    from metanas.platform.campaign_outputs import write_report
 
     run = RunDir(Path(out_dir))
     checkpoint = None
@@ -55,7 +55,7 @@ def run_campaign(
     campaign_limits(campaign, run.root)  # a bad latency table fails here, before Ray starts
     run.save_campaign(campaign)
     started = time.time()
-    runner = CampaignRunner(campaign, run, address=address, progress=progress)
+    runner = CampaignDriver(campaign, run, address=address, progress=progress)
     try:
         result = runner.run(checkpoint)
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -15,11 +16,16 @@ from pydantic import ValidationError
 
 from metanas.cluster.schema import Campaign
 
-__all__ = ["Campaign", "ConfigError", "load_campaign", "parse_campaign"]
+__all__ = ["Campaign", "ConfigError", "demo_config_path", "load_campaign", "parse_campaign"]
 
 
 class ConfigError(ValueError):
     """A campaign file is missing, unreadable or invalid; the message names the field."""
+
+
+def demo_config_path() -> Path:
+    """The demo campaign's file, shipped in the package (`metanas demo` runs it)."""
+    return Path(str(resources.files("metanas.platform").joinpath("demo_campaign.yaml")))
 
 
 def _format_errors(err: ValidationError) -> str:

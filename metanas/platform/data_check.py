@@ -28,7 +28,7 @@ def _need(pool, n_way: int, per_class: int, way_field: str, shots_field: str, sp
 
 def check_campaign_data(campaign: Campaign) -> None:
     """Raise ConfigError (one line, naming the field) when the campaign cannot run on its data."""
-    from metanas.cluster.task_runner import build_pools
+    from metanas.cluster.task_worker import build_pools
 
     try:
         train, test, validation = build_pools(campaign, decode=False)

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metanas.searchers.atomic import atomic_write_bytes
-from metanas.platform.explain import _STYLE, _img, _num, _png
-from metanas.platform.report import _pyplot
+from metanas._util.atomic import atomic_write_bytes
+from metanas.platform.explain_campaign import _STYLE, _img, _num, _png
+from metanas.platform.campaign_outputs import _pyplot
 from metanas.searchers.pareto import pareto_front
 
 SEARCH_REPORT_FILE = "search_report.html"

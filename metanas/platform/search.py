@@ -16,15 +16,20 @@ metrics and the search is multi-objective (Optuna's multi-objective TPE, or NSGA
 minimised one, at least it for a maximised one). It warm-starts from the stored tasks'
 Pareto sets (`warm_start="pareto"`), stores every metric of every trial, and the result's
 `pareto` holds the front.
+
+A search runs in named steps (`_Search`): check the arguments, open the memory, embed the
+task, plan the warm start with the policy, run the searcher (Ctrl-C keeps what finished),
+label every trial with why it was evaluated, and remember the record. The single- and the
+multi-objective search share every step but the plan and the searcher.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,9 +37,12 @@ from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
 from metanas.memory.records import PastTask
 from metanas.memory.sampler import top_tasks
 from metanas.memory import policies
-from metanas.memory.warmstart import memory_model, past_tasks
+from metanas.memory.past_tasks import memory_model, past_tasks
 from metanas.searchers.base import Objective, SearchInterrupted, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
+
+if TYPE_CHECKING:
+    from metanas.memory.store import TaskMemory
 
 MULTI_OBJECTIVE_SEARCHERS = {"optuna": "tpe", "nsga2": "nsga2", "random": "random"}
 
@@ -99,66 +107,202 @@ def search(
     (no extra evaluation). Returns the searcher's result, probe evaluations included among
     its trials. Raises `SearchFailed` (trials attached, memory untouched) when every
     evaluation failed."""
-    if objectives is not None or constraints is not None:
-        return _multi_objective(
-            objective, space, objectives, constraints, task_id=task_id, memory=memory, budget=budget, searcher=searcher,
-            warm_start=warm_start or policies.MULTI_OBJECTIVE_DEFAULT, embedding=embedding, family=family, k=k, seed=seed,
-            campaign_id=campaign_id, key=key, storage=storage, fail_fast=fail_fast,
+    request = _Search(**locals())  # (every argument of this call, by name)
+    return request.multi_objective() if request.is_multi_objective else request.single_objective()
+
+
+@dataclass
+class _Search:
+    """One call of `search`: its arguments, and the steps it runs in."""
+
+    objective: Callable[..., Any]
+    space: SearchSpace
+    task_id: str
+    memory: str | Path | None
+    budget: int
+    searcher: str
+    warm_start: str | None
+    embedder: LandmarkEmbedder | None
+    embedding: tuple[str, Sequence[float]] | None
+    family: str
+    k: int
+    n_warm_start: int
+    seed: int
+    campaign_id: str
+    key: str | None
+    objectives: Mapping[str, str] | None
+    constraints: Mapping[str, float] | None
+    storage: str | None
+    fail_fast: bool
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.objectives is not None or self.constraints is not None
+
+    @property
+    def family_filter(self) -> str | None:
+        return None if self.family == "default" else self.family
+
+    @property
+    def given_embedding(self) -> tuple[str, np.ndarray] | None:
+        """The caller's `(embedder, vector)`, or None."""
+        if self.embedding is None:
+            return None
+        return self.embedding[0], np.asarray(self.embedding[1], dtype=np.float32)
+
+    def record_key(self, policy: str, suffix: str = "") -> str:
+        """The record's key: the same search (budget and seed included) has the same key, so
+        a retried one never duplicates its record."""
+        parts = (self.campaign_id or "search", self.task_id, self.searcher, policy, self.seed, f"b{self.budget}")
+        return self.key or "/".join(map(str, parts)) + suffix
+
+    def single_objective(self) -> SearchResult:
+        policy = self._checked_policy()
+        obj = Objective(self.objective, self.fail_fast)  # an evaluation that raises is a failed trial unless fail_fast
+        store = open_memory(self.memory)
+        task_embedding, told = self._task_embedding(obj)
+        start = self._start(policy, store, obj, told)
+        plan, sampler = policy.plan(start), policy.sampler(start)
+        log.info(
+            "task %s: %d probes, %d warm-start configs (%d did not fit the space)",
+            self.task_id, len(plan.told), len(plan.queued), plan.dropped,
         )
-    warm_start = warm_start or policies.DEFAULT
-    policy = policies.get(warm_start)
-    _check_task_and_budget(task_id, budget)
-    if searcher not in SEARCHERS:
-        raise ValueError(f"searcher: expected one of {SEARCHERS}, got {searcher!r}")
-    if storage is not None and searcher != "optuna":
-        raise ValueError(f"storage: Optuna storages record searcher='optuna' searches, not {searcher!r}")
-    if policy.needs_sampler and searcher == "random":
-        raise ValueError(f"warm_start={warm_start!r} proposes configs through Optuna: use searcher='optuna' or 'tune'")
-    obj = Objective(objective, fail_fast)  # an evaluation that raises is a failed trial unless fail_fast
-    store = None
-    if memory is not None:
-        from metanas.memory.store import MemoryStore
+        key = self.record_key(policy.name)
+        result = self._run_searcher(obj, plan, sampler, store, key)
+        # The probes were evaluated here, for this task: they are trials of this search.
+        result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
+        result.warm_start_dropped += plan.dropped
+        result.trials = explained(result.trials, policy, self.searcher, plan, sampler)
+        if store is not None:  # (raises SearchFailed when every evaluation failed: nothing to remember)
+            self._remember(store, key, result.trials, self.searcher, task_embedding)
+        return result
 
-        store = MemoryStore(Path(memory))
-    family_filter = None if family == "default" else family
-    told: list[WarmStart] = []
-    vector = None
-    if embedding is not None:
-        embedder_name, vector = embedding[0], np.asarray(embedding[1], dtype=np.float32)
-    elif embedder is not None:  # explicit landmarks: evaluated on the task, they embed it
-        if len(embedder.probes) >= budget:
-            raise ValueError(f"budget {budget} leaves nothing after {len(embedder.probes)} landmark probes")
+    def _checked_policy(self) -> policies.WarmStartPolicy:
+        """The warm-start policy, once every argument of a single-objective search is checked."""
+        warm_start = self.warm_start or policies.DEFAULT
+        policy = policies.get(warm_start)
+        _check_task_and_budget(self.task_id, self.budget)
+        if self.searcher not in SEARCHERS:
+            raise ValueError(f"searcher: expected one of {SEARCHERS}, got {self.searcher!r}")
+        if self.storage is not None and self.searcher != "optuna":
+            raise ValueError(f"storage: Optuna storages record searcher='optuna' searches, not {self.searcher!r}")
+        if policy.needs_sampler and self.searcher == "random":
+            raise ValueError(f"warm_start={warm_start!r} proposes configs through Optuna: use searcher='optuna' or 'tune'")
+        return policy
+
+    def _task_embedding(self, obj: Objective) -> tuple[tuple[str, Any] | None, list[WarmStart]]:
+        """The task's `(embedder, vector)` when the caller gave it or an explicit landmark
+        embedder measures it (its probes are then evaluations of this task, to be told to
+        the searcher); (None, []) otherwise."""
+        if self.embedding is not None or self.embedder is None:
+            return self.given_embedding, []
+        embedder = self.embedder
+        if len(embedder.probes) >= self.budget:
+            raise ValueError(f"budget {self.budget} leaves nothing after {len(embedder.probes)} landmark probes")
         vector, scores = embedder.embed_with_scores(obj)
-        embedder_name = embedder.name
-        told = [WarmStart(space.validate(p), s) for p, s in zip(embedder.probes, scores)]
-    past, model = memory_model(store if policy.uses_memory else None, space, family_filter, task_id, seed,
-                               (embedder_name, vector) if embedding is not None else None, policy.neighbours(k))
-    start = policies.Start(space, past, model, obj, budget, told, by_embedding=embedding is not None, n_warm=n_warm_start, seed=seed)
-    plan = policy.plan(start)
-    log.info("task %s: %d probes, %d warm-start configs (%d did not fit the space)", task_id, len(plan.told), len(plan.queued), plan.dropped)
+        return (embedder.name, vector), [WarmStart(self.space.validate(p), s) for p, s in zip(embedder.probes, scores)]
 
-    options: dict[str, Any] = {"storage": storage, "study_name": task_id} if storage is not None else {}
-    sampler = policy.sampler(start)
-    if sampler is not None:
-        options["sampler"] = sampler
-    key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}"
-    try:
-        result = make_searcher(searcher, seed, **options).search(obj, space, budget - len(plan.told), warm_start=plan.warm_start)
-    except KeyboardInterrupt:
-        finished = [Trial(ws.config, ws.score, None, "probe") for ws in plan.told] + obj.history
-        kept = _store_interrupted(store, finished, space, task_id, family, searcher, campaign_id, key)
-        raise SearchInterrupted(finished, kept) from None
-    if obj.errors:
-        log.warning("task %s: %d of %d evaluations raised (the first: %s)", task_id, len(obj.errors), len(result.evaluated), obj.errors[0][1])
-    # The probes were evaluated here, for this task: they are trials of this search.
-    result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
-    result.warm_start_dropped += plan.dropped
-    result.trials = explained(result.trials, policy, searcher, plan, options.get("sampler"))
+    def _start(self, policy: policies.WarmStartPolicy, store: TaskMemory | None, obj: Objective, told: list[WarmStart]) -> policies.Start:
+        """What the policy knows: the stored tasks it learns from and the memory's model."""
+        past, model = memory_model(
+            store if policy.uses_memory else None, self.space, self.family_filter, self.task_id, self.seed,
+            self.given_embedding, policy.neighbours(self.k),
+        )
+        return policies.Start(
+            self.space, past, model, obj, self.budget, told, by_embedding=self.embedding is not None,
+            n_warm=self.n_warm_start, seed=self.seed,
+        )
 
-    if store is not None:  # (raises SearchFailed when every evaluation failed: nothing to remember)
-        given = (embedder_name, vector) if embedding is not None or embedder is not None else None
-        _remember(store, key, task_id, family, space, result.trials, searcher, campaign_id, given)
-    return result
+    def _run_searcher(self, obj: Objective, plan: policies.WarmStartPlan, sampler: Any, store: TaskMemory | None, key: str) -> SearchResult:
+        """The searcher's part; on Ctrl-C the finished evaluations are kept in the memory
+        (under the key plus '/interrupted') and `SearchInterrupted` says so."""
+        options: dict[str, Any] = {} if self.storage is None else {"storage": self.storage, "study_name": self.task_id}
+        if sampler is not None:
+            options["sampler"] = sampler
+        searcher = make_searcher(self.searcher, self.seed, **options)
+        try:
+            result = searcher.search(obj, self.space, self.budget - len(plan.told), warm_start=plan.warm_start)
+        except KeyboardInterrupt:
+            finished = [Trial(ws.config, ws.score, None, "probe") for ws in plan.told] + obj.history
+            kept = None
+            if store is not None and any(np.isfinite(t.score) for t in finished):
+                kept = self._remember(store, f"{key}/interrupted", finished, self.searcher)
+            raise SearchInterrupted(finished, kept) from None
+        if obj.errors:
+            log.warning(
+                "task %s: %d of %d evaluations raised (the first: %s)",
+                self.task_id, len(obj.errors), len(result.evaluated), obj.errors[0][1],
+            )
+        return result
+
+    def multi_objective(self) -> SearchResult:
+        """`search` with several objectives: warm start from the stored Pareto sets, Optuna's
+        multi-objective sampler, every metric stored."""
+        from metanas.searchers.multi_objective import MultiObjective, multi_objective_search
+
+        if self.objectives is None:
+            raise ValueError("constraints: bound metrics of a multi-objective search; pass objectives= too")
+        mo = MultiObjective(self.objective, self.objectives, self.constraints, self.fail_fast)  # checks both
+        warm_start = self.warm_start or policies.MULTI_OBJECTIVE_DEFAULT
+        policy = policies.get(warm_start, multi_objective=True)
+        if self.searcher not in MULTI_OBJECTIVE_SEARCHERS:
+            choices = tuple(MULTI_OBJECTIVE_SEARCHERS)
+            raise ValueError(f"searcher: a multi-objective search takes one of {choices}, got {self.searcher!r}")
+        _check_task_and_budget(self.task_id, self.budget)
+        store = open_memory(self.memory)
+        past = self._pareto_sources(store if policy.uses_memory else None)
+        plan = policy.plan(policies.Start(self.space, past, objectives=mo.objectives, constraints=mo.constraints, seed=self.seed))
+        log.info("task %s: %d warm-start configs from stored Pareto sets", self.task_id, len(plan.queued))
+        result = multi_objective_search(
+            mo, self.space, self.budget, plan.queued, MULTI_OBJECTIVE_SEARCHERS[self.searcher], self.seed, self.storage,
+            self.task_id,
+        )
+        result.trials = self._explained_multi_objective(result.trials, plan, dict(mo.objectives))
+        if store is not None:  # (raises SearchFailed when no trial was feasible: nothing to remember)
+            key = self.record_key(warm_start, "/" + ",".join(mo.objectives))
+            self._remember(store, key, result.trials, f"{self.searcher}_multi_objective", self.given_embedding)
+        return result
+
+    def _pareto_sources(self, store: TaskMemory | None) -> list[PastTask]:
+        """The stored tasks whose Pareto sets warm-start a multi-objective search: the `k`
+        nearest by embedding, or the newest first (none without a memory)."""
+        if store is None:
+            return []
+        given = self.given_embedding
+        if given is None:
+            return list(reversed(past_tasks(store, self.space, self.family_filter, self.task_id)))
+        hits = store.nearest(given[1], self.k, self.space.signature, given[0], family=self.family_filter)
+        return [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != self.task_id]
+
+    def _explained_multi_objective(self, trials: list[Trial], plan: policies.WarmStartPlan,
+                                   goals: dict[str, str]) -> list[Trial]:
+        """Each trial with its `why` (the objectives kept with it, so a stored search can be drawn again)."""
+        origins = iter(plan.origins)
+        searched = {"source": f"{self.searcher} (multi-objective)", "objectives": goals}
+        return [
+            replace(t, why={"source": "pareto set", "task": next(origins), "objectives": goals}
+                    if t.source == "warm_start" else searched)
+            for t in trials
+        ]
+
+    def _remember(self, store: TaskMemory | None, key: str, trials: Sequence[Trial], searcher: str,
+                  embedding: tuple[str, Any] | None = None) -> str:
+        """Append the search's record: its best trial, every trial, and its embedding
+        (`(embedder, vector)` given, or estimated from the trials). Raises SearchFailed when
+        no trial succeeded. A key already stored is logged, not added."""
+        from metanas.memory.records import TaskRecord
+
+        best = SearchResult(searcher, list(trials)).best
+        dicts = [t.to_dict() for t in trials]
+        name, vector = embedding if embedding is not None else estimated_landmarks(self.space, dicts)
+        record = TaskRecord(
+            key=key, task_id=self.task_id, family=self.family, embedder=name, embedding=vector,
+            space_signature=self.space.signature, best_config=best.config, best_score=best.score, trials=dicts,
+            searcher=searcher, campaign_id=self.campaign_id, created_at=time.time(), space=self.space.to_spec(),
+        )
+        if not store.append([record]):  # (idempotent: a retried search never duplicates a record)
+            log.warning("the memory already holds %r (the same search, same budget and seed): not added again", key)
+        return key
 
 
 def _check_task_and_budget(task_id: str, budget: Any) -> None:
@@ -168,33 +312,13 @@ def _check_task_and_budget(task_id: str, budget: Any) -> None:
         raise ValueError(f"budget: must be a positive number of evaluations, got {budget!r}")
 
 
-def _remember(store: Any, key: str, task_id: str, family: str, space: SearchSpace, trials: Sequence[Trial], searcher: str,
-              campaign_id: str, embedding: tuple[str, Any] | None = None) -> str:
-    """Append a search's record to the memory: its best trial, every trial, and its
-    embedding (`(embedder, vector)` given, or estimated from the trials). Raises
-    SearchFailed when no trial succeeded. A key already stored is logged, not added."""
-    from metanas.memory.records import TaskRecord
-
-    best = SearchResult(searcher, list(trials)).best
-    dicts = [t.to_dict() for t in trials]
-    name, vector = embedding if embedding is not None else estimated_landmarks(space, dicts)
-    record = TaskRecord(
-        key=key, task_id=task_id, family=family, embedder=name, embedding=vector, space_signature=space.signature,
-        best_config=best.config, best_score=best.score, trials=dicts, searcher=searcher, campaign_id=campaign_id,
-        created_at=time.time(), space=space.to_spec(),
-    )
-    if not store.append([record]):  # (idempotent: a retried search never duplicates a record)
-        log.warning("the memory already holds %r (the same search, same budget and seed): not added again", key)
-    return key
-
-
-def _store_interrupted(store, finished: list[Trial], space: SearchSpace, task_id: str, family: str, searcher: str,
-                       campaign_id: str, key: str) -> str | None:
-    """Keep an interrupted search's finished evaluations in the memory, under its key plus
-    '/interrupted'; the key, or None when there is no memory or nothing finished."""
-    if store is None or not any(np.isfinite(t.score) for t in finished):
+def open_memory(memory: str | Path | None) -> TaskMemory | None:
+    """The memory directory as a `MemoryStore` (created if missing), or None without one."""
+    if memory is None:
         return None
-    return _remember(store, f"{key}/interrupted", task_id, family, space, finished, searcher, campaign_id)
+    from metanas.memory.store import MemoryStore
+
+    return MemoryStore(Path(memory))
 
 
 def propose(
@@ -223,68 +347,6 @@ def propose(
     given = None if embedding is None else (embedding[0], np.asarray(embedding[1], dtype=np.float32))
     _, model = memory_model(store, space, family, task_id, seed, given)
     return model.portfolio(n)
-
-
-def _multi_objective(
-    objective: Callable[..., Mapping[str, float]],
-    space: SearchSpace,
-    objectives: Mapping[str, str] | None,
-    constraints: Mapping[str, float] | None,
-    *,
-    task_id: str,
-    memory: str | Path | None,
-    budget: int,
-    searcher: str,
-    warm_start: str,
-    embedding: tuple[str, Sequence[float]] | None,
-    family: str,
-    k: int,
-    seed: int,
-    campaign_id: str,
-    key: str | None,
-    storage: str | None = None,
-    fail_fast: bool = False,
-) -> SearchResult:
-    """`search` with several objectives: warm start from the stored Pareto sets, Optuna's
-    multi-objective sampler, every metric stored."""
-    from metanas.searchers.multi_objective import MultiObjective, multi_objective_search
-
-    if objectives is None:
-        raise ValueError("constraints: bound metrics of a multi-objective search; pass objectives= too")
-    mo = MultiObjective(objective, objectives, constraints, fail_fast)  # checks objectives and constraints
-    policy = policies.get(warm_start, multi_objective=True)
-    if searcher not in MULTI_OBJECTIVE_SEARCHERS:
-        raise ValueError(f"searcher: a multi-objective search takes one of {tuple(MULTI_OBJECTIVE_SEARCHERS)}, got {searcher!r}")
-    _check_task_and_budget(task_id, budget)
-    store = None
-    if memory is not None:
-        from metanas.memory.store import MemoryStore
-
-        store = MemoryStore(Path(memory))
-    family_filter = None if family == "default" else family
-    past: list[PastTask] = []
-    if store is not None and policy.uses_memory:
-        if embedding is not None:
-            vector = np.asarray(embedding[1], dtype=np.float32)
-            hits = store.nearest(vector, k, space.signature, embedding[0], family=family_filter)
-            past = [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != task_id]
-        else:  # the newest first
-            past = list(reversed(past_tasks(store, space, family_filter, task_id)))
-    plan = policy.plan(policies.Start(space, past, objectives=mo.objectives, constraints=mo.constraints, seed=seed))
-    log.info("task %s: %d warm-start configs from stored Pareto sets", task_id, len(plan.queued))
-    result = multi_objective_search(mo, space, budget, plan.queued, MULTI_OBJECTIVE_SEARCHERS[searcher], seed, storage, task_id)
-    origins = iter(plan.origins)
-    goals = dict(mo.objectives)  # (kept with every trial, so a stored search can be drawn again)
-    result.trials = [
-        replace(t, why={"source": "pareto set", "task": next(origins), "objectives": goals} if t.source == "warm_start"
-                else {"source": f"{searcher} (multi-objective)", "objectives": goals})
-        for t in result.trials
-    ]
-    if store is not None:  # (raises SearchFailed when no trial was feasible: nothing to remember)
-        key = key or f"{campaign_id or 'search'}/{task_id}/{searcher}/{warm_start}/{seed}/b{budget}/" + ",".join(mo.objectives)
-        given = (embedding[0], np.asarray(embedding[1], dtype=np.float32)) if embedding is not None else None
-        _remember(store, key, task_id, family, space, result.trials, f"{searcher}_multi_objective", campaign_id, given)
-    return result
 
 
 def explained(trials: list[Trial], policy: policies.WarmStartPolicy, searcher: str, plan: Any, sampler: Any) -> list[Trial]:

@@ -8,12 +8,13 @@ test module subclasses, filling in how to build the thing under test.
         def make_searcher(self, seed, fidelities=None):
             return MySearcher(seed=seed, fidelities=fidelities)
 
-Needs pytest. This package sits outside the four layers (searchers < memory < cluster <
+Needs pytest. This package sits above the product's parts (searchers < memory < cluster <
 platform): it may import any of them, and none of them imports it.
 """
 
 from metanas.testing.embedders import EmbedderContract
+from metanas.testing.policies import PolicyContract
 from metanas.testing.searchers import SearcherContract
 from metanas.testing.stores import StoreContract
 
-__all__ = ["EmbedderContract", "SearcherContract", "StoreContract"]
+__all__ = ["EmbedderContract", "PolicyContract", "SearcherContract", "StoreContract"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,42 @@ class StoreContract:
             reopened = self.open_store(tmp_path)
         assert 10 <= len(reopened) < 30  # the healthy parts all load
         assert len(reopened.problems) == 1 and any("corrupt" in m for m in caplog.messages)
+
+    def test_records_filter_and_keep_the_newest_oldest_first(self, tmp_path):
+        store = self.open_store(tmp_path)
+        records = [make_record(i, "s1" if i % 2 else "s2", family="f" if i < 6 else "g") for i in range(10)]
+        store.append([replace(r, created_at=1_000.0 + i) for i, r in enumerate(records)])
+        assert [r.key for r in store.records(space_signature="s1", newest=2)] == ["s1/7", "s1/9"]
+        assert len(store.records(space_signature=["s1", "s2"], family="f")) == 6
+        assert all(r.task_id != "t3" for r in store.records(exclude_task="t3")) and len(store.records(exclude_task="t3")) == 9
+        assert store.records(embedder="nobody") == [] and "s1/3" in store and "s1/4" not in store
+
+    def test_spaces_count_the_records_of_each_most_first(self, tmp_path):
+        store = self.open_store(tmp_path)
+        store.append([make_record(i, "s1") for i in range(3)] + [make_record(10 + i, "s2") for i in range(5)])
+        assert [(sig, n) for sig, _, n in store.spaces()] == [("s2", 5), ("s1", 3)]
+        assert [(sig, n) for sig, _, n in store.spaces(exclude_task="t10")] == [("s2", 4), ("s1", 3)]
+        assert store.spaces(family="nobody") == []
+
+    def test_the_warm_start_reads_it(self, tmp_path):
+        """What `metanas.search`, `MemorySampler` and the policies do with a memory: read the
+        stored tasks of a space, build the memory's model (kept under `path`) and propose."""
+        from metanas.memory.past_tasks import memory_model, past_tasks
+        from metanas.memory.records import TaskRecord
+        from metanas.searchers.space import Float, SearchSpace
+
+        space = SearchSpace([Float("x", 0.0, 1.0)])
+        store = self.open_store(tmp_path)
+        for task in range(4):
+            trials = [{"config": {"x": x / 10}, "score": -abs(x / 10 - 0.3) - task / 100, "budget": None} for x in range(11)]
+            best = max(trials, key=lambda t: t["score"])
+            store.append([TaskRecord(
+                key=f"k{task}", task_id=f"t{task}", family="f", embedder="e", embedding=np.full(4, task, np.float32),
+                space_signature=space.signature, best_config=best["config"], best_score=best["score"], trials=trials,
+                searcher="optuna", created_at=float(task), space=space.to_spec(),
+            )])
+        assert [t.task_id for t in past_tasks(store, space, None, "t1")] == ["t0", "t2", "t3"]
+        past, model = memory_model(store, space, None, "new", 0, None)
+        assert len(past) == 4 and Path(store.path).is_dir()
+        (config, predicted, _), = model.portfolio(1)
+        assert abs(config["x"] - 0.3) <= 0.1 and 0.0 <= predicted <= 1.0

@@ -21,7 +21,7 @@ from ray.cluster_utils import Cluster
 def main(out: Path, mode: str, updates: str) -> None:
     from metanas.cluster import worker_pool
     from metanas.cluster.run_dir import RunDir
-    from metanas.cluster.runner import CampaignRunner
+    from metanas.cluster.campaign_driver import CampaignDriver
     from metanas.memory.store import MemoryStore
     from metanas.platform.config import parse_campaign
     from tests.conftest import TINY_CAMPAIGN
@@ -39,7 +39,7 @@ def main(out: Path, mode: str, updates: str) -> None:
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)
     run.save_campaign(campaign)
-    runner = CampaignRunner(campaign, run, address=cluster.address, progress=False)
+    runner = CampaignDriver(campaign, run, address=cluster.address, progress=False)
     result: dict = {}
 
     def target() -> None:

@@ -1,4 +1,4 @@
-"""Every network a campaign trains, on the task path the workers run (`TaskRunner`, no Ray),
+"""Every network a campaign trains, on the task path the workers run (`TaskWorkerCore`, no Ray),
 never calls a library kernel known to corrupt memory (`unsafe_kernels.KernelGuard`
 refuses one before it runs): the example campaign files as they are, and the digits
 campaign with reduction cells of 4 channels, where oneDNN's strided 1x1 kernel used to be
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from metanas.cluster.messages import TestTask, TrainTask
-from metanas.cluster.task_runner import TaskRunner
+from metanas.cluster.task_worker import TaskWorkerCore
 from metanas.platform.config import load_campaign, parse_campaign
 from metanas.searchers.darts.adaptation import get_params
 from metanas.searchers.darts.unsafe_kernels import KernelGuard
@@ -38,7 +38,7 @@ CAMPAIGNS = {
 @pytest.mark.parametrize("name", sorted(CAMPAIGNS))
 def test_every_learner_of_the_campaign_trains_and_tests_without_an_unsafe_kernel(name):
     campaign = CAMPAIGNS[name]()
-    runner = TaskRunner(campaign)
+    runner = TaskWorkerCore(campaign)
     edges = len(campaign.space.cell_space().edges) * (2 if campaign.space.reduction else 1)
     genotype = ("skip_connect", "dil_conv_3x3", "avg_pool_3x3", "sep_conv_3x3", "conv_3x3")
     derived = tuple(genotype[i % len(genotype)] for i in range(edges))  # skip_connect reduces in a reduction cell

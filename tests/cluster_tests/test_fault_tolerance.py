@@ -12,19 +12,19 @@ import pytest
 import ray
 
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.runner import CampaignRunner
+from metanas.cluster.campaign_driver import CampaignDriver
 from metanas.memory.store import MemoryStore
 from metanas.platform.config import parse_campaign
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
-def _start(campaign_dict: dict, out) -> tuple[CampaignRunner, threading.Thread, dict]:
+def _start(campaign_dict: dict, out) -> tuple[CampaignDriver, threading.Thread, dict]:
     campaign = parse_campaign(campaign_dict)
     run = RunDir(out)
     run.root.mkdir(parents=True)
     run.save_campaign(campaign)
-    runner = CampaignRunner(campaign, run, address=None, progress=False)
+    runner = CampaignDriver(campaign, run, address=None, progress=False)
     result: dict = {}
 
     def target():

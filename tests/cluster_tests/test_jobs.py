@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metanas.platform.cli import main
+from metanas.cli.main import main
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
 

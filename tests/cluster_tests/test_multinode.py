@@ -47,7 +47,7 @@ def test_a_campaign_that_loses_every_worker_node_fails_with_a_clear_message(tmp_
 
 
 def test_bench_scaling_runs_on_a_simulated_multinode_cluster(tiny_campaign_dict):
-    from metanas.cluster.bench_scaling import _run_multinode
+    from metanas.bench.scaling import _run_multinode
     from metanas.platform.config import parse_campaign
 
     r = _run_multinode(parse_campaign(tiny_campaign_dict), iterations=2, workers=2, updates="async")

@@ -37,7 +37,7 @@ def test_small_omniglot_campaign_runs_end_to_end(ray_session, omniglot_zips, tmp
     import numpy as np
 
     import metanas
-    from metanas.cluster.task_runner import build_pools
+    from metanas.cluster.task_worker import build_pools
     from metanas.searchers.episodes import read_class_folders
 
     held_out = sorted({name.split("@")[0] for name in build_pools(campaign)[1].names})[:20]

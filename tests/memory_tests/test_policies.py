@@ -12,8 +12,9 @@ import pytest
 from metanas.memory import policies
 from metanas.memory.records import PastTask
 from metanas.memory.sampler import MemorySampler
-from metanas.memory.transfer import MemoryModel
+from metanas.memory.memory_model import MemoryModel
 from metanas.searchers.random_search import RandomSearcher
+from metanas.testing import PolicyContract
 from metanas.testing.searchers import SPACE, toy_score
 
 PAST = [PastTask(f"t{i}", [t.to_dict() for t in RandomSearcher(seed=i).search(toy_score, SPACE, 20).evaluated]) for i in range(3)]
@@ -66,3 +67,28 @@ def test_no_module_reads_a_policy_by_its_name():
     offenders = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py") if "policies" not in path.parts
                  for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert not offenders
+
+
+class TestModelPolicy(PolicyContract):
+    def make_policy(self):
+        return policies.get("model")
+
+
+class TestMemoryPolicy(PolicyContract):
+    def make_policy(self):
+        return policies.get("memory")
+
+
+class TestPortfolioPolicy(PolicyContract):
+    def make_policy(self):
+        return policies.get("portfolio")
+
+
+class TestParetoPolicy(PolicyContract):
+    def make_policy(self):
+        return policies.get("pareto", multi_objective=True)
+
+
+class TestNoPolicy(PolicyContract):
+    def make_policy(self):
+        return policies.get("none")

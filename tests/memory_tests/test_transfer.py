@@ -12,7 +12,7 @@ import pytest
 from metanas.memory.acquisition import MIN_CHANCE_TEST, greedy_portfolio, task_weights
 from metanas.memory.cross_task import CrossTaskSurrogate, TaskData
 from metanas.memory.gp import GP, rank_normalise
-from metanas.memory.transfer import MemoryModel, train_surrogate
+from metanas.memory.memory_model import MemoryModel, train_surrogate
 from metanas.memory.records import PastTask
 from metanas.searchers.space import Categorical, Ordinal, SearchSpace
 

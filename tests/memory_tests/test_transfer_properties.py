@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import metanas
 from metanas.memory.cross_task import CrossTaskSurrogate
 from metanas.memory.records import PastTask
-from metanas.memory.transfer import MemoryModel
+from metanas.memory.memory_model import MemoryModel
 from metanas.searchers.space import config_key
 from tests.strategies import examples, spaces
 

@@ -109,7 +109,7 @@ def test_every_method_is_meta_trained_measured_and_evaluated(full_run):
 
 @pytest.mark.timeout(120)
 def test_validation_episodes_come_from_classes_neither_trained_nor_tested(full_run):
-    from metanas.cluster.task_runner import build_pools
+    from metanas.cluster.task_worker import build_pools
 
     _, _, campaign = full_run
     train, test, validation = build_pools(campaign)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from metanas.platform.cli import build_parser, main
+from metanas.cli.main import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 

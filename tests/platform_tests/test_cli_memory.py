@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from metanas.platform.cli import main
+from metanas.cli.main import main
 
 
 def test_search_then_inspect_the_memory(tmp_path, capsys):
@@ -68,7 +68,7 @@ def test_bench_memory_small(capsys):
 
 
 def test_an_approximate_index_is_calibrated_to_the_recall_target_on_overlapping_embeddings():
-    from metanas.memory.bench_memory import bench_memory
+    from metanas.bench.memory import bench_memory
 
     # 30,000 records: above the exact threshold, so an IVF index whose nprobe is calibrated
     result = bench_memory(30_000, 32, data="overlapping", queries=100)

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from metanas.platform.config import ConfigError, parse_campaign
-from metanas.platform.cli import demo_config_path
+from metanas.cli.main import demo_config_path
 
 CHECK = """
 import sys
-from metanas.platform.cli import main
+from metanas.cli.main import main
 code = main(sys.argv[1:])
 print("RAY_IMPORTED" if "ray" in sys.modules else "RAY_NOT_IMPORTED")
 sys.exit(code)

@@ -115,7 +115,7 @@ def _check_numbers(page: str, summary: dict) -> int:
 
 @pytest.mark.timeout(120)
 def test_explain_report_renders_in_chromium_with_the_summarys_numbers(constrained_run, tmp_path):
-    from metanas.platform.explain import write_explain
+    from metanas.platform.explain_campaign import write_explain
 
     out, summary, _ = constrained_run
     path = write_explain(out, tmp_path / "report.html")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metanas.platform.cli import build_parser, demo_config_path, main
+from metanas.cli.main import build_parser, demo_config_path, main
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

@@ -66,7 +66,7 @@ def test_images_come_in_any_layout_the_learner_can_tell_apart():
     import torch
 
     from metanas.searchers.darts.learner import prepare_images
-    from metanas.searchers.threads import torch_threads
+    from metanas._util.threads import torch_threads
 
     rgb = np.random.default_rng(0).random((5, 3, 8, 8)).astype(np.float32)
     first = prepare_images(rgb, (8, 8))

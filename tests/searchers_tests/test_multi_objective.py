@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from metanas.memory.pareto_warmstart import pareto_warm_start, stored_front
+from metanas.memory.policies.pareto import pareto_warm_start, stored_front
 from metanas.memory.records import PastTask
 from metanas.searchers.base import SearchFailed
 from metanas.searchers.multi_objective import MultiObjective, hypervolume, multi_objective_search

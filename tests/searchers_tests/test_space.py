@@ -146,7 +146,7 @@ def test_the_own_pooling_and_group_norm_kernels_give_the_library_results(size):
 
 
 def test_bench_step_reports_both_variants():
-    from metanas.searchers.darts.bench_step import bench_step
+    from metanas.bench.step import bench_step
 
     r = bench_step(image_size=8, batch=4, channels=4, cells=1, nodes=1, rounds=1, steps=1)
     assert set(r["step_ms"]) == {"before", "channels_last", "after"} and r["speedup"] > 0

@@ -587,7 +587,7 @@ def test_edge_normalization_with_adapt_prune_reptile_and_settings():
 
 
 def test_bench_step_times_partial_channels_beside_full_channels():
-    from metanas.searchers.darts.bench_step import bench_step
+    from metanas.bench.step import bench_step
 
     r = bench_step(image_size=8, batch=4, channels=4, cells=1, nodes=1, rounds=1, steps=1, partial_channels=2)
     assert set(r["step_ms"]) == {"before", "channels_last", "after", "full_channels"}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from metanas.memory.records import PastTask
-from metanas.memory.transfer import MODEL_TASKS, MemoryModel
+from metanas.memory.memory_model import MODEL_TASKS, MemoryModel
 from metanas.searchers.base import WarmStart
 from metanas.searchers.space import SearchSpace
 

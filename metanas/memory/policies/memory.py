@@ -14,13 +14,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from metanas.memory.policies.base import Start, WarmStartPlan, WarmStartPolicy
-from metanas.memory.policies.portfolio import portfolio, rank_configs
+from metanas.memory.policies.portfolio import portfolio_warm_start, rank_configs
 from metanas.memory.records import PastTask
-from metanas.memory.surrogate import finite_trials, knn_surrogate
-from metanas.memory.transfer import MemoryModel
+from metanas.memory.knn import finite_trials, knn_predictor
+from metanas.memory.memory_model import MemoryModel
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key
-from metanas.searchers.stats import spearman
+from metanas._util.stats import spearman
 
 N_PROBES = 5  # measured on NAS-Bench-201 and HPOBench: 5 beat 3 probes and the plain portfolio
 
@@ -36,7 +36,7 @@ class MemoryWarmStart(WarmStartPolicy):
         if not start.past:
             return plan
         if start.by_embedding:  # the neighbours' portfolio, weighted by their similarity to the task
-            plan.queued, plan.dropped = portfolio(start.space, start.past, start.n_warm, start.model)
+            plan.queued, plan.dropped = portfolio_warm_start(start.space, start.past, start.n_warm, start.model)
             plan.similarity = {t.task_id: t.similarity for t in start.past}
             return plan
         if start.objective is None:
@@ -48,14 +48,14 @@ class MemoryWarmStart(WarmStartPolicy):
 
 def _probe_and_rank(plan: WarmStartPlan, space: SearchSpace, past: Sequence[PastTask], objective: Callable[[dict[str, Any]], float],
                     n_probes: int, n_warm: int, model: MemoryModel | None = None) -> None:
-    probes, dropped = portfolio(space, past, max(0, n_probes), model)
+    probes, dropped = portfolio_warm_start(space, past, max(0, n_probes), model)
     configs = [p.config for p in probes]
     scores = [float(objective(c)) for c in configs]
     weighted = []
     for task in past:
         sim = 0.5
         if len(configs) > 1 and finite_trials(task.trials):
-            predict = knn_surrogate(space, task.trials)
+            predict = knn_predictor(space, task.trials)
             sim = (1.0 + spearman(scores, [predict(c) for c in configs])) / 2.0
         plan.similarity[task.task_id] = sim
         weighted.append(PastTask(task.task_id, task.trials, sim))

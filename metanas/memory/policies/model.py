@@ -1,5 +1,5 @@
 """`model` (the default): the memory's model proposes each early evaluation through
-`MemorySampler` (`metanas.memory.transfer`), re-weighting the stored tasks as results
+`MemorySampler` (`metanas.memory.memory_model`), re-weighting the stored tasks as results
 arrive, then TPE refines. Nothing is planned up front: the sampler chooses every trial."""
 
 from __future__ import annotations

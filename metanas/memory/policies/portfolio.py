@@ -11,8 +11,8 @@ import numpy as np
 
 from metanas.memory.policies.base import Start, WarmStartPlan, WarmStartPolicy
 from metanas.memory.records import PastTask
-from metanas.memory.surrogate import finite_trials
-from metanas.memory.transfer import MemoryModel
+from metanas.memory.knn import finite_trials
+from metanas.memory.memory_model import MemoryModel
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key
 
@@ -23,11 +23,11 @@ class PortfolioWarmStart(WarmStartPolicy):
     def plan(self, start: Start) -> WarmStartPlan:
         plan = super().plan(start)
         if start.past:
-            plan.queued, plan.dropped = portfolio(start.space, start.past, start.n_warm, start.model)
+            plan.queued, plan.dropped = portfolio_warm_start(start.space, start.past, start.n_warm, start.model)
         return plan
 
 
-def portfolio(space: SearchSpace, past: Sequence[PastTask], n: int, model: MemoryModel | None = None) -> tuple[list[WarmStart], int]:
+def portfolio_warm_start(space: SearchSpace, past: Sequence[PastTask], n: int, model: MemoryModel | None = None) -> tuple[list[WarmStart], int]:
     """`n` configs for the expected best over the stored tasks: the cross-task surrogate's
     greedy portfolio (`MemoryModel.portfolio`). Stored tasks of a single trial each (as a
     campaign's DARTS records) train no surrogate: then the configs good on most tasks."""

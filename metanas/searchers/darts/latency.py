@@ -29,12 +29,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from metanas.searchers.atomic import atomic_write_bytes
+from metanas._util.atomic import atomic_write_bytes
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import LinearCost, count_params, edge_sites
 from metanas.searchers.darts.ops import make_op
 from metanas.searchers.darts.supernet import DiscreteNet
-from metanas.searchers.threads import torch_threads
+from metanas._util.threads import torch_threads
 
 COLUMNS = ("device", "kind", "op", "channels", "height", "width", "stride", "batch", "skeleton", "genotype",
            "latency_ms", "params", "flops")

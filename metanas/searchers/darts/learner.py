@@ -27,7 +27,7 @@ from metanas.searchers.darts.adaptation import (
 )
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import CostLimit, constrained_genotype
-from metanas.searchers.threads import torch_threads
+from metanas._util.threads import torch_threads
 
 
 def prepare_images(images: Any, image_size: tuple[int, int], invert: bool = False) -> torch.Tensor:

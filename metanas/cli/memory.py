@@ -30,6 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export = msub.add_parser("export", help="write every record to one Parquet file")
     export.add_argument("dir", type=Path, help="the memory directory")
     export.add_argument("out", type=Path, help="the Parquet file to write (must not exist)")
+    mem.set_defaults(run=_memory_command)
 
     search = sub.add_parser("search", help="search a built-in benchmark task, warm-started from a memory")
     search.add_argument("task", help="TABLE/DATASET, e.g. hpobench/car, hpolib/protein_structure or nasbench201/cifar10")
@@ -40,26 +41,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--seed", type=int, default=0, help="default 0")
     search.add_argument("--storage", help="also record the study in this Optuna storage (e.g. sqlite:///searches.db) "
                         "for optuna-dashboard; searcher optuna only")
+    search.set_defaults(run=_search)
 
     predict = sub.add_parser("predict", help="the memory's zero-shot proposals for a built-in benchmark task")
     predict.add_argument("task", help="TABLE/DATASET, as for `metanas search` (its own records are left out)")
     predict.add_argument("--memory", type=Path, required=True, help="memory directory")
     predict.add_argument("-n", type=int, default=5, help="how many configs (default 5)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    bench = sub.choices["bench"]
-    bench_sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
-    bm = bench_sub.add_parser("memory", help="memory store throughput, latency, recall and reload time")
-    bm.add_argument("--records", type=int, default=100_000, help="synthetic records (default 100000)")
-    bm.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
-    bm.add_argument("--data", choices=["clustered", "overlapping", "hard"], default="clustered",
-                    help="embeddings: families far apart, overlapping, or overlapping more (hard); default clustered")
-    bm.add_argument("--json", action="store_true", help="print only the JSON result")
-    bs = bench_sub.add_parser("sampler", help="MemorySampler's cost per trial against Optuna's TPE, side by side")
-    bs.add_argument("--tasks", type=int, default=64, help="past studies in the memory (default 64)")
-    bs.add_argument("--trials", type=int, default=50, help="trials per study (default 50; more than 20)")
-    bs.add_argument("--repeats", type=int, default=3, help="studies each way (default 3)")
-    bs.add_argument("--json", action="store_true", help="print only the JSON result")
+    predict.set_defaults(run=_predict)
 
 
 def _open(path: Path):
@@ -81,64 +70,42 @@ def _record_json(record) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.command == "memory":
-        store = _open(args.dir)
-        if args.memory_command == "ls":
-            for r in store.records():
-                print(f"{r.key}\t{r.family}\t{r.searcher}\t{r.best_score:.4f}\t{len(r.trials)} trials")
-        elif args.memory_command == "stats":
-            print(json.dumps(store.stats(), indent=2))
-        elif args.memory_command == "show":
-            if args.key not in store:
-                raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
-            print(json.dumps(_record_json(store.get(args.key)) | {"trials": store.get(args.key).trials}, indent=2))
-        elif args.memory_command == "query":
-            if args.key not in store:
-                raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
-            if args.k < 1:
-                raise ConfigError(f"-k: must be >= 1, got {args.k}")
-            r = store.get(args.key)
-            for hit, sim in store.nearest(r.embedding, args.k + 1, r.space_signature, r.embedder):
-                if hit.key != r.key:
-                    print(f"{sim:.4f}\t{hit.key}\t{hit.family}\t{hit.best_score:.4f}")
-        elif args.memory_command == "compact":
-            removed = store.compact()
-            print(f"{len(store)} records in one part ({removed} parts before)")
-        elif args.memory_command == "export":
-            if args.out.exists():
-                raise ConfigError(f"{str(args.out)!r} already exists; name a new file")
-            if not args.out.parent.is_dir():
-                raise ConfigError(f"{str(args.out.parent)!r} does not exist")
-            store.export(args.out)
-            print(f"{len(store)} records -> {args.out}")
-        return 0
-    if args.command == "search":
-        return _search(args)
-    if args.command == "predict":
-        return _predict(args)
-    if args.command == "bench" and args.bench == "sampler":
-        from metanas.memory.bench_sampler import HANDOFF, bench_sampler
-
-        if args.tasks < 1 or args.trials <= HANDOFF or args.repeats < 1:
-            raise ConfigError(f"--tasks >= 1, --trials > {HANDOFF} and --repeats >= 1, got {args.tasks}, {args.trials}, {args.repeats}")
-        result = bench_sampler(args.tasks, args.trials, args.repeats)
-        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
-        return 0
-    if args.command == "bench" and args.bench == "memory":
-        from metanas.memory.bench_memory import bench_memory
-
-        if args.records < 100:
-            raise ConfigError(f"--records: must be >= 100, got {args.records}")
-        result = bench_memory(args.records, args.dim, data=args.data)
-        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
-        return 0
-    return 1
+def _memory_command(args: argparse.Namespace) -> int:
+    store = _open(args.dir)
+    if args.memory_command == "ls":
+        for r in store.records():
+            print(f"{r.key}\t{r.family}\t{r.searcher}\t{r.best_score:.4f}\t{len(r.trials)} trials")
+    elif args.memory_command == "stats":
+        print(json.dumps(store.stats(), indent=2))
+    elif args.memory_command == "show":
+        if args.key not in store:
+            raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
+        print(json.dumps(_record_json(store.get(args.key)) | {"trials": store.get(args.key).trials}, indent=2))
+    elif args.memory_command == "query":
+        if args.key not in store:
+            raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
+        if args.k < 1:
+            raise ConfigError(f"-k: must be >= 1, got {args.k}")
+        r = store.get(args.key)
+        for hit, sim in store.nearest(r.embedding, args.k + 1, r.space_signature, r.embedder):
+            if hit.key != r.key:
+                print(f"{sim:.4f}\t{hit.key}\t{hit.family}\t{hit.best_score:.4f}")
+    elif args.memory_command == "compact":
+        removed = store.compact()
+        print(f"{len(store)} records in one part ({removed} parts before)")
+    elif args.memory_command == "export":
+        if args.out.exists():
+            raise ConfigError(f"{str(args.out)!r} already exists; name a new file")
+        if not args.out.parent.is_dir():
+            raise ConfigError(f"{str(args.out.parent)!r} does not exist")
+        store.export(args.out)
+        print(f"{len(store)} records -> {args.out}")
+    return 0
 
 
 def _table_task(name: str):
     """A built-in lookup-table task by TABLE/DATASET name."""
-    from metanas.memory.tables import bench_classes, load_table
+    from metanas.platform.tables import bench_classes, load_table
 
     table, _, dataset = name.partition("/")
     classes = bench_classes()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from metanas.cluster.bench_scaling import bench_scaling
+from metanas.bench.scaling import bench_scaling
 from metanas.platform.config import parse_campaign
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -30,7 +30,7 @@ def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_s
 
 @pytest.mark.timeout(180)
 def test_driver_memory_bench_samples_the_drivers_rss_as_tasks_finish(ray_session):
-    from metanas.cluster.bench_driver_memory import bench_driver_memory
+    from metanas.bench.driver_memory import bench_driver_memory
 
     result = bench_driver_memory(160)
     assert result["tasks"] == 160 and result["rss_mb_after_16"] > 0 and result["rss_mb_after_160"] > 0

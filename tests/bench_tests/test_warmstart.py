@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metanas.memory.bench_warmstart import METHODS, bench_warmstart, load_tasks, plot_curves
+from metanas.bench.warmstart import METHODS, bench_warmstart, load_tasks, plot_curves
 from metanas.memory.gp import rank_normalise
-from metanas.memory.tables import load_table, synthetic_family
+from metanas.platform.tables import load_table, synthetic_family
 
 
 def test_table_lookup_and_regret_are_exact():
@@ -63,7 +63,7 @@ def test_bench_output_schema_and_the_memory_helps_early(tmp_path):
 
 
 def test_multi_objective_bench_schema_and_exact_fronts():
-    from metanas.memory.bench_multiobjective import (
+    from metanas.bench.multi_objective import (
         MO_METHODS, _tasks, bench_multi_objective, front_mask, parse_objectives,
     )
     from metanas.searchers.pareto import pareto_front
@@ -94,7 +94,7 @@ def test_the_optuna_user_gets_what_metanas_search_gets():
 
 
 def test_the_sampler_bench_measures_both_phases():
-    from metanas.memory.bench_sampler import bench_sampler
+    from metanas.bench.sampler import bench_sampler
 
     result = bench_sampler(tasks=3, trials=22, repeats=1)
     assert result["model_proposals"] == 20  # the model chose every trial before the hand-over

@@ -51,7 +51,7 @@ def build_pools(campaign: Campaign, decode: bool = True) -> tuple[ClassPool, Cla
     return train, test, validation
 
 
-class TaskRunner:
+class TaskWorkerCore:
     """Holds the task pools and one network per learner, reused across tasks."""
 
     def __init__(self, campaign: Campaign, device: str | torch.device = "cpu", limits: tuple[CostLimit, ...] = ()) -> None:

@@ -9,13 +9,16 @@ nearest (FAISS); and the cross-task model of them, its surrogate kept in the mem
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from metanas.memory.records import PastTask
-from metanas.memory.transfer import MODEL_TASKS, MemoryModel
+from metanas.memory.memory_model import MODEL_TASKS, MemoryModel
 from metanas.searchers.space import SearchSpace
+
+if TYPE_CHECKING:  # (the store's module loads FAISS and Arrow: only its type is needed here)
+    from metanas.memory.store import TaskMemory
 
 MAX_PAST_TASKS = 500  # the most recent same-space records a black-box warm start weighs
 
@@ -25,7 +28,7 @@ def holds(stored: SearchSpace, space: SearchSpace) -> bool:
     return all(p.name in stored.names and stored[p.name] == p for p in space.params)
 
 
-def matching_signatures(store: Any, space: SearchSpace, family: str | None = None, exclude_task: str | None = None) -> list[str]:
+def matching_signatures(store: TaskMemory, space: SearchSpace, family: str | None = None, exclude_task: str | None = None) -> list[str]:
     """The signatures of the stored spaces whose records a search of `space` learns from:
     its own, and every space that holds its parameters (their trials seen through `space`)."""
     out = [space.signature]
@@ -42,7 +45,7 @@ def projected(trials: Sequence[dict[str, Any]], space: SearchSpace) -> list[dict
     return [{**t, "config": {n: t["config"][n] for n in names}} for t in trials if all(n in t["config"] for n in names)]
 
 
-def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task: str, with_embeddings: bool = False) -> list[PastTask]:
+def past_tasks(store: TaskMemory, space: SearchSpace, family: str | None, exclude_task: str, with_embeddings: bool = False) -> list[PastTask]:
     """The newest `MAX_PAST_TASKS` records of `space`, or of a space that holds its
     parameters (and of `family`, if given), in `store`, other than `exclude_task`'s own.
     `with_embeddings`: each with its embedding, when it is of the embedder most of them
@@ -57,7 +60,7 @@ def past_tasks(store: Any, space: SearchSpace, family: str | None, exclude_task:
             for r, t in zip(records, trials)]
 
 
-def memory_model(store: Any, space: SearchSpace, family: str | None, task_id: str, seed: int,
+def memory_model(store: TaskMemory | None, space: SearchSpace, family: str | None, task_id: str, seed: int,
                  embedding: tuple[str, np.ndarray] | None, neighbours: int = MODEL_TASKS) -> tuple[list[PastTask], MemoryModel | None]:
     """The stored tasks a search learns from and the memory's model of them (its surrogate
     kept in the memory), or ([], None) without a memory. With the new task's `embedding`,

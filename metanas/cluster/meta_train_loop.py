@@ -48,7 +48,7 @@ class MetaLearnerHandle(Protocol):
     def incarnation(self) -> str: ...
 
 
-class MetaTrainScheduler:
+class MetaTrainLoop:
     """Called once per driver session: `run` meta-trains to the end, checkpointing as it
     goes; `restarts` counts the rewinds."""
 

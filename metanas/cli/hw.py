@@ -1,5 +1,4 @@
-"""`metanas hw ...` (latency tables) and `metanas bench latency`: what a campaign's
-architectures cost on a device."""
+"""`metanas hw ...`: latency tables, what a campaign's architectures cost on a device."""
 
 from __future__ import annotations
 
@@ -11,15 +10,16 @@ from pathlib import Path
 from metanas.platform.config import ConfigError, load_campaign
 
 
-def add_commands(sub, bench_sub) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
     hw = sub.add_parser("hw", help="latency tables: what a campaign's architectures cost on a device")
     hw_sub = hw.add_subparsers(dest="hw", required=True)
     prof = hw_sub.add_parser("profile", help="measure every op of the campaign's space where it runs, and a few whole networks")
     prof.add_argument("config", type=Path, help="the campaign file")
     prof.add_argument("--out", type=Path, default=Path("latency.parquet"),
                       help="the Parquet table; rows of other devices in it are kept (default latency.parquet)")
-    _device_options(prof)
+    device_options(prof)
     prof.add_argument("--networks", type=int, default=8, help="whole networks measured to fit the constant (default 8)")
+    prof.set_defaults(run=run)
 
     pred = hw_sub.add_parser("predict", help="a genotype's predicted latency, parameters and FLOPs")
     pred.add_argument("config", type=Path, help="the campaign file")
@@ -28,21 +28,16 @@ def add_commands(sub, bench_sub) -> None:
     pred.add_argument("--device-name", help="which device of the table, when it holds several (see `hw profile`'s output)")
     pred.add_argument("--measure", action="store_true", help="also measure the network on this machine's CPU (the table's thread count)")
     pred.add_argument("--json", action="store_true", help="print only the JSON result")
-
-    bench = bench_sub.add_parser("latency", help="latency-table prediction against measured latency on random derived networks")
-    bench.add_argument("config", type=Path, help="the campaign file")
-    bench.add_argument("--networks", type=int, default=50, help="random derived networks measured (default 50)")
-    _device_options(bench)
-    bench.add_argument("--json", action="store_true", help="print only the JSON result (progress goes to stderr)")
+    pred.set_defaults(run=run)
 
 
-def _device_options(p: argparse.ArgumentParser) -> None:
+def device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads on a CPU (default 1, as a TaskWorker with one CPU)")
     p.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
 
 
-def _check(args: argparse.Namespace) -> None:
+def check_device_options(args: argparse.Namespace) -> None:
     for name in ("threads", "batch", "networks"):
         if getattr(args, name, 1) < 1:
             raise ConfigError(f"--{name}: must be >= 1, got {getattr(args, name)}")
@@ -58,15 +53,9 @@ def _progress(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _check(args)
+    check_device_options(args)
     campaign = load_campaign(args.config)
     shape = campaign.network_shape()
-    if args.command == "bench":
-        from metanas.searchers.darts.bench_latency import bench_latency
-
-        result = bench_latency(shape, args.networks, args.device, args.threads, args.batch, progress=_progress)
-        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
-        return 0
     from metanas.searchers.darts.latency import LatencyTable, profile
 
     if args.hw == "profile":
@@ -96,7 +85,7 @@ def _predict(args, campaign, shape, table_cls) -> int:
     result = {"device": table.devices[0], "genotype": list(genotype), "predicted_latency_ms": round(latency.of(genotype), 4),
               "params": int(params.of(genotype))}
     if args.measure:
-        from metanas.searchers.threads import torch_threads
+        from metanas._util.threads import torch_threads
 
         with torch_threads(threads_of(table.devices[0])):
             measured = shape.measure(genotype, "cpu", table.rows[0]["batch"])

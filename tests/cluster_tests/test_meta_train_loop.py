@@ -14,7 +14,7 @@ from metanas.cluster.checkpointer import Checkpointer, write_initial_checkpoint
 from metanas.cluster.messages import Attempt, Outcome, TrainResult, UpdateLost, WorkerInfo
 from metanas.cluster.meta_learner import AsyncSettings, MetaLearnerCore
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.scheduler import MAX_REWINDS, MetaTrainScheduler
+from metanas.cluster.meta_train_loop import MAX_REWINDS, MetaTrainLoop
 from metanas.cluster.train_state import TrainPlan, WorkerTally
 from metanas.searchers.darts.reptile import MetaSchedule
 
@@ -127,7 +127,7 @@ def _setup(tmp_path, updates="sync", iterations=8, meta_batch=2, every=2, pool=N
     memory = Memory()
     checkpointer = Checkpointer(run, learner, memory, wall_before=0.0)
     pool = pool or FakePool()
-    scheduler = MetaTrainScheduler(plan, pool, learner, checkpointer, WorkerTally([WORKER]), Bar(), EVENTS.append)
+    scheduler = MetaTrainLoop(plan, pool, learner, checkpointer, WorkerTally([WORKER]), Bar(), EVENTS.append)
     EVENTS.clear()
     return scheduler, state, learner, memory, pool
 
@@ -255,4 +255,4 @@ def _setup_resumed(tmp_path, updates):
     learner = LocalLearner(MetaLearnerCore(plan.schedule, str(tmp_path), settings))
     memory, pool = Memory(), FakePool()
     checkpointer = Checkpointer(RunDir(tmp_path), learner, memory, wall_before=1.0)
-    return MetaTrainScheduler(plan, pool, learner, checkpointer, WorkerTally([replace(WORKER, pid=99)]), Bar()), None, learner, memory, pool
+    return MetaTrainLoop(plan, pool, learner, checkpointer, WorkerTally([replace(WORKER, pid=99)]), Bar()), None, learner, memory, pool

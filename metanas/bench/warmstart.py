@@ -7,12 +7,12 @@ cold-TPE searches (same budget and seed) of the OTHER tasks of its table. Method
 - `best_of_each`: every other task's best config from its memory search, then TPE;
 - `portfolio_full`: the greedy portfolio (10 configs) built from the other tasks' FULL
   tables, then TPE: what a perfect memory would give;
-- `portfolio`, `metanas_memory`, `metanas_model`: the product's warm-start policies, run
-  exactly as `metanas.search(..., warm_start=...)` runs them;
+- `portfolio`, `metanas_memory`, `metanas_model`: `metanas.search(..., warm_start=...)`
+  itself, on a memory of the other tasks' cold searches (themselves `metanas.search` runs);
 - `optuna_sampler`: what an Optuna user runs: a plain define-by-run study with
   `MemorySampler` (its default fallback, TPE with Optuna's defaults), the memory the other
   tasks' studies as `MemoryCallback` stores them.
-Scores are table lookups, so regrets are exact (`metanas.memory.tables`). A task counts as
+Scores are table lookups, so regrets are exact (`metanas.platform.tables`). A task counts as
 worse than TPE only when its mean paired difference over seeds exceeds two standard errors.
 `ceiling` says what copying other tasks' best configs could reach with the full tables
 (`transfer_ceiling`).
@@ -24,19 +24,18 @@ import functools
 import logging
 import math
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
+from metanas._util.stats import spearman
 from metanas.memory.acquisition import greedy_portfolio
-from metanas.memory.embedders import estimated_landmarks
 from metanas.memory.gp import rank_normalise
-from metanas.searchers.stats import spearman
-from metanas.memory.tables import TableTask, bench_classes, load_table, synthetic_family
-from metanas.memory.transfer import MemoryModel
-from metanas.memory.records import PastTask
-from metanas.memory import policies
+from metanas.memory.past_tasks import memory_model
+from metanas.memory.store import MemoryStore
+from metanas.platform.tables import TableTask, bench_classes, load_table, synthetic_family
 from metanas.searchers.base import WarmStart
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
@@ -60,17 +59,15 @@ def load_tasks(table: str) -> list[TableTask]:
     return [load_table(cls, name) for name in cls.available_dataset_names]
 
 
-def warm_search(task: TableTask, memory: list[PastTask], policy: str, budget: int, seed: int, model: Any = None) -> tuple[list[float], Any]:
-    """Exactly what `metanas.search(..., warm_start=policy)` does for a black-box objective
-    (see `metanas.platform.search`); returns the scores in the order they were paid for,
-    probes first, and the searcher's sampler (the model's, for `model`). `model`: the
-    memory's `MemoryModel`, built once for all the policies of one task and seed."""
-    space, objective = task.space, task.objective()
-    chosen = policies.get(policy)
-    start = policies.Start(space, memory, model or MemoryModel(space, memory, seed), objective, budget, seed=seed)
-    plan, sampler = chosen.plan(start), chosen.sampler(start)
-    result = OptunaSearcher(seed=seed, sampler=sampler or "tpe").search(objective, space, budget - len(plan.told), warm_start=plan.warm_start)
-    return [ws.score for ws in plan.told] + [t.score for t in result.evaluated], sampler
+def warm_search(task: TableTask, memory: str, policy: str, budget: int, seed: int) -> list[float]:
+    """`metanas.search(..., warm_start=policy)` on `task` with the memory directory `memory`
+    (the search's record lands there too; the task's own records are never read); the
+    scores in the order they were paid for, probes first."""
+    from metanas.platform.search import search
+
+    result = search(task.objective(), task.space, task_id=task.name, memory=memory, budget=budget, warm_start=policy,
+                    seed=seed)
+    return [t.score for t in result.evaluated]
 
 
 def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int) -> list[float]:
@@ -118,43 +115,53 @@ def table_ranks(table: str) -> tuple[list[TableTask], list[tuple], np.ndarray]:
     return tasks, keys, np.stack([rank_normalise(np.asarray([t.scores[k] for k in keys])) for t in tasks])
 
 
-def cold_memory(tasks: list[TableTask], seed: int, budget: int) -> tuple[dict[str, Any], dict[str, PastTask]]:
-    """Every task's cold TPE search (by task name), and each as its memory record would
-    hold it, embedding included: what a held-out task's memory is made of."""
-    space = tasks[0].space
-    cold = {t.name: OptunaSearcher(seed=seed).search(t.objective(), space, budget) for t in tasks}
-    records = {n: [tr.to_dict() for tr in result.evaluated] for n, result in cold.items()}
-    return cold, {n: PastTask(n, r, embedding=estimated_landmarks(space, r)[1]) for n, r in records.items()}
+def cold_memory(tasks: list[TableTask], seed: int, budget: int, directory: str) -> dict[str, Any]:
+    """Every task's cold TPE search (`metanas.search` with `warm_start="none"`), by task
+    name, each remembered in the memory `directory`: what a held-out task's memory is made of."""
+    from metanas.platform.search import search
+
+    return {t.name: search(t.objective(), t.space, task_id=t.name, memory=directory, budget=budget, warm_start="none",
+                           seed=seed) for t in tasks}
+
+
+def held_out_memory(stored: MemoryStore, task: TableTask, directory: str) -> MemoryStore:
+    """A memory of every stored record but `task`'s own, in a directory of its own, so the
+    surrogate the memory keeps has never seen the held-out task."""
+    held_out = MemoryStore(directory)
+    held_out.append([r for r in stored.records() if r.task_id != task.name])
+    return held_out
 
 
 def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
     """One table and seed: every method on every held-out task (a process of its own)."""
+    logging.getLogger("metanas.platform.search").setLevel(logging.WARNING)  # (a line per search buries the bar)
     tasks, keys, full_ranks = table_ranks(table)
     space = tasks[0].space
     pick = np.random.default_rng(0).permutation(len(keys))[:SPEARMAN_SAMPLE]
-    cold, stored = cold_memory(tasks, seed, budget)
     curves: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
     rho = []
-    for i, t in enumerate(tasks):
-        others = [o for o in tasks if o.name != t.name]
-        memory = [stored[o.name] for o in others]
-        objective = t.objective()
-        curves["tpe"][t.name] = _curve(t, [tr.score for tr in cold[t.name].evaluated])
-        curves["random"][t.name] = _curve(t, [tr.score for tr in RandomSearcher(seed=seed).search(objective, space, budget).evaluated])
-        best_of_each = [WarmStart(cold[o.name].best.config) for o in others]
-        result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=best_of_each)
-        curves["best_of_each"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
-        perfect = [WarmStart(dict(zip(space.names, keys[j]))) for j in greedy_portfolio(np.delete(full_ranks, i, 0), 10)]
-        result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=perfect)
-        curves["portfolio_full"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
-        model = MemoryModel(space, memory, seed)  # (the same for every policy: trained once)
-        for method, policy in POLICIES.items():
-            scores, sampler = warm_search(t, memory, policy, budget, seed, model)
-            curves[method][t.name] = _curve(t, scores)
-            if sampler is not None and sampler.model is not None and sampler.model.surrogate is not None:
-                X = sampler.model.encode([dict(zip(space.names, keys[j])) for j in pick])
-                rho.append(spearman(sampler.model.surrogate.predict(X)[0], [t.scores[keys[j]] for j in pick]))
-        curves["optuna_sampler"][t.name] = _curve(t, optuna_study(t, {o.name: cold[o.name] for o in others}, budget, seed))
+    with tempfile.TemporaryDirectory(prefix="bench-warmstart-") as tmp:
+        cold = cold_memory(tasks, seed, budget, f"{tmp}/all")
+        stored = MemoryStore(f"{tmp}/all")
+        for i, t in enumerate(tasks):
+            others = [o for o in tasks if o.name != t.name]
+            objective = t.objective()
+            curves["tpe"][t.name] = _curve(t, [tr.score for tr in cold[t.name].evaluated])
+            random = RandomSearcher(seed=seed).search(objective, space, budget)
+            curves["random"][t.name] = _curve(t, [tr.score for tr in random.evaluated])
+            best_of_each = [WarmStart(cold[o.name].best.config) for o in others]
+            result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=best_of_each)
+            curves["best_of_each"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
+            perfect = [WarmStart(dict(zip(space.names, keys[j]))) for j in greedy_portfolio(np.delete(full_ranks, i, 0), 10)]
+            result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=perfect)
+            curves["portfolio_full"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
+            held_out = held_out_memory(stored, t, f"{tmp}/{i}")
+            for method, policy in POLICIES.items():
+                curves[method][t.name] = _curve(t, warm_search(t, f"{tmp}/{i}", policy, budget, seed))
+            _, model = memory_model(held_out, space, None, t.name, seed, None)  # (the surrogate the searches kept)
+            X = model.encode([dict(zip(space.names, keys[j])) for j in pick])
+            rho.append(spearman(model.surrogate.predict(X)[0], [t.scores[keys[j]] for j in pick]))
+            curves["optuna_sampler"][t.name] = _curve(t, optuna_study(t, {o.name: cold[o.name] for o in others}, budget, seed))
     return {"table": table, "seed": seed, "tasks": [t.name for t in tasks], "curves": curves, "spearman": rho}
 
 

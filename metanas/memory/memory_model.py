@@ -36,7 +36,7 @@ from metanas.memory.acquisition import calibrate, greedy_portfolio, similarity_w
 from metanas.memory.cross_task import STEPS, CrossTaskSurrogate, SurrogateFile, TaskData, fingerprint
 from metanas.memory.gp import GP, rank_normalise
 from metanas.memory.records import PastTask
-from metanas.memory.surrogate import finite_trials
+from metanas.memory.knn import finite_trials
 from metanas.searchers.space import Categorical, SearchSpace, config_key
 
 MIN_OWN = 6  # evaluations before the new task's own model takes over (measured: 6 over 4 and 8-11)

@@ -9,8 +9,8 @@ from typing import Callable
 import numpy as np
 
 from metanas.searchers.darts.latency import NetworkShape, device_fingerprint, profile, random_genotypes
-from metanas.searchers.stats import spearman
-from metanas.searchers.threads import torch_threads
+from metanas._util.stats import spearman
+from metanas._util.threads import torch_threads
 
 
 def bench_latency(

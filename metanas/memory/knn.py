@@ -17,7 +17,7 @@ def finite_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in trials if t.get("score") is not None and math.isfinite(t["score"])]
 
 
-def knn_surrogate(space: SearchSpace, trials: Sequence[dict[str, Any]], k: int = 3) -> Callable[[dict[str, Any]], float]:
+def knn_predictor(space: SearchSpace, trials: Sequence[dict[str, Any]], k: int = 3) -> Callable[[dict[str, Any]], float]:
     """A stored task's guess at a config's score: the mean of its `k` nearest encoded
     trials. Raises ValueError when the task has no finite trial to guess from."""
     finite = finite_trials(trials)

@@ -23,10 +23,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from metanas.memory.bench_warmstart import run_units
+from metanas.bench.warmstart import run_units
 from metanas.memory import policies
 from metanas.memory.records import PastTask
-from metanas.memory.tables import TableTask, load_table
+from metanas.platform.tables import TableTask, load_table
 from metanas.searchers.multi_objective import MultiObjective, hypervolume, multi_objective_search
 
 DIRECTIONS = {"val_acc": "max", "latency": "min", "model_size": "min", "train_time": "min"}

@@ -43,7 +43,7 @@ def tiny_campaign(tasks: int) -> Campaign:
 
 
 def bench_driver_memory(tasks: int = 10_000) -> dict[str, Any]:
-    from metanas.cluster.runner import CampaignRunner
+    from metanas.cluster.campaign_driver import CampaignDriver
 
     campaign = tiny_campaign(tasks)
     early = tasks // 10
@@ -58,7 +58,7 @@ def bench_driver_memory(tasks: int = 10_000) -> dict[str, Any]:
                 samples.append((finished, _rss_mb()))
                 time.sleep(0.5)
 
-        runner = CampaignRunner(campaign, RunDir(Path(tmp)), progress=False)
+        runner = CampaignDriver(campaign, RunDir(Path(tmp)), progress=False)
         thread = threading.Thread(target=sample, daemon=True)
         try:
             runner.start()

@@ -13,11 +13,11 @@ import numpy as np
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.hardware import hardware_summary
 from metanas.cluster.schema import DERIVED, Campaign
-from metanas.searchers.atomic import atomic_write_json
-from metanas.searchers.stats import mean_ci95
+from metanas._util.atomic import atomic_write_json
+from metanas._util.stats import mean_ci95
 
 if TYPE_CHECKING:  # (the runner imports Ray; a report can be read without it)
-    from metanas.cluster.runner import CampaignResult
+    from metanas.cluster.campaign_driver import CampaignResult
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ import torch
 
 from metanas.cluster.events import read_events
 from metanas.cluster.run_dir import RunDir
-from metanas.searchers.atomic import atomic_write_bytes
-from metanas.platform.report import COLORS, HARDWARE_PNG, METHODS, _pyplot
+from metanas._util.atomic import atomic_write_bytes
+from metanas.platform.campaign_outputs import COLORS, HARDWARE_PNG, METHODS, _pyplot
 
 REPORT_FILE = "report.html"
 

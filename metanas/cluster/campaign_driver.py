@@ -7,7 +7,7 @@ baselines side by side; then the discrete network of the architecture the supern
 OUT/derived/. Then the learning curves (every meta-trained learner at every validation
 checkpoint, on fixed validation episodes) and meta-test (every evaluation).
 
-    runner = CampaignRunner(campaign, RunDir(out))
+    runner = CampaignDriver(campaign, RunDir(out))
     try:
         result = runner.run(checkpoint)     # checkpoint: None, or the one to resume from
     finally:
@@ -35,12 +35,12 @@ from metanas.cluster.hardware import campaign_limits
 from metanas.cluster.messages import Outcome, TestResult, TestTask, ValidationTask, WorkerInfo
 from metanas.cluster.remote import RemoteMemory, RemoteMetaLearner
 from metanas.cluster.run_dir import Checkpoint, RunDir
-from metanas.cluster.scheduler import MetaTrainScheduler
+from metanas.cluster.meta_train_loop import MetaTrainLoop
 from metanas.cluster.schema import DERIVED, Campaign
 from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally, meta_train_summary
 from metanas.cluster.worker_pool import WorkerPool
 from metanas.searchers.darts.cost import genotype_within
-from metanas.searchers.stats import mean_ci95
+from metanas._util.stats import mean_ci95
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Stage:
     state: TrainState
 
 
-class CampaignRunner:
+class CampaignDriver:
     def __init__(
         self, campaign: Campaign, run_dir: RunDir, address: str | None = None, progress: bool = True,
         slowdown: dict[int, float] | None = None,
@@ -148,7 +148,7 @@ class CampaignRunner:
         checkpointer = Checkpointer(stage.run_dir, stage.learner, self.memory, wall_before=state.wall_s)
         bar = _progress(stage.plan.iterations, state.iteration, desc, self.progress)
         events = EventLog(self.run_dir.root, "derived" if stage.plan.derived else "first")
-        scheduler = MetaTrainScheduler(
+        scheduler = MetaTrainLoop(
             stage.plan, self.pool, stage.learner, checkpointer, WorkerTally(self.worker_info), bar, events
         )
         try:

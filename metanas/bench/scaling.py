@@ -43,10 +43,10 @@ def _shortened(campaign: Campaign, iterations: int, workers: int, updates: str |
 
 def measure(campaign: Campaign, address: str | None = None, slowdown: dict[int, float] | None = None) -> dict[str, Any]:
     """Meta-train `campaign` once, timing only the meta-training loop."""
-    from metanas.cluster.runner import CampaignRunner
+    from metanas.cluster.campaign_driver import CampaignDriver
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = CampaignRunner(campaign, RunDir(Path(tmp)), address=address, progress=False, slowdown=slowdown)
+        runner = CampaignDriver(campaign, RunDir(Path(tmp)), address=address, progress=False, slowdown=slowdown)
         try:
             runner.start()
             start = time.perf_counter()
@@ -93,11 +93,9 @@ def bench_scaling(
 
     Each configuration runs `repeats` times, interleaved (1, 2, 1, 2 workers), and keeps
     its fastest run: on a shared machine other tenants only ever slow a run down."""
-    import ray
+    from metanas.cluster.connect import connect, is_connected, shutdown
 
-    from metanas.cluster.connect import connect
-
-    ours = not ray.is_initialized()
+    ours = not is_connected()
     connect(num_cpus=max(worker_counts))
     per_mode = {}
     for mode in modes:
@@ -114,7 +112,7 @@ def bench_scaling(
         result_straggler = {"slowdown": straggler, "tasks_per_s": {mode: r["tasks_per_s"] for mode, r in slow.items()}}
         result_straggler["async_over_sync"] = round(slow["async"]["tasks_per_s"] / slow["sync"]["tasks_per_s"], 3)
     if ours:
-        ray.shutdown()  # frees the cores for the simulated cluster
+        shutdown()  # frees the cores for the simulated cluster
     result: dict[str, Any] = {
         "iterations": iterations, "repeats": repeats, "workers": list(worker_counts), "updates": modes[0], **per_mode[modes[0]]
     }
@@ -132,7 +130,7 @@ def _run_multinode(campaign: Campaign, iterations: int, workers: int, updates: s
     """A process joins one Ray cluster in its life: the simulated one runs in a child."""
     spec = {"campaign": _shortened(campaign, iterations, workers, updates).model_dump(mode="json")}
     proc = subprocess.run(
-        [sys.executable, "-m", "metanas.cluster.bench_scaling", json.dumps(spec)],
+        [sys.executable, "-m", "metanas.bench.scaling", json.dumps(spec)],
         capture_output=True, text=True, timeout=1800,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -142,23 +140,11 @@ def _run_multinode(campaign: Campaign, iterations: int, workers: int, updates: s
 
 
 def _multinode_main(spec: dict[str, Any]) -> None:
-    import ray
-    from ray.cluster_utils import Cluster
+    from metanas.cluster.connect import simulated_cluster
 
     campaign = Campaign.model_validate(spec["campaign"])
-    workers = campaign.workers.count
-    # The head holds no CPUs (only the 0-CPU MetaLearner and memory writer), so each
-    # worker gets a node of its own.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    for _ in range(workers):
-        cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        ray.init(address=cluster.address, logging_level="ERROR")
-        print(json.dumps(measure(campaign, address=cluster.address)), flush=True)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with simulated_cluster(nodes=campaign.workers.count) as address:
+        print(json.dumps(measure(campaign, address=address)), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from metanas.searchers.darts.cell_space import CellSpace
 from metanas.searchers.darts.supernet import Speed, Supernet
-from metanas.searchers.threads import torch_threads
+from metanas._util.threads import torch_threads
 
 VARIANTS = {
     "before": Speed(channels_last=False, shared_relu=False, own_cpu_kernels=False, fused_sum=False),
