@@ -32,7 +32,11 @@ def task_runner_on(device: str) -> dict:
     from metanas.cluster.task_worker import TaskWorkerCore
     from metanas.searchers.darts.adaptation import get_params
 
-    campaign = Campaign.model_validate(yaml.safe_load((Path(__file__).resolve().parents[1] / "metanas/platform/demo_campaign.yaml").read_text()))
+    campaign = Campaign.model_validate(
+        yaml.safe_load(
+            (Path(__file__).resolve().parents[1] / "metanas/platform/demo_campaign.yaml").read_text()
+        )
+    )
     runner = TaskWorkerCore(campaign, device=device)
     derived = campaign.fixed_genotype()  # (a stand-in for the genotype a campaign derives)
     names = campaign.meta_trained()
@@ -48,14 +52,18 @@ def task_runner_on(device: str) -> dict:
     t = time.perf_counter()
     tests = [runner.meta_test_task(TestTask(i, 0, derived), theta) for i in range(10)]
     out["meta_test_s_per_task"] = round((time.perf_counter() - t) / 10, 4)
-    out["meta_test_mean_accuracy_untrained"] = {m: round(sum(r.accuracy[m] for r in tests) / 10, 3) for m in tests[0].accuracy}
+    out["meta_test_mean_accuracy_untrained"] = {
+        m: round(sum(r.accuracy[m] for r in tests) / 10, 3) for m in tests[0].accuracy
+    }
     return out
 
 
 def main() -> None:
     cuda = torch.cuda.is_available()
     result = {
-        "torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "torch": torch.__version__,
+        "cuda": cuda,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "cpu": platform.processor() or platform.machine(),
     }
     for channels, cells in ((16, 3), (28, 4)):

@@ -23,12 +23,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from metanas._util.stats import mean_ci95  # noqa: E402
 from metanas.cluster.messages import TestTask, TrainTask  # noqa: E402
 from metanas.cluster.task_worker import TaskWorkerCore  # noqa: E402
 from metanas.platform.config import load_campaign  # noqa: E402
 from metanas.searchers.darts.adaptation import get_params  # noqa: E402
 from metanas.searchers.darts.reptile import reptile_step  # noqa: E402
-from metanas._util.stats import mean_ci95  # noqa: E402
 
 
 def meta_train(runner: TaskWorkerCore, learner: str, derived: tuple[str, ...] | None) -> tuple[dict, float]:
@@ -50,7 +50,9 @@ def meta_train(runner: TaskWorkerCore, learner: str, derived: tuple[str, ...] | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="the directory holding images_background_small{1,2}.zip")
+    parser.add_argument(
+        "--data", required=True, help="the directory holding images_background_small{1,2}.zip"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--iterations", type=int, help="override meta_train.iterations (a smoke test)")
     parser.add_argument("--tasks", type=int, help="override the meta-test tasks per evaluation")
@@ -62,13 +64,20 @@ def main() -> None:
     if args.iterations:
         update["meta_train"] = campaign.meta_train.model_copy(update={"iterations": args.iterations})
     if args.tasks:
-        update["meta_test"] = campaign.meta_test.model_copy(update={"tasks": args.tasks, "evaluations": [
-            ev.model_copy(update={"tasks": args.tasks}) for ev in campaign.evaluations()
-        ]})
+        update["meta_test"] = campaign.meta_test.model_copy(
+            update={
+                "tasks": args.tasks,
+                "evaluations": [ev.model_copy(update={"tasks": args.tasks}) for ev in campaign.evaluations()],
+            }
+        )
     campaign = campaign.model_copy(update=update)
     runner = TaskWorkerCore(campaign, device=args.device)
-    result = {"device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-              "tasks_per_s": {}, "accuracy": []}
+    result = {
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+        "tasks_per_s": {},
+        "accuracy": [],
+    }
     start = time.perf_counter()
     params = {}
     for learner in campaign.first_stage():
@@ -76,13 +85,17 @@ def main() -> None:
         print(learner, f"{result['tasks_per_s'][learner]:.2f} tasks/s", flush=True)
     derived = campaign.space.cell_space().genotype_of(params["metanas"])
     if "metanas_derived" in campaign.meta_trained():
-        params["metanas_derived"], result["tasks_per_s"]["metanas_derived"] = meta_train(runner, "metanas_derived", derived)
+        params["metanas_derived"], result["tasks_per_s"]["metanas_derived"] = meta_train(
+            runner, "metanas_derived", derived
+        )
     result["genotype"] = list(derived)
     result["meta_train_s"] = round(time.perf_counter() - start, 1)
     for e, ev in enumerate(campaign.evaluations()):
         tests = [runner.meta_test_task(TestTask(i, e, derived), params) for i in range(ev.tasks)]
         accuracy = {m: mean_ci95([t.accuracy[m] for t in tests]) for m in tests[0].accuracy}
-        result["accuracy"].append({"n_way": ev.n_way, "k_shot": ev.k_shot, "tasks": ev.tasks, "accuracy": accuracy})
+        result["accuracy"].append(
+            {"n_way": ev.n_way, "k_shot": ev.k_shot, "tasks": ev.tasks, "accuracy": accuracy}
+        )
         print(f"{ev.n_way}-way {ev.k_shot}-shot", json.dumps(accuracy), flush=True)
     result["total_s"] = round(time.perf_counter() - start, 1)
     text = json.dumps(result, indent=2)

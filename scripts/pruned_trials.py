@@ -29,11 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metanas.memory import sampler as sampler_module  # noqa: E402
+from metanas._util.stats import mean_ci95  # noqa: E402
 from metanas.bench.warmstart import cold_memory, load_tasks  # noqa: E402
+from metanas.memory import sampler as sampler_module  # noqa: E402
 from metanas.memory.sampler import MemorySampler, tuned_tpe  # noqa: E402
 from metanas.searchers.optuna_search import OptunaSearcher  # noqa: E402
-from metanas._util.stats import mean_ci95  # noqa: E402
 
 FIDELITIES = (1 / 9, 1 / 3, 1.0)
 NOISE = {1 / 9: 0.7, 1 / 3: 0.35, 1.0: 0.0}
@@ -47,7 +47,9 @@ def curve_objective(task):
     def objective(config, fidelity):
         key = tuple(config[n] for n in names)
         seed = int(hashlib.sha256(f"{task.name}{key}{fidelity:.4f}".encode()).hexdigest()[:8], 16)
-        return task.scores[key] + NOISE[min(NOISE, key=lambda f: abs(f - fidelity))] * spread * float(np.random.default_rng(seed).standard_normal())
+        return task.scores[key] + NOISE[min(NOISE, key=lambda f: abs(f - fidelity))] * spread * float(
+            np.random.default_rng(seed).standard_normal()
+        )
 
     return objective
 
@@ -69,7 +71,9 @@ def history_counting_pruned(way: str):
             if t.state == sampler_module.TrialState.PRUNED and config is not None and config in taken:
                 taken.remove(config)
                 configs.append(config)
-                last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else -math.inf
+                last = (
+                    t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else -math.inf
+                )
                 scores.append(sign * last if way == "last_value" else -math.inf)
         return configs, scores, taken, finished
 
@@ -91,12 +95,18 @@ def main() -> None:
                 memory = [stored[o.name] for o in tasks if o.name != t.name]
                 for way in WAYS:
                     sampler_module.MemorySampler._history = history_counting_pruned(way)
-                    searcher = OptunaSearcher(seed=seed, fidelities=FIDELITIES,
-                                              sampler=MemorySampler(t.space, past=memory, seed=seed, fallback=tuned_tpe(seed)))
+                    searcher = OptunaSearcher(
+                        seed=seed,
+                        fidelities=FIDELITIES,
+                        sampler=MemorySampler(t.space, past=memory, seed=seed, fallback=tuned_tpe(seed)),
+                    )
                     result = searcher.search(curve_objective(t), t.space, 30)
                     full = [(i, tr) for i, tr in enumerate(result.trials) if tr.budget == 1.0]
                     for n in (10, 30):
-                        best = max((t.scores[tuple(tr.config[k] for k in t.space.names)] for i, tr in full if i < n), default=t.median)
+                        best = max(
+                            (t.scores[tuple(tr.config[k] for k in t.space.names)] for i, tr in full if i < n),
+                            default=t.median,
+                        )
                         regrets[way][n].append(t.regret(best))
         sampler_module.MemorySampler._history = history_counting_pruned("taken")
         out[table] = {w: {f"regret@{n}": mean_ci95(v) for n, v in r.items()} for w, r in regrets.items()}

@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
 from metanas.bench.warmstart import cold_memory, table_ranks, warm_search  # noqa: E402
-from metanas.platform.tables import bench_classes, raw_table  # noqa: E402
+from metanas.memory.acquisition import greedy_portfolio, task_weights  # noqa: E402
 from metanas.memory.memory_model import MemoryModel  # noqa: E402
+from metanas.platform.tables import bench_classes, raw_table  # noqa: E402
 
 BUDGET, K = 50, 10
 RULES = ("vote", "likelihood", "best")
@@ -70,8 +70,10 @@ def one_seed(table: str, seed: int) -> dict[str, dict[str, float]]:
 def policies(F: np.ndarray, regret: np.ndarray, seed: int) -> dict[str, float]:
     """Regret@K of every policy above on the candidates (columns of F, the stored tasks'
     predicted ranks; `regret`, the held-out task's at each)."""
-    row = {"hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
-           "portfolio": float(regret[greedy_portfolio(F, K)].min())}
+    row = {
+        "hindsight_source": min(float(regret[np.argsort(-f)[:K]].min()) for f in F),
+        "portfolio": float(regret[greedy_portfolio(F, K)].min()),
+    }
     for n in (2, 4, 6):
         first = greedy_portfolio(F, n)
         for rule in RULES:
@@ -90,7 +92,10 @@ def perfect_memory(table: str) -> dict[str, float]:
     """The follow rules with the other tasks' full tables as the memory (no seed: the
     tables are fixed), mean over held-out tasks."""
     tasks, keys, ranks = table_ranks(table)
-    rows = [policies(np.delete(ranks, i, 0), np.asarray([t.regret(t.scores[k]) for k in keys]), 0) for i, t in enumerate(tasks)]
+    rows = [
+        policies(np.delete(ranks, i, 0), np.asarray([t.regret(t.scores[k]) for k in keys]), 0)
+        for i, t in enumerate(tasks)
+    ]
     return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
 
 
@@ -99,14 +104,19 @@ def product_policy_on_full_tables(table: str, seed: int) -> float:
     ranks: the model is built as usual, then its predictions are swapped for the table."""
     tasks, keys, ranks = table_ranks(table)
     space = tasks[0].space
-    row_of = {np.asarray(space.encode(dict(zip(space.names, k))), np.float32).tobytes(): j for j, k in enumerate(keys)}
+    row_of = {
+        np.asarray(space.encode(dict(zip(space.names, k))), np.float32).tobytes(): j
+        for j, k in enumerate(keys)
+    }
     _, stored = cold_memory(tasks, seed, BUDGET)
     out = []
     for t in tasks:
         memory = [stored[o.name] for o in tasks if o.name != t.name]
         model = MemoryModel(space, memory, seed)
         true = ranks[[next(i for i, o in enumerate(tasks) if o.name == d.task_id) for d in model.tasks]]
-        model.predict_stored = lambda X, true=true: true[:, [row_of[np.asarray(x, np.float32).tobytes()] for x in X]]
+        model.predict_stored = lambda X, true=true: true[
+            :, [row_of[np.asarray(x, np.float32).tobytes()] for x in X]
+        ]
         model.F = model.predict_stored(model.X)
         scores, _ = warm_search(t, memory, "model", BUDGET, seed, model)
         out.append(t.regret(max(scores[:K])))
@@ -145,18 +155,29 @@ def main() -> None:
     with ProcessPoolExecutor(2) as pool:
         runs = list(pool.map(one_seed, [args.table] * args.seeds, range(args.seeds)))
     names = list(runs[0])
-    print(f"regret@{K} on {args.table}, mean over tasks, 95% interval over {args.seeds} seeds; then per task ({', '.join(n.split('/')[-1] for n in names)})")
+    print(
+        f"regret@{K} on {args.table}, mean over tasks, 95% interval over {args.seeds} seeds; then per task "
+        f"({', '.join(n.split('/')[-1] for n in names)})"
+    )
     for policy in runs[0][names[0]]:
         per_seed = np.asarray([[run[n][policy] for n in names] for run in runs])  # (seeds, tasks)
         half = 1.96 * per_seed.mean(1).std(ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else 0.0
-        print(f"{policy:30s} {per_seed.mean():.4f} ± {half:.4f}  ", " ".join(f"{v:.3f}" for v in per_seed.mean(0)))
+        print(
+            f"{policy:30s} {per_seed.mean():.4f} ± {half:.4f}  ",
+            " ".join(f"{v:.3f}" for v in per_seed.mean(0)),
+        )
     print(f"\nwith a perfect memory (the other tasks' full tables), regret@{K}, mean over tasks:")
     for policy, value in perfect_memory(args.table).items():
         print(f"  {policy:30s} {value:.4f}")
     with ProcessPoolExecutor(2) as pool:
-        product = np.asarray(list(pool.map(product_policy_on_full_tables, [args.table] * args.seeds, range(args.seeds))))
+        product = np.asarray(
+            list(pool.map(product_policy_on_full_tables, [args.table] * args.seeds, range(args.seeds)))
+        )
     half = 1.96 * product.std(ddof=1) / np.sqrt(len(product)) if len(product) > 1 else 0.0
-    print(f"  {'metanas_model':30s} {product.mean():.4f} ± {half:.4f}  (the product's policy, then TPE; over {args.seeds} seeds)")
+    print(
+        f"  {'metanas_model':30s} {product.mean():.4f} ± {half:.4f}  (the product's policy, then TPE; over "
+        f"{args.seeds} seeds)"
+    )
     top_overlap(args.table)
     table_noise(args.table)
 

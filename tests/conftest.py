@@ -13,8 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Property tests: `make test` runs each property on a few dozen random inputs; a thorough
 # run (`pytest --hypothesis-profile thorough`) on 500. No deadline: the machines are shared.
-settings.register_profile("default", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "default", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("default")
 # shared/ lies beside the repository (developers' checkouts and CI alike)
 OMNIGLOT = Path(os.environ.get("METANAS_OMNIGLOT_DIR", REPO.parent / "shared" / "data" / "omniglot"))
@@ -60,7 +64,9 @@ def descendants(root: int) -> set[int]:
     """`root` and every process below it, from `ps`."""
     import subprocess
 
-    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
+    rows = subprocess.run(
+        ["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     children: dict[int, list[int]] = {}
     for row in rows:
         if row.strip():
@@ -86,7 +92,9 @@ def _marked(token: str) -> dict[int, str]:
             continue
         try:
             if f"{SESSION_MARK}={token}".encode() in (proc / "environ").read_bytes().split(b"\0"):
-                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+                found[int(proc.name)] = (
+                    (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+                )
         except OSError:
             continue
     return found
@@ -113,7 +121,10 @@ def no_process_left_behind():
         except ProcessLookupError:
             pass
     if left:
-        pytest.fail(f"{len(left)} processes the tests started were still alive at the end: {sorted(left.values())[:5]}")
+        pytest.fail(
+            f"{len(left)} processes the tests started were still alive at the end: "
+            f"{sorted(left.values())[:5]}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -132,5 +143,8 @@ def ray_session():
 @pytest.fixture(scope="session")
 def omniglot_zips() -> list[Path]:
     zips = sorted(OMNIGLOT.glob("images_background_small*.zip"))
-    assert len(zips) == 2, f"the Omniglot test data is expected in {OMNIGLOT} (shared/data beside the repository; or set METANAS_OMNIGLOT_DIR)"
+    assert len(zips) == 2, (
+        f"the Omniglot test data is expected in {OMNIGLOT} (shared/data beside the repository; or set "
+        "METANAS_OMNIGLOT_DIR)"
+    )
     return zips

@@ -34,7 +34,10 @@ def ints(draw, name: str) -> Int:
 
 
 CHOICE = st.one_of(
-    st.integers(-1000, 1000), st.text(string.ascii_letters, max_size=4), st.booleans(), st.none(),
+    st.integers(-1000, 1000),
+    st.text(string.ascii_letters, max_size=4),
+    st.booleans(),
+    st.none(),
     st.floats(-10, 10, allow_nan=False).filter(lambda x: not x.is_integer()),
 )
 

@@ -60,7 +60,11 @@ def imports_of(module: str, source: str, known: set[str]) -> set[str]:
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             add(base, [a.name for a in node.names])
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("metanas."):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith("metanas.")
+        ):
             if node.value in known:  # lazy exports and import_module("...") name modules as strings
                 found.add(node.value)
     found.discard(module)
@@ -92,10 +96,17 @@ def benchmark_violations(sources: dict[str, str]) -> list[str]:
         if pieces[1:2] != ["bench"]:
             continue
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("metanas.") and not node.level:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("metanas.")
+                and not node.level
+            ):
                 if node.module.split(".")[1] != "bench":
-                    problems += [f"private name used by a benchmark: {module} -> {node.module}.{a.name}"
-                                 for a in node.names if a.name.startswith("_")]
+                    problems += [
+                        f"private name used by a benchmark: {module} -> {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_")
+                    ]
             elif isinstance(node, ast.Attribute) and _private(node.attr) and not _is_self(node.value):
                 problems.append(f"private name used by a benchmark: {module} -> .{node.attr}")
     return problems
@@ -227,7 +238,8 @@ def readme_layout() -> dict[str, str]:
 
 def test_the_readme_layout_lists_every_module_with_its_job():
     modules = {
-        str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")
+        str(p.relative_to(PACKAGE.parent))
+        for p in PACKAGE.rglob("*.py")
         if p.name != "__init__.py" or p.parent == PACKAGE
     }
     listed = readme_layout()

@@ -37,13 +37,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"]) -> None:
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save
 
     atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
 
 
-def load_tensors(path: str | Path) -> dict[str, "torch.Tensor"]:
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))

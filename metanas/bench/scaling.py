@@ -30,7 +30,11 @@ from metanas.cluster.schema import Campaign
 def _shortened(campaign: Campaign, iterations: int, workers: int, updates: str | None = None) -> Campaign:
     mt = campaign.meta_train
     warmup = round(mt.alpha_warmup * iterations / mt.iterations)  # same share of alpha-free iterations
-    changes: dict[str, Any] = {"iterations": iterations, "alpha_warmup": warmup, "checkpoint_every": iterations}
+    changes: dict[str, Any] = {
+        "iterations": iterations,
+        "alpha_warmup": warmup,
+        "checkpoint_every": iterations,
+    }
     if updates is not None:
         changes["updates"] = updates
     return campaign.model_copy(
@@ -41,12 +45,16 @@ def _shortened(campaign: Campaign, iterations: int, workers: int, updates: str |
     )
 
 
-def measure(campaign: Campaign, address: str | None = None, slowdown: dict[int, float] | None = None) -> dict[str, Any]:
+def measure(
+    campaign: Campaign, address: str | None = None, slowdown: dict[int, float] | None = None
+) -> dict[str, Any]:
     """Meta-train `campaign` once, timing only the meta-training loop."""
     from metanas.cluster.campaign_driver import CampaignDriver
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = CampaignDriver(campaign, RunDir(Path(tmp)), address=address, progress=False, slowdown=slowdown)
+        runner = CampaignDriver(
+            campaign, RunDir(Path(tmp)), address=address, progress=False, slowdown=slowdown
+        )
         try:
             runner.start()
             start = time.perf_counter()
@@ -70,7 +78,9 @@ def _compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
     one, many = rows[0], rows[-1]
     return {
         "tasks_per_s": [r["tasks_per_s"] for r in rows],
-        "parallel_efficiency": round(many["tasks_per_s"] / (many["workers"] * one["tasks_per_s"] / one["workers"]), 3),
+        "parallel_efficiency": round(
+            many["tasks_per_s"] / (many["workers"] * one["tasks_per_s"] / one["workers"]), 3
+        ),
         "ray_overhead_fraction": many["ray_overhead_fraction"],
         "ray_overhead_fraction_1_worker": one["ray_overhead_fraction"],
         "wall_s": [r["wall_s"] for r in rows],
@@ -108,13 +118,25 @@ def bench_scaling(
         per_mode[mode] = _compare([best[workers] for workers in worker_counts])
     result_straggler = None
     if straggler > 1.0 and len(modes) > 1:
-        slow = {mode: measure(_shortened(campaign, iterations, 2, mode), slowdown={1: straggler}) for mode in modes}
-        result_straggler = {"slowdown": straggler, "tasks_per_s": {mode: r["tasks_per_s"] for mode, r in slow.items()}}
-        result_straggler["async_over_sync"] = round(slow["async"]["tasks_per_s"] / slow["sync"]["tasks_per_s"], 3)
+        slow = {
+            mode: measure(_shortened(campaign, iterations, 2, mode), slowdown={1: straggler})
+            for mode in modes
+        }
+        result_straggler = {
+            "slowdown": straggler,
+            "tasks_per_s": {mode: r["tasks_per_s"] for mode, r in slow.items()},
+        }
+        result_straggler["async_over_sync"] = round(
+            slow["async"]["tasks_per_s"] / slow["sync"]["tasks_per_s"], 3
+        )
     if ours:
         shutdown()  # frees the cores for the simulated cluster
     result: dict[str, Any] = {
-        "iterations": iterations, "repeats": repeats, "workers": list(worker_counts), "updates": modes[0], **per_mode[modes[0]]
+        "iterations": iterations,
+        "repeats": repeats,
+        "workers": list(worker_counts),
+        "updates": modes[0],
+        **per_mode[modes[0]],
     }
     result["modes"] = per_mode
     if result_straggler:
@@ -122,7 +144,9 @@ def bench_scaling(
     if multinode:
         result["multinode"] = _run_multinode(campaign, iterations, max(worker_counts), modes[0])
         embedded = per_mode[modes[0]]["tasks_per_s"][-1]
-        result["multinode"]["tasks_per_s_vs_one_node"] = round(result["multinode"]["tasks_per_s"] / embedded, 3)
+        result["multinode"]["tasks_per_s_vs_one_node"] = round(
+            result["multinode"]["tasks_per_s"] / embedded, 3
+        )
     return result
 
 
@@ -131,7 +155,9 @@ def _run_multinode(campaign: Campaign, iterations: int, workers: int, updates: s
     spec = {"campaign": _shortened(campaign, iterations, workers, updates).model_dump(mode="json")}
     proc = subprocess.run(
         [sys.executable, "-m", "metanas.bench.scaling", json.dumps(spec)],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:

@@ -25,8 +25,9 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,15 @@ def warm_search(task: TableTask, memory: str, policy: str, budget: int, seed: in
     scores in the order they were paid for, probes first."""
     from metanas.platform.search import search
 
-    result = search(task.objective(), task.space, task_id=task.name, memory=memory, budget=budget, warm_start=policy,
-                    seed=seed)
+    result = search(
+        task.objective(),
+        task.space,
+        task_id=task.name,
+        memory=memory,
+        budget=budget,
+        warm_start=policy,
+        seed=seed,
+    )
     return [t.score for t in result.evaluated]
 
 
@@ -90,10 +98,16 @@ def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int
     try:
         distributions = optuna_distributions(space)
         for name, result in others.items():
-            study = finished_study(name, "maximize", distributions, [(t.config, t.score) for t in result.evaluated])
+            study = finished_study(
+                name, "maximize", distributions, [(t.config, t.score) for t in result.evaluated]
+            )
             MemoryCallback(memory, task_id=name)(study, study.trials[-1])
-        study = optuna.create_study(direction="maximize", sampler=MemorySampler(memory=memory, task_id=task.name, seed=seed))
-        study.optimize(lambda trial: objective({p.name: suggest(trial, p) for p in space.params}), n_trials=budget)
+        study = optuna.create_study(
+            direction="maximize", sampler=MemorySampler(memory=memory, task_id=task.name, seed=seed)
+        )
+        study.optimize(
+            lambda trial: objective({p.name: suggest(trial, p) for p in space.params}), n_trials=budget
+        )
         return [t.value for t in study.trials]
     finally:
         shutil.rmtree(memory, ignore_errors=True)
@@ -120,8 +134,18 @@ def cold_memory(tasks: list[TableTask], seed: int, budget: int, directory: str) 
     name, each remembered in the memory `directory`: what a held-out task's memory is made of."""
     from metanas.platform.search import search
 
-    return {t.name: search(t.objective(), t.space, task_id=t.name, memory=directory, budget=budget, warm_start="none",
-                           seed=seed) for t in tasks}
+    return {
+        t.name: search(
+            t.objective(),
+            t.space,
+            task_id=t.name,
+            memory=directory,
+            budget=budget,
+            warm_start="none",
+            seed=seed,
+        )
+        for t in tasks
+    }
 
 
 def held_out_memory(stored: MemoryStore, task: TableTask, directory: str) -> MemoryStore:
@@ -134,7 +158,9 @@ def held_out_memory(stored: MemoryStore, task: TableTask, directory: str) -> Mem
 
 def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
     """One table and seed: every method on every held-out task (a process of its own)."""
-    logging.getLogger("metanas.platform.search").setLevel(logging.WARNING)  # (a line per search buries the bar)
+    logging.getLogger("metanas.platform.search").setLevel(
+        logging.WARNING
+    )  # (a line per search buries the bar)
     tasks, keys, full_ranks = table_ranks(table)
     space = tasks[0].space
     pick = np.random.default_rng(0).permutation(len(keys))[:SPEARMAN_SAMPLE]
@@ -152,21 +178,29 @@ def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
             best_of_each = [WarmStart(cold[o.name].best.config) for o in others]
             result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=best_of_each)
             curves["best_of_each"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
-            perfect = [WarmStart(dict(zip(space.names, keys[j]))) for j in greedy_portfolio(np.delete(full_ranks, i, 0), 10)]
+            perfect = [
+                WarmStart(dict(zip(space.names, keys[j])))
+                for j in greedy_portfolio(np.delete(full_ranks, i, 0), 10)
+            ]
             result = OptunaSearcher(seed=seed).search(objective, space, budget, warm_start=perfect)
             curves["portfolio_full"][t.name] = _curve(t, [tr.score for tr in result.evaluated])
             held_out = held_out_memory(stored, t, f"{tmp}/{i}")
             for method, policy in POLICIES.items():
                 curves[method][t.name] = _curve(t, warm_search(t, f"{tmp}/{i}", policy, budget, seed))
-            _, model = memory_model(held_out, space, None, t.name, seed, None)  # (the surrogate the searches kept)
+            _, model = memory_model(
+                held_out, space, None, t.name, seed, None
+            )  # (the surrogate the searches kept)
             X = model.encode([dict(zip(space.names, keys[j])) for j in pick])
             rho.append(spearman(model.surrogate.predict(X)[0], [t.scores[keys[j]] for j in pick]))
-            curves["optuna_sampler"][t.name] = _curve(t, optuna_study(t, {o.name: cold[o.name] for o in others}, budget, seed))
+            curves["optuna_sampler"][t.name] = _curve(
+                t, optuna_study(t, {o.name: cold[o.name] for o in others}, budget, seed)
+            )
     return {"table": table, "seed": seed, "tasks": [t.name for t in tasks], "curves": curves, "spearman": rho}
 
 
-def run_units(fn: Callable[..., dict[str, Any]], units: list[tuple], workers: int | None, desc: str,
-              progress: bool) -> list[dict[str, Any]]:
+def run_units(
+    fn: Callable[..., dict[str, Any]], units: list[tuple], workers: int | None, desc: str, progress: bool
+) -> list[dict[str, Any]]:
     """`fn(*unit)` for every unit, in `workers` processes (default: one per CPU; 1: in this
     process), with a progress bar; results in the order they finish."""
     from tqdm import tqdm
@@ -187,7 +221,11 @@ def run_units(fn: Callable[..., dict[str, Any]], units: list[tuple], workers: in
 
 
 def bench_warmstart(
-    budget: int = 50, seeds: int = 5, tables: tuple[str, ...] = TABLES, progress: bool = True, workers: int | None = None
+    budget: int = 50,
+    seeds: int = 5,
+    tables: tuple[str, ...] = TABLES,
+    progress: bool = True,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run every method on every table; return the summary (and mean regret curves under
     `curves`, for the plot). Table-and-seed units run in `workers` processes (default: one
@@ -197,12 +235,9 @@ def bench_warmstart(
             raise ValueError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
     units = [(table, seed, budget) for table in tables for seed in range(seeds)]
     done = run_units(_table_unit, units, workers, "warmstart", progress)
-    out: dict[str, Any] = {"budget": budget, "seeds": seeds, "default_method": DEFAULT_METHOD, "benchmarks": {}, "curves": {}}
+    out = summary_head(budget, seeds, DEFAULT_METHOD)
     for table in tables:
-        units_t = sorted((u for u in done if u["table"] == table), key=lambda u: u["seed"])
-        names = units_t[0]["tasks"]
-        # curves[method][task] -> (seeds, budget)
-        curves = {m: {n: np.asarray([u["curves"][m][n] for u in units_t]) for n in names} for m in METHODS}
+        units_t, names, curves = table_curves(done, table, METHODS)
         out["benchmarks"][table] = {
             "tasks": len(names),
             "predictor_spearman": round(float(np.mean([r for u in units_t for r in u["spearman"]])), 4),
@@ -210,8 +245,40 @@ def bench_warmstart(
             "paired_vs_tpe": {m: _paired(curves[m], curves["tpe"], budget) for m in METHODS if m != "tpe"},
             "ceiling": transfer_ceiling(table),
         }
-        out["curves"][table] = {m: np.mean([c.mean(0) for c in curves[m].values()], axis=0).tolist() for m in METHODS}
+        out["curves"][table] = mean_curves(curves)
     return out
+
+
+def summary_head(budget: int, seeds: int, default_method: str) -> dict[str, Any]:
+    """A benchmark summary's settings, and the empty places for its tables and curves."""
+    return {
+        "budget": budget,
+        "seeds": seeds,
+        "default_method": default_method,
+        "benchmarks": {},
+        "curves": {},
+    }
+
+
+def table_curves(
+    done: list[dict[str, Any]], table: str, methods: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], list[str], dict[str, dict[str, np.ndarray]]]:
+    """One table's finished units (by seed), its task names, and every method's curves:
+    curves[method][task] -> (seeds, budget)."""
+    units = sorted((u for u in done if u["table"] == table), key=lambda u: u["seed"])
+    names = units[0]["tasks"]
+    return (
+        units,
+        names,
+        {m: {n: np.asarray([u["curves"][m][n] for u in units]) for n in names} for m in methods},
+    )
+
+
+def mean_curves(curves: dict[str, dict[str, np.ndarray]]) -> dict[str, list[float]]:
+    """Every method's curve averaged over seeds, then tasks (what the plot draws)."""
+    return {
+        m: np.mean([c.mean(0) for c in by_task.values()], axis=0).tolist() for m, by_task in curves.items()
+    }
 
 
 def transfer_ceiling(table: str, k: int = 10) -> dict[str, Any]:
@@ -230,12 +297,20 @@ def transfer_ceiling(table: str, k: int = 10) -> dict[str, Any]:
         regret = np.asarray([t.regret(t.scores[key]) for key in keys])
         consensus = np.argsort(-ranks[others].mean(0))[:k]
         per_task[t.name] = {
-            "within_0.06": int((regret <= 0.06).sum()), "within_0.1": int((regret <= 0.1).sum()),
+            "within_0.06": int((regret <= 0.06).sum()),
+            "within_0.1": int((regret <= 0.1).sum()),
             f"consensus@{k}": round(float(regret[consensus].min()), 4),
             f"oracle_source@{k}": round(float(min(regret[top[j]].min() for j in others)), 4),
         }
-    mean = lambda name: round(float(np.mean([row[name] for row in per_task.values()])), 4)
-    return {f"consensus@{k}": mean(f"consensus@{k}"), f"oracle_source@{k}": mean(f"oracle_source@{k}"), "per_task": per_task}
+
+    def mean(name: str) -> float:
+        return round(float(np.mean([row[name] for row in per_task.values()])), 4)
+
+    return {
+        f"consensus@{k}": mean(f"consensus@{k}"),
+        f"oracle_source@{k}": mean(f"oracle_source@{k}"),
+        "per_task": per_task,
+    }
 
 
 def _difference(method: np.ndarray, tpe: np.ndarray, j: int) -> tuple[float, float]:
@@ -244,7 +319,9 @@ def _difference(method: np.ndarray, tpe: np.ndarray, j: int) -> tuple[float, flo
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
-def _paired(curves: dict[str, np.ndarray], tpe: dict[str, np.ndarray], budget: int) -> dict[str, dict[str, float]]:
+def _paired(
+    curves: dict[str, np.ndarray], tpe: dict[str, np.ndarray], budget: int
+) -> dict[str, dict[str, float]]:
     """Per task: regret minus TPE's at 10 and 50 evaluations, with standard errors."""
     out = {}
     for name, c in curves.items():
@@ -267,7 +344,9 @@ def _summarise(curves: dict[str, np.ndarray], tpe: dict[str, np.ndarray], budget
     for k in CHECKPOINTS:
         j = min(k, budget) - 1
         row[f"regret@{k}"] = round(float(np.mean([c[:, j].mean() for c in curves.values()])), 4)
-    row["evals_to_target@0.1"] = round(float(np.mean([evals_to(s, 0.1) for c in curves.values() for s in c])), 2)
+    row["evals_to_target@0.1"] = round(
+        float(np.mean([evals_to(s, 0.1) for c in curves.values() for s in c])), 2
+    )
     for k in (10, 50):
         j = min(k, budget) - 1
         worse = 0
@@ -297,7 +376,7 @@ def plot_curves(result: dict[str, Any], path: str, ylabel: str = "mean normalise
         ax.set_ylabel(ylabel)
         ax.set_title(f"{table} (leave-one-task-out, {result['seeds']} seeds)")
         ax.grid(alpha=0.3, which="both")
-    for ax in list(axes.flat)[len(tables):]:
+    for ax in list(axes.flat)[len(tables) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()

@@ -39,10 +39,14 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
 
 def _add_cluster_benches(bench_sub: argparse._SubParsersAction) -> None:
     scaling = bench_sub.add_parser("scaling", help="meta-training throughput with 1 and 2 workers")
-    scaling.add_argument("--iterations", type=int, default=12, help="meta-iterations per measurement (default 12)")
+    scaling.add_argument(
+        "--iterations", type=int, default=12, help="meta-iterations per measurement (default 12)"
+    )
     _json_flag(scaling)
     scaling.set_defaults(run=_scaling)
-    driver = bench_sub.add_parser("driver-memory", help="the driver's resident memory over a long campaign of tiny tasks")
+    driver = bench_sub.add_parser(
+        "driver-memory", help="the driver's resident memory over a long campaign of tiny tasks"
+    )
     driver.add_argument("--tasks", type=int, default=10_000, help="meta-training tasks (default 10000)")
     _json_flag(driver)
     driver.set_defaults(run=_driver_memory)
@@ -64,7 +68,9 @@ def _driver_memory(args: argparse.Namespace) -> int:
 
 
 def _add_step(bench_sub: argparse._SubParsersAction) -> None:
-    step = bench_sub.add_parser("step", help="the supernet's training step with and without the speed settings, side by side")
+    step = bench_sub.add_parser(
+        "step", help="the supernet's training step with and without the speed settings, side by side"
+    )
     step.add_argument("--image-size", type=int, default=28, help="default 28 (Omniglot)")
     step.add_argument("--batch", type=int, default=25, help="default 25")
     step.add_argument("--channels", type=int, default=16, help="default 16")
@@ -73,21 +79,35 @@ def _add_step(bench_sub: argparse._SubParsersAction) -> None:
     step.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     step.add_argument("--rounds", type=int, default=6, help="interleaved rounds of 3 steps each (default 6)")
     step.add_argument(
-        "--partial-channels", type=int, default=1, metavar="K",
-        help="PC-DARTS: mix 1/K of the channels on each edge (default 1: all); K > 1 also times K = 1 alongside",
+        "--partial-channels",
+        type=int,
+        default=1,
+        metavar="K",
+        help="PC-DARTS: mix 1/K of the channels on each edge (default 1: all); "
+        "K > 1 also times K = 1 alongside",
     )
     _json_flag(step)
     step.set_defaults(run=_step)
 
 
 def _step(args: argparse.Namespace) -> int:
-    _positive(args, "image_size", "batch", "channels", "cells", "nodes", "threads", "rounds", "partial_channels")
+    _positive(
+        args, "image_size", "batch", "channels", "cells", "nodes", "threads", "rounds", "partial_channels"
+    )
     if args.channels % args.partial_channels:
-        raise ConfigError(f"--partial-channels: must divide --channels ({args.channels}), got {args.partial_channels}")
+        raise ConfigError(
+            f"--partial-channels: must divide --channels ({args.channels}), got {args.partial_channels}"
+        )
     from metanas.bench.step import bench_step
 
     result = bench_step(
-        args.image_size, args.batch, args.channels, args.cells, args.nodes, args.threads, args.rounds,
+        args.image_size,
+        args.batch,
+        args.channels,
+        args.cells,
+        args.nodes,
+        args.threads,
+        args.rounds,
         partial_channels=args.partial_channels,
     )
     return _print(result, args.json)
@@ -96,12 +116,17 @@ def _step(args: argparse.Namespace) -> int:
 def _add_warmstart(bench_sub: argparse._SubParsersAction) -> None:
     warm = bench_sub.add_parser("warmstart", help="leave-one-task-out warm-start benchmark on lookup tables")
     warm.add_argument("--budget", type=int, default=50, help="evaluations per search (default 50)")
-    warm.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5; 20 for tight intervals)")
+    warm.add_argument(
+        "--seeds", type=int, default=5, help="seeds per task (default 5; 20 for tight intervals)"
+    )
     warm.add_argument("--tables", help="comma-separated subset of the tables (default: all)")
     warm.add_argument("--workers", type=int, help="processes (default: one per CPU)")
     warm.add_argument("--plot", type=Path, help="write the regret curves to this PNG (default: no file)")
-    warm.add_argument("--objectives", help="two comma-separated metrics, e.g. val_acc,latency: the multi-objective "
-                      "benchmark (hypervolume regret on NAS-Bench-201) instead of the single-score one")
+    warm.add_argument(
+        "--objectives",
+        help="two comma-separated metrics, e.g. val_acc,latency: the multi-objective "
+        "benchmark (hypervolume regret on NAS-Bench-201) instead of the single-score one",
+    )
     _json_flag(warm, "print only the JSON result (progress goes to stderr)")
     warm.set_defaults(run=_warmstart)
 
@@ -114,7 +139,9 @@ def _warmstart(args: argparse.Namespace) -> int:
     from metanas.bench.warmstart import TABLES, bench_warmstart
 
     tables = _tables(args.tables, TABLES, "choose from")
-    result = bench_warmstart(budget=args.budget, seeds=args.seeds, tables=tables, progress=True, workers=args.workers)
+    result = bench_warmstart(
+        budget=args.budget, seeds=args.seeds, tables=tables, progress=True, workers=args.workers
+    )
     return _print_curves(args, result, "mean normalised regret")
 
 
@@ -125,8 +152,12 @@ def _multi_objective(args: argparse.Namespace) -> int:
         objectives = parse_objectives(args.objectives)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    tables = _tables(args.tables, MO_TABLES, "with --objectives, choose from", " (tables with several metrics)")
-    result = bench_multi_objective(objectives, args.budget, args.seeds, tables, progress=True, workers=args.workers)
+    tables = _tables(
+        args.tables, MO_TABLES, "with --objectives, choose from", " (tables with several metrics)"
+    )
+    result = bench_multi_objective(
+        objectives, tables, args.budget, args.seeds, progress=True, workers=args.workers
+    )
     return _print_curves(args, result, "mean hypervolume regret")
 
 
@@ -154,11 +185,17 @@ def _add_memory_benches(bench_sub: argparse._SubParsersAction) -> None:
     bm = bench_sub.add_parser("memory", help="memory store throughput, latency, recall and reload time")
     bm.add_argument("--records", type=int, default=100_000, help="synthetic records (default 100000)")
     bm.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
-    bm.add_argument("--data", choices=["clustered", "overlapping", "hard"], default="clustered",
-                    help="embeddings: families far apart, overlapping, or overlapping more (hard); default clustered")
+    bm.add_argument(
+        "--data",
+        choices=["clustered", "overlapping", "hard"],
+        default="clustered",
+        help="embeddings: families far apart, overlapping, or overlapping more (hard); default clustered",
+    )
     _json_flag(bm)
     bm.set_defaults(run=_memory)
-    bs = bench_sub.add_parser("sampler", help="MemorySampler's cost per trial against Optuna's TPE, side by side")
+    bs = bench_sub.add_parser(
+        "sampler", help="MemorySampler's cost per trial against Optuna's TPE, side by side"
+    )
     bs.add_argument("--tasks", type=int, default=64, help="past studies in the memory (default 64)")
     bs.add_argument("--trials", type=int, default=50, help="trials per study (default 50; more than 20)")
     bs.add_argument("--repeats", type=int, default=3, help="studies each way (default 3)")
@@ -171,7 +208,7 @@ def _memory(args: argparse.Namespace) -> int:
         raise ConfigError(f"--records: must be >= 100, got {args.records}")
     from metanas.bench.memory import bench_memory
 
-    return _print(bench_memory(args.records, args.dim, data=args.data), args.json)
+    return _print(bench_memory(args.records, args.data, dim=args.dim), args.json)
 
 
 def _sampler(args: argparse.Namespace) -> int:
@@ -179,7 +216,8 @@ def _sampler(args: argparse.Namespace) -> int:
 
     if args.tasks < 1 or args.trials <= HANDOFF or args.repeats < 1:
         raise ConfigError(
-            f"--tasks >= 1, --trials > {HANDOFF} and --repeats >= 1, got {args.tasks}, {args.trials}, {args.repeats}"
+            f"--tasks >= 1, --trials > {HANDOFF} and --repeats >= 1, got {args.tasks}, {args.trials}, "
+            f"{args.repeats}"
         )
     return _print(bench_sampler(args.tasks, args.trials, args.repeats), args.json)
 
@@ -187,9 +225,13 @@ def _sampler(args: argparse.Namespace) -> int:
 def _add_latency(bench_sub: argparse._SubParsersAction) -> None:
     from metanas.cli.hw import device_options
 
-    bench = bench_sub.add_parser("latency", help="latency-table prediction against measured latency on random derived networks")
+    bench = bench_sub.add_parser(
+        "latency", help="latency-table prediction against measured latency on random derived networks"
+    )
     bench.add_argument("config", type=Path, help="the campaign file")
-    bench.add_argument("--networks", type=int, default=50, help="random derived networks measured (default 50)")
+    bench.add_argument(
+        "--networks", type=int, default=50, help="random derived networks measured (default 50)"
+    )
     device_options(bench)
     _json_flag(bench, "print only the JSON result (progress goes to stderr)")
     bench.set_defaults(run=_latency)

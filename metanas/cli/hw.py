@@ -13,27 +13,52 @@ from metanas.platform.config import ConfigError, load_campaign
 def add_commands(sub: argparse._SubParsersAction) -> None:
     hw = sub.add_parser("hw", help="latency tables: what a campaign's architectures cost on a device")
     hw_sub = hw.add_subparsers(dest="hw", required=True)
-    prof = hw_sub.add_parser("profile", help="measure every op of the campaign's space where it runs, and a few whole networks")
+    prof = hw_sub.add_parser(
+        "profile", help="measure every op of the campaign's space where it runs, and a few whole networks"
+    )
     prof.add_argument("config", type=Path, help="the campaign file")
-    prof.add_argument("--out", type=Path, default=Path("latency.parquet"),
-                      help="the Parquet table; rows of other devices in it are kept (default latency.parquet)")
+    prof.add_argument(
+        "--out",
+        type=Path,
+        default=Path("latency.parquet"),
+        help="the Parquet table; rows of other devices in it are kept (default latency.parquet)",
+    )
     device_options(prof)
-    prof.add_argument("--networks", type=int, default=8, help="whole networks measured to fit the constant (default 8)")
+    prof.add_argument(
+        "--networks", type=int, default=8, help="whole networks measured to fit the constant (default 8)"
+    )
     prof.set_defaults(run=run)
 
     pred = hw_sub.add_parser("predict", help="a genotype's predicted latency, parameters and FLOPs")
     pred.add_argument("config", type=Path, help="the campaign file")
-    pred.add_argument("--genotype", required=True, help="comma-separated op names, one per edge (as summary.json lists them)")
-    pred.add_argument("--table", type=Path, default=Path("latency.parquet"), help="the table (default latency.parquet)")
-    pred.add_argument("--device-name", help="which device of the table, when it holds several (see `hw profile`'s output)")
-    pred.add_argument("--measure", action="store_true", help="also measure the network on this machine's CPU (the table's thread count)")
+    pred.add_argument(
+        "--genotype",
+        required=True,
+        help="comma-separated op names, one per edge (as summary.json lists them)",
+    )
+    pred.add_argument(
+        "--table", type=Path, default=Path("latency.parquet"), help="the table (default latency.parquet)"
+    )
+    pred.add_argument(
+        "--device-name", help="which device of the table, when it holds several (see `hw profile`'s output)"
+    )
+    pred.add_argument(
+        "--measure",
+        action="store_true",
+        help="also measure the network on this machine's CPU (the table's thread count)",
+    )
     pred.add_argument("--json", action="store_true", help="print only the JSON result")
     pred.set_defaults(run=run)
 
 
 def device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
-    p.add_argument("--threads", type=int, default=1, help="torch threads on a CPU (default 1, as a TaskWorker with one CPU)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads on a CPU (default 1, as a TaskWorker with one CPU)",
+    )
     p.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
 
 
@@ -82,8 +107,12 @@ def _predict(args, campaign, shape, table_cls) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
     params = params_cost(shape.space, shape.image_size, shape.in_channels, shape.n_classes)
-    result = {"device": table.devices[0], "genotype": list(genotype), "predicted_latency_ms": round(latency.of(genotype), 4),
-              "params": int(params.of(genotype))}
+    result = {
+        "device": table.devices[0],
+        "genotype": list(genotype),
+        "predicted_latency_ms": round(latency.of(genotype), 4),
+        "params": int(params.of(genotype)),
+    }
     if args.measure:
         from metanas._util.threads import torch_threads
 

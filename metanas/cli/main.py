@@ -30,7 +30,9 @@ def _run(config: Path, out: Path | None, resume: bool, address: str | None, work
     if workers is not None:
         if workers < 1:
             raise ConfigError(f"--workers: must be >= 1, got {workers}")
-        campaign = campaign.model_copy(update={"workers": campaign.workers.model_copy(update={"count": workers})})
+        campaign = campaign.model_copy(
+            update={"workers": campaign.workers.model_copy(update={"count": workers})}
+        )
     from metanas.platform.campaign import run_campaign
     from metanas.platform.campaign_outputs import results_table
 
@@ -112,13 +114,17 @@ def _add_campaign_commands(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="run a campaign from a YAML file")
     run.add_argument("config", type=Path, help="the campaign file (examples/*.yaml)")
     run.add_argument("--out", type=Path, help="output directory")
-    run.add_argument("--check", action="store_true", help="only validate the campaign file and its data, then exit")
+    run.add_argument(
+        "--check", action="store_true", help="only validate the campaign file and its data, then exit"
+    )
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     run.add_argument("--address", help="join this Ray cluster instead of starting an embedded one")
     run.add_argument("--workers", type=int, help="override workers.count")
     run.set_defaults(run=_run_command)
     demo = sub.add_parser("demo", help="run the demo campaign (5-way 1-shot digits)")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)"
+    )
     demo.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     demo.add_argument("--workers", type=int, help="override workers.count")
     demo.set_defaults(run=lambda args: _run(demo_config_path(), args.out, args.resume, None, args.workers))
@@ -135,7 +141,9 @@ def _add_job_commands(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("config", type=Path, help="the campaign file, validated here before it is uploaded")
     submit.add_argument("--address", required=True, help="the job server, e.g. http://127.0.0.1:8265")
     submit.add_argument(
-        "--out", default="metanas-runs/campaign", help="output directory on the cluster (default metanas-runs/campaign)"
+        "--out",
+        default="metanas-runs/campaign",
+        help="output directory on the cluster (default metanas-runs/campaign)",
     )
     submit.add_argument("--gpus", type=float, default=0.0, help="GPUs for the driver (entrypoint)")
     submit.add_argument("--no-wait", action="store_true", help="return once submitted")
@@ -148,13 +156,21 @@ def _add_job_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_explain(sub: argparse._SubParsersAction) -> None:
-    explain = sub.add_parser("explain", help="a campaign's report.html (curves, alpha, the derived cell, latency, "
-                             "workers), or why a stored search evaluated what it did (--memory, --key)")
+    explain = sub.add_parser(
+        "explain",
+        help="a campaign's report.html (curves, alpha, the derived cell, latency, "
+        "workers), or why a stored search evaluated what it did (--memory, --key)",
+    )
     explain.add_argument("run_dir", type=Path, nargs="?", help="a finished campaign's output directory")
-    explain.add_argument("--memory", type=Path, help="a memory directory: explain its stored search --key instead")
+    explain.add_argument(
+        "--memory", type=Path, help="a memory directory: explain its stored search --key instead"
+    )
     explain.add_argument("--key", help="the stored search's key (see `metanas memory ls`)")
-    explain.add_argument("--out", type=Path,
-                         help="where to write the page (default RUN_DIR/report.html, or search_report.html here)")
+    explain.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the page (default RUN_DIR/report.html, or search_report.html here)",
+    )
     explain.set_defaults(run=_explain)
 
 
@@ -182,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         signalled = "terminated" if type(err).__name__ == "Terminated" else "interrupted"
         if args.command in ("run", "demo"):
-            print(f"metanas: {signalled}; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+            print(
+                f"metanas: {signalled}; rerun with --resume to continue from the last checkpoint",
+                file=sys.stderr,
+            )
         else:
             print(f"metanas: {err or signalled}", file=sys.stderr)  # (a search says what it kept)
         return 143 if signalled == "terminated" else 130

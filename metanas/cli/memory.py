@@ -25,7 +25,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     query.add_argument("dir", type=Path, help="the memory directory")
     query.add_argument("key", help="the record whose embedding is the query")
     query.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
-    compact = msub.add_parser("compact", help="rewrite every record in one part of the current schema (replaced records go)")
+    compact = msub.add_parser(
+        "compact", help="rewrite every record in one part of the current schema (replaced records go)"
+    )
     compact.add_argument("dir", type=Path, help="the memory directory")
     export = msub.add_parser("export", help="write every record to one Parquet file")
     export.add_argument("dir", type=Path, help="the memory directory")
@@ -33,14 +35,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     mem.set_defaults(run=_memory_command)
 
     search = sub.add_parser("search", help="search a built-in benchmark task, warm-started from a memory")
-    search.add_argument("task", help="TABLE/DATASET, e.g. hpobench/car, hpolib/protein_structure or nasbench201/cifar10")
+    search.add_argument(
+        "task", help="TABLE/DATASET, e.g. hpobench/car, hpolib/protein_structure or nasbench201/cifar10"
+    )
     search.add_argument("--memory", type=Path, required=True, help="memory directory (created if missing)")
     search.add_argument("--budget", type=int, default=50, help="evaluations (default 50)")
-    search.add_argument("--searcher", default="optuna", choices=["optuna", "tune", "random"], help="default optuna")
-    search.add_argument("--warm-start", default=policies.DEFAULT, choices=policies.SINGLE_OBJECTIVE, help=f"default {policies.DEFAULT}")
+    search.add_argument(
+        "--searcher", default="optuna", choices=["optuna", "tune", "random"], help="default optuna"
+    )
+    search.add_argument(
+        "--warm-start",
+        default=policies.DEFAULT,
+        choices=policies.SINGLE_OBJECTIVE,
+        help=f"default {policies.DEFAULT}",
+    )
     search.add_argument("--seed", type=int, default=0, help="default 0")
-    search.add_argument("--storage", help="also record the study in this Optuna storage (e.g. sqlite:///searches.db) "
-                        "for optuna-dashboard; searcher optuna only")
+    search.add_argument(
+        "--storage",
+        help="also record the study in this Optuna storage (e.g. sqlite:///searches.db) "
+        "for optuna-dashboard; searcher optuna only",
+    )
     search.set_defaults(run=_search)
 
     predict = sub.add_parser("predict", help="the memory's zero-shot proposals for a built-in benchmark task")
@@ -64,9 +78,16 @@ def _open(path: Path):
 
 def _record_json(record) -> dict:
     return {
-        "key": record.key, "task_id": record.task_id, "family": record.family, "embedder": record.embedder,
-        "space_signature": record.space_signature, "best_score": record.best_score, "best_config": record.best_config,
-        "searcher": record.searcher, "campaign_id": record.campaign_id, "trials": len(record.trials),
+        "key": record.key,
+        "task_id": record.task_id,
+        "family": record.family,
+        "embedder": record.embedder,
+        "space_signature": record.space_signature,
+        "best_score": record.best_score,
+        "best_config": record.best_config,
+        "searcher": record.searcher,
+        "campaign_id": record.campaign_id,
+        "trials": len(record.trials),
     }
 
 
@@ -80,7 +101,9 @@ def _memory_command(args: argparse.Namespace) -> int:
     elif args.memory_command == "show":
         if args.key not in store:
             raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
-        print(json.dumps(_record_json(store.get(args.key)) | {"trials": store.get(args.key).trials}, indent=2))
+        print(
+            json.dumps(_record_json(store.get(args.key)) | {"trials": store.get(args.key).trials}, indent=2)
+        )
     elif args.memory_command == "query":
         if args.key not in store:
             raise ConfigError(f"no record with key {args.key!r} in {args.dir}")
@@ -122,19 +145,37 @@ def _search(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget: must be >= 1, got {args.budget}")
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
-    if args.memory.exists() and not args.memory.is_dir():
-        raise ConfigError(f"--memory: {str(args.memory)!r} is a file, not a memory directory")
-    if args.memory.is_dir() and not (args.memory / "parts").is_dir() and any(args.memory.iterdir()):
-        raise ConfigError(f"--memory: {str(args.memory)!r} holds other things and is not a memory; name a new or empty directory")
+    from metanas.memory.store import MemoryStore
 
     task, table = _table_task(args.task)
+    try:
+        MemoryStore(args.memory)  # (a file, or a folder of other things, is refused before any work)
+    except ValueError as err:
+        raise ConfigError(f"--{err}") from None
     result = search(
-        task.objective(), task.space, task_id=args.task, memory=args.memory, budget=args.budget,
-        searcher=args.searcher, warm_start=args.warm_start, family=table, seed=args.seed, storage=args.storage,
+        task.objective(),
+        task.space,
+        task_id=args.task,
+        memory=args.memory,
+        budget=args.budget,
+        searcher=args.searcher,
+        warm_start=args.warm_start,
+        family=table,
+        seed=args.seed,
+        storage=args.storage,
     )
     best = result.best
-    print(json.dumps({"task": args.task, "best_score": best.score, "best_config": best.config,
-                      "normalised_regret": round(task.regret(best.score), 4), "evaluations": len(result.evaluated)}))
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "best_score": best.score,
+                "best_config": best.config,
+                "normalised_regret": round(task.regret(best.score), 4),
+                "evaluations": len(result.evaluated),
+            }
+        )
+    )
     return 0
 
 
@@ -150,12 +191,25 @@ def _predict(args: argparse.Namespace) -> int:
         proposals = propose(task.space, args.memory, task_id=args.task, n=args.n, family=table)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    rows = [{"config": c, "predicted": round(m, 4), "uncertainty": round(s, 4),
-             "regret": round(task.regret(task.objective()(c)), 4)} for c, m, s in proposals]
+    rows = [
+        {
+            "config": c,
+            "predicted": round(m, 4),
+            "uncertainty": round(s, 4),
+            "regret": round(task.regret(task.objective()(c)), 4),
+        }
+        for c, m, s in proposals
+    ]
     if args.json:
         print(json.dumps({"task": args.task, "proposals": rows}))
         return 0
-    print(f"{'#':>2}  {'predicted':>9}  {'+/-':>6}  {'regret':>7}  config   (predicted: normalised rank on a new task, 1 = best)")
+    print(
+        f"{'#':>2}  {'predicted':>9}  {'+/-':>6}  {'regret':>7}  config   (predicted: normalised rank on a "
+        "new task, 1 = best)"
+    )
     for i, r in enumerate(rows, 1):
-        print(f"{i:>2}  {r['predicted']:>9.3f}  {r['uncertainty']:>6.3f}  {r['regret']:>7.3f}  {json.dumps(r['config'])}")
+        print(
+            f"{i:>2}  {r['predicted']:>9.3f}  {r['uncertainty']:>6.3f}  {r['regret']:>7.3f}  "
+            f"{json.dumps(r['config'])}"
+        )
     return 0

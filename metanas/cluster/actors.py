@@ -17,7 +17,16 @@ from typing import Any
 
 import ray
 
-from metanas.cluster.messages import SaveReply, SubmitReply, TestResult, TestTask, TrainTask, ValidationResult, ValidationTask, WorkerInfo
+from metanas.cluster.messages import (
+    SaveReply,
+    SubmitReply,
+    TestResult,
+    TestTask,
+    TrainTask,
+    ValidationResult,
+    ValidationTask,
+    WorkerInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +52,12 @@ class TaskWorker:
     task that was lost (same iteration and slot, hence the same episode)."""
 
     def __init__(
-        self, campaign: dict[str, Any], worker_id: int, cpus: float, slowdown: float = 1.0, limits: list[dict] | None = None
+        self,
+        campaign: dict[str, Any],
+        worker_id: int,
+        cpus: float,
+        slowdown: float = 1.0,
+        limits: list[dict] | None = None,
     ) -> None:
         """`slowdown` > 1 (benchmarks only) makes every meta-training task take that many
         times as long, as on a slower device: the straggler that async updates tolerate.
@@ -59,7 +73,9 @@ class TaskWorker:
         gpu_ids = ray.get_gpu_ids()
         device = "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
         if gpu_ids and device == "cpu":
-            log.warning("TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids)
+            log.warning(
+                "TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids
+            )
         self.slowdown = slowdown
         limits = tuple(CostLimit.from_dict(d) for d in limits or ())
         self.runner = TaskWorkerCore(Campaign.model_validate(campaign), device=device, limits=limits)
@@ -102,7 +118,11 @@ class MetaLearner:
     iteration-0 checkpoint first), so Ray can always restart it."""
 
     def __init__(
-        self, schedule: dict[str, Any], run_dir: str, async_settings: dict[str, Any] | None, learners: tuple[str, ...]
+        self,
+        schedule: dict[str, Any],
+        run_dir: str,
+        async_settings: dict[str, Any] | None,
+        learners: tuple[str, ...],
     ) -> None:
         from metanas.cluster.meta_learner import AsyncSettings, MetaLearnerCore
         from metanas.searchers.darts.reptile import MetaSchedule

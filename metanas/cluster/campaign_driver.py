@@ -27,20 +27,20 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from metanas._util.stats import mean_ci95
 from metanas.cluster.actors import MemoryWriter, MetaLearner, to_wire
 from metanas.cluster.checkpointer import Checkpointer, write_initial_checkpoint
 from metanas.cluster.connect import connect
 from metanas.cluster.events import EventLog
 from metanas.cluster.hardware import campaign_limits
 from metanas.cluster.messages import Outcome, TestResult, TestTask, ValidationTask, WorkerInfo
+from metanas.cluster.meta_train_loop import MetaTrainLoop
 from metanas.cluster.remote import RemoteMemory, RemoteMetaLearner
 from metanas.cluster.run_dir import Checkpoint, RunDir
-from metanas.cluster.meta_train_loop import MetaTrainLoop
 from metanas.cluster.schema import DERIVED, Campaign
 from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally, meta_train_summary
 from metanas.cluster.worker_pool import WorkerPool
 from metanas.searchers.darts.cost import genotype_within
-from metanas._util.stats import mean_ci95
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,11 @@ class Stage:
 
 class CampaignDriver:
     def __init__(
-        self, campaign: Campaign, run_dir: RunDir, address: str | None = None, progress: bool = True,
+        self,
+        campaign: Campaign,
+        run_dir: RunDir,
+        address: str | None = None,
+        progress: bool = True,
         slowdown: dict[int, float] | None = None,
     ) -> None:
         """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device."""
@@ -87,7 +91,9 @@ class CampaignDriver:
         # take them along, and their checkpoint and memory files land on the driver's disk.
         self.home = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         memory = campaign.memory or str(run_dir.root / "memory")
-        self.memory = RemoteMemory(MemoryWriter.options(num_cpus=0, scheduling_strategy=self.home).remote(memory))
+        self.memory = RemoteMemory(
+            MemoryWriter.options(num_cpus=0, scheduling_strategy=self.home).remote(memory)
+        )
         self.stages: list[Stage] = []
         self.worker_info: list[WorkerInfo] = []
 
@@ -116,7 +122,11 @@ class CampaignDriver:
         mt = self.campaign.meta_train
         settings = None
         if mt.updates == "async":
-            settings = {"meta_batch": mt.meta_batch, "max_staleness": mt.max_staleness, "stale_policy": mt.stale_policy}
+            settings = {
+                "meta_batch": mt.meta_batch,
+                "max_staleness": mt.max_staleness,
+                "stale_policy": mt.stale_policy,
+            }
         actor = MetaLearner.options(num_cpus=0, scheduling_strategy=self.home).remote(
             asdict(plan.schedule), str(run_dir.root), settings, plan.learners
         )
@@ -155,9 +165,13 @@ class CampaignDriver:
             stage.state = scheduler.run(state)
         finally:
             bar.close()
-        return meta_train_summary(stage.plan, stage.state, scheduler.restarts, resumed_from), stage.state.curve
+        return meta_train_summary(
+            stage.plan, stage.state, scheduler.restarts, resumed_from
+        ), stage.state.curve
 
-    def meta_train(self, checkpoint: Checkpoint | None = None) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    def meta_train(
+        self, checkpoint: Checkpoint | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, float]]]:
         """Meta-train the first stage to its end; return (summary, curve)."""
         self.start(checkpoint)
         return self._train(self.stages[0], "meta-train")
@@ -190,7 +204,10 @@ class CampaignDriver:
                     continue
                 for name in stage.plan.learners:
                     refs[name, checkpoint.iteration] = ray.put(to_wire(checkpoint.params(name)))
-                    queue.extend(ValidationTask(name, checkpoint.iteration, e, stage.plan.derived) for e in range(v.episodes))
+                    queue.extend(
+                        ValidationTask(name, checkpoint.iteration, e, stage.plan.derived)
+                        for e in range(v.episodes)
+                    )
         accs: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         bar = _progress(len(queue), 0, "validation", self.progress)
         for attempt in self.pool.run(queue, lambda t: (refs[t.learner, t.iteration],), "validation"):
@@ -201,7 +218,8 @@ class CampaignDriver:
                 bar.update(1)
         bar.close()
         return [
-            {"iteration": it, "accuracy": {name: mean_ci95(values) for name, values in accs[it].items()}} for it in sorted(accs)
+            {"iteration": it, "accuracy": {name: mean_ci95(values) for name, values in accs[it].items()}}
+            for it in sorted(accs)
         ]
 
     def meta_test(self) -> tuple[list[TestResult], tuple[str, ...]]:
@@ -212,7 +230,9 @@ class CampaignDriver:
         args = tuple(learners[name].params(name) for name in c.meta_trained())
         genotype = self.genotype()
         derived = genotype if DERIVED in learners else None
-        queue = deque(TestTask(i, e, derived) for e, ev in enumerate(c.evaluations()) for i in range(ev.tasks))
+        queue = deque(
+            TestTask(i, e, derived) for e, ev in enumerate(c.evaluations()) for i in range(ev.tasks)
+        )
         results = []
         bar = _progress(len(queue), 0, "meta-test", self.progress)
         for attempt in self.pool.run(queue, lambda task: args, "meta-test"):

@@ -8,10 +8,10 @@ import dataclasses
 import time
 from typing import Protocol
 
+from metanas._util.atomic import atomic_write_json, save_tensors
 from metanas.cluster.messages import MetaLearnerRestarted, SaveReply
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.train_state import Counters, TrainState, WorkerTally
-from metanas._util.atomic import atomic_write_json, save_tensors
 
 
 def write_initial_checkpoint(run_dir: RunDir, params: dict[str, dict]) -> TrainState:
@@ -47,7 +47,9 @@ class Checkpointer:
             raise RuntimeError(f"{self.run_dir.root}: no checkpoint to go back to")
         return TrainState.from_json(checkpoint.state)
 
-    def save(self, state: TrainState, counts: Counters, tally: WorkerTally, incarnation: str, records: list) -> TrainState:
+    def save(
+        self, state: TrainState, counts: Counters, tally: WorkerTally, incarnation: str, records: list
+    ) -> TrainState:
         tensors, state_path = self.run_dir.checkpoint_paths(state.iteration)
         reply = self.learner.save(str(tensors), incarnation)
         if not reply.saved:

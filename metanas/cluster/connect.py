@@ -60,8 +60,12 @@ def _watch(address: str) -> None:
         while not stop.wait(WATCH_EVERY_S):
             misses = misses + 1 if unreachable(host, port, timeout_s=1.0) else 0
             if misses >= LOST_AFTER and not stop.is_set():
-                print(f"metanas: error: lost the Ray cluster at {address} (nothing answers there); "
-                      "a campaign's last complete checkpoint is kept: rerun with --resume", file=sys.stderr, flush=True)
+                print(
+                    f"metanas: error: lost the Ray cluster at {address} (nothing answers there); "
+                    "a campaign's last complete checkpoint is kept: rerun with --resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 os._exit(1)  # (the main thread may be blocked inside Ray, deaf to anything gentler)
 
     threading.Thread(target=watch, name="metanas-cluster-watch", daemon=True).start()

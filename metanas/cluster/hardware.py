@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
+from metanas._util.atomic import atomic_write_json
+from metanas._util.threads import torch_threads
 from metanas.cluster.messages import TestResult
 from metanas.cluster.schema import Campaign, Constraints
-from metanas._util.atomic import atomic_write_json
 from metanas.searchers.darts.cost import CostLimit, params_cost
 from metanas.searchers.darts.latency import LatencyTable, NetworkShape, device_fingerprint, profile
 from metanas.searchers.pareto import pareto_front
-from metanas._util.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def _measuring_device(c: Constraints) -> str | None:
     return c.device if c.device == "cpu" or torch.cuda.is_available() else None
 
 
-def _measure(shape: NetworkShape, genotypes: Sequence[tuple[str, ...]], c: Constraints) -> dict[tuple, dict[str, float]]:
+def _measure(
+    shape: NetworkShape, genotypes: Sequence[tuple[str, ...]], c: Constraints
+) -> dict[tuple, dict[str, float]]:
     device = _measuring_device(c)
     out = {}
     with torch_threads(c.threads):
@@ -113,8 +116,28 @@ def _measure(shape: NetworkShape, genotypes: Sequence[tuple[str, ...]], c: Const
     return out
 
 
+def _genotype_entry(g: tuple[str, ...], m: dict[str, Any], predicted: float, c: Any) -> dict[str, Any]:
+    """One genotype's costs, predicted and measured, and whether it is within the limits."""
+    lat = m["latency_ms"]
+    within = (c.max_latency_ms is None or (lat if lat is not None else predicted) <= c.max_latency_ms) and (
+        c.max_params is None or m["params"] <= c.max_params
+    )
+    return {
+        "genotype": list(g),
+        "predicted_latency_ms": round(predicted, 4),
+        "latency_ms": None if lat is None else round(lat, 4),
+        "params": int(m["params"]),
+        "flops": int(m["flops"]),
+        "within": bool(within),
+    }
+
+
 def hardware_summary(
-    campaign: Campaign, run_root: Path, tests: Sequence[TestResult], genotype: tuple[str, ...], derived_accuracy: float | None
+    campaign: Campaign,
+    run_root: Path,
+    tests: Sequence[TestResult],
+    genotype: tuple[str, ...],
+    derived_accuracy: float | None,
 ) -> dict[str, Any]:
     """summary.json's `hardware`: every genotype the first evaluation's tasks derived (how
     many tasks, their mean accuracy with the supernet, predicted and measured latency,
@@ -131,22 +154,18 @@ def hardware_summary(
     measured = _measure(shape, list(by_genotype) + [genotype], c)
 
     def entry(g: tuple[str, ...]) -> dict[str, Any]:
-        m = measured[g]
-        lat = m["latency_ms"]
-        within = (c.max_latency_ms is None or (lat if lat is not None else latency.of(g)) <= c.max_latency_ms) and (
-            c.max_params is None or m["params"] <= c.max_params
-        )
-        return {
-            "genotype": list(g), "predicted_latency_ms": round(latency.of(g), 4),
-            "latency_ms": None if lat is None else round(lat, 4), "params": int(m["params"]), "flops": int(m["flops"]),
-            "within": bool(within),
-        }
+        return _genotype_entry(g, measured[g], latency.of(g), c)
 
     rows = []
     for g, accs in sorted(by_genotype.items(), key=lambda kv: -len(kv[1])):
         rows.append({**entry(g), "tasks": len(accs), "accuracy": round(sum(accs) / len(accs), 4)})
-    points = [{"accuracy": r["accuracy"], "latency_ms": r["latency_ms"] if r["latency_ms"] is not None else r["predicted_latency_ms"]}
-              for r in rows]
+    points = [
+        {
+            "accuracy": r["accuracy"],
+            "latency_ms": r["latency_ms"] if r["latency_ms"] is not None else r["predicted_latency_ms"],
+        }
+        for r in rows
+    ]
     tasks = sum(r["tasks"] for r in rows)
     return {
         "device": table.devices[0],
@@ -154,9 +173,13 @@ def hardware_summary(
         "batch": c.batch,
         "max_latency_ms": c.max_latency_ms,
         "max_params": c.max_params,
-        "limits": [{"cost": limit.cost.name, "limit": limit.limit, "weight": limit.weight} for limit in limits],
+        "limits": [
+            {"cost": limit.cost.name, "limit": limit.limit, "weight": limit.weight} for limit in limits
+        ],
         "tasks_within": round(sum(r["tasks"] for r in rows if r["within"]) / max(tasks, 1), 4),
         "derived": {**entry(genotype), "accuracy": derived_accuracy},
         "genotypes": rows,
-        "pareto": [rows[i]["genotype"] for i in pareto_front(points, {"accuracy": "max", "latency_ms": "min"})],
+        "pareto": [
+            rows[i]["genotype"] for i in pareto_front(points, {"accuracy": "max", "latency_ms": "min"})
+        ],
     }

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import urllib.parse
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def client(address: str):
     try:
         return JobSubmissionClient(address, headers=headers)
     except (RuntimeError, ConnectionError) as err:  # something answered, but not Ray's job server
-        raise ValueError(f"--address: {address} is not a Ray job server ({str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"--address: {address} is not a Ray job server ({str(err).splitlines()[0]})"
+        ) from None
 
 
 def _submit_with_retry(address: str, timeout_s: float = 60.0, **kwargs) -> str:
@@ -74,7 +76,9 @@ def _submit_with_retry(address: str, timeout_s: float = 60.0, **kwargs) -> str:
             time.sleep(1.0)
 
 
-def submit(config: Path, address: str, out: str, gpus: float = 0.0, wait: bool = True, timeout_s: float = 3600.0) -> tuple[str, str]:
+def submit(
+    config: Path, address: str, out: str, gpus: float = 0.0, wait: bool = True, timeout_s: float = 3600.0
+) -> tuple[str, str]:
     """Submit `config` (already validated) as a Ray job; return (job id, final or current
     status)."""
     package = Path(__file__).resolve().parents[1]  # the metanas package
@@ -93,7 +97,9 @@ def submit(config: Path, address: str, out: str, gpus: float = 0.0, wait: bool =
     deadline = time.time() + timeout_s
     while (state := status(job_id, address)) not in TERMINAL:
         if time.time() > deadline:
-            raise TimeoutError(f"job {job_id} still {state} after {timeout_s:g} s; `metanas status {job_id}` to check later")
+            raise TimeoutError(
+                f"job {job_id} still {state} after {timeout_s:g} s; `metanas status {job_id}` to check later"
+            )
         time.sleep(1.0)
     return job_id, state
 

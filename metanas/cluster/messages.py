@@ -44,7 +44,7 @@ class TrainResult:
     seconds: float  # inside the inner loop
     task_seconds: float = 0.0  # all of the task's own work, parameter conversion included
     base_version: int = 0  # the MetaLearner's version of the parameters it started from
-    record: "TaskRecord | None" = None  # the supernet's task search, for the memory
+    record: TaskRecord | None = None  # the supernet's task search, for the memory
     worker: WorkerInfo | None = None
 
 

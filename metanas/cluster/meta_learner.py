@@ -20,10 +20,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from metanas._util.atomic import save_tensors
 from metanas.cluster.messages import SaveReply, SubmitReply
 from metanas.cluster.run_dir import RunDir
-from metanas._util.atomic import save_tensors
-from metanas.searchers.darts.reptile import AsyncReptile, KeySet, MetaSchedule, Params, StalenessBound, UpdateOutcome, reptile_step
+from metanas.searchers.darts.reptile import (
+    AsyncReptile,
+    KeySet,
+    MetaSchedule,
+    Params,
+    StalenessBound,
+    UpdateOutcome,
+    reptile_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +90,21 @@ class MetaLearnerCore:
     def apply(self, learner: str, iteration: int, deltas: list[Params]) -> int:
         """One sync Reptile step for `iteration`; returns the learner's version after it."""
         if iteration != self.version[learner]:  # applied before (a retried call), or a stale driver
-            log.warning("ignoring update for %s iteration %d (at version %d)", learner, iteration, self.version[learner])
+            log.warning(
+                "ignoring update for %s iteration %d (at version %d)",
+                learner,
+                iteration,
+                self.version[learner],
+            )
             return self.version[learner]
         beta_w, beta_alpha = self.schedule.betas(iteration)
         self.params[learner] = reptile_step(self.params[learner], deltas, beta_w, beta_alpha)
         self.version[learner] = iteration + 1
         return self.version[learner]
 
-    def submit(self, learner: str, key: int, base_version: int, delta: Params, incarnation: str) -> SubmitReply:
+    def submit(
+        self, learner: str, key: int, base_version: int, delta: Params, incarnation: str
+    ) -> SubmitReply:
         if incarnation != self.incarnation:
             return SubmitReply(UpdateOutcome.REFUSED, self.incarnation)
         outcome, staleness = self.streams[learner].submit(key, base_version, delta)

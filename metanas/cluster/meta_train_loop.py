@@ -17,10 +17,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import defaultdict, deque
-from typing import Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from metanas.cluster.checkpointer import Checkpointer
-from metanas.cluster.messages import Attempt, MetaLearnerRestarted, Outcome, SaveReply, SubmitReply, TrainTask, UpdateLost
+from metanas.cluster.messages import (
+    Attempt,
+    MetaLearnerRestarted,
+    Outcome,
+    SaveReply,
+    SubmitReply,
+    TrainTask,
+    UpdateLost,
+)
 from metanas.cluster.train_state import Counters, TrainPlan, TrainState, WorkerTally, curve_row
 
 log = logging.getLogger(__name__)
@@ -41,7 +50,9 @@ class MetaLearnerHandle(Protocol):
     def params(self, learner: str) -> Any: ...
     def snapshot(self, learner: str) -> tuple[Any, Any]: ...
     def apply(self, iteration: int, updates: dict[str, list]) -> list[int]: ...
-    def submit(self, learner: str, key: int, base_version: int, update: Any, incarnation: str) -> SubmitReply: ...
+    def submit(
+        self, learner: str, key: int, base_version: int, update: Any, incarnation: str
+    ) -> SubmitReply: ...
     def flush(self) -> None: ...
     def save(self, path: str, incarnation: str) -> SaveReply: ...
     def reload(self) -> str: ...
@@ -53,7 +64,13 @@ class MetaTrainLoop:
     goes; `restarts` counts the rewinds."""
 
     def __init__(
-        self, plan: TrainPlan, pool: Pool, learner: MetaLearnerHandle, checkpointer: Checkpointer, tally: WorkerTally, bar: Any,
+        self,
+        plan: TrainPlan,
+        pool: Pool,
+        learner: MetaLearnerHandle,
+        checkpointer: Checkpointer,
+        tally: WorkerTally,
+        bar: Any,
         events: Callable[[dict], None] = lambda event: None,
     ) -> None:
         """`events` receives one dict per task try, async update and rewind (the run's
@@ -81,7 +98,9 @@ class MetaTrainLoop:
             except MetaLearnerRestarted as err:
                 self.restarts += 1
                 if self.restarts > MAX_REWINDS:
-                    raise RuntimeError(f"meta-training rewound {MAX_REWINDS} times ({err}); giving up") from err
+                    raise RuntimeError(
+                        f"meta-training rewound {MAX_REWINDS} times ({err}); giving up"
+                    ) from err
                 self.learner.reload()
                 state = self.checkpointer.latest()
                 self.events({"kind": "rewind", "to_iteration": state.iteration, "reason": str(err)})
@@ -92,11 +111,17 @@ class MetaTrainLoop:
     def _count(self, attempt: Attempt) -> bool:
         """Count one try of a task; True when the task is done (completed or failed)."""
         task, result = attempt.task, attempt.result
-        self.events({
-            "kind": "task", "learner": task.learner, "iteration": task.iteration, "slot": task.slot,
-            "outcome": attempt.outcome.value, "worker": result.worker.worker_id if result and result.worker else None,
-            "seconds": round(result.task_seconds or result.seconds, 4) if result else None,
-        })
+        self.events(
+            {
+                "kind": "task",
+                "learner": task.learner,
+                "iteration": task.iteration,
+                "slot": task.slot,
+                "outcome": attempt.outcome.value,
+                "worker": result.worker.worker_id if result and result.worker else None,
+                "seconds": round(result.task_seconds or result.seconds, 4) if result else None,
+            }
+        )
         if attempt.outcome is Outcome.RETRIED:
             self.counts.retried += 1
             return False
@@ -127,7 +152,9 @@ class MetaTrainLoop:
             queue = deque(plan.task(iteration * plan.per_iteration + k) for k in range(plan.per_iteration))
             updates: dict[str, list] = defaultdict(list)
             accs: dict[str, list[float]] = defaultdict(list)
-            for attempt in self.pool.run(queue, lambda t: (theta[t.learner],), f"meta-train iteration {iteration}"):
+            for attempt in self.pool.run(
+                queue, lambda t, theta=theta: (theta[t.learner],), f"meta-train iteration {iteration}"
+            ):
                 if self._count(attempt) and attempt.outcome is Outcome.COMPLETED:
                     updates[attempt.task.learner].append(attempt.update)
                     accs[attempt.task.learner].append(attempt.result.query_accuracy)
@@ -172,7 +199,9 @@ class MetaTrainLoop:
                     self.counts.retried += 1
                     queue.appendleft(task)
                     continue
-                open_accs.setdefault(task.iteration, {}).setdefault(task.learner, []).append(attempt.result.query_accuracy)
+                open_accs.setdefault(task.iteration, {}).setdefault(task.learner, []).append(
+                    attempt.result.query_accuracy
+                )
             finished.add(plan.number(task))
             first = task.iteration * plan.per_iteration
             if all(n in finished for n in range(first, first + plan.per_iteration)):
@@ -185,7 +214,9 @@ class MetaTrainLoop:
                 if len(finished) == total:
                     self.learner.flush()
                 state = self._checkpoint(
-                    dataclasses.replace(state, iteration=progress, curve=curve, finished=finished, open_accs=open_accs)
+                    dataclasses.replace(
+                        state, iteration=progress, curve=curve, finished=finished, open_accs=open_accs
+                    )
                 )
                 next_checkpoint = (progress // every + 1) * every
         return state
@@ -194,11 +225,20 @@ class MetaTrainLoop:
         """Hand one task's update to the MetaLearner; False if it was lost with its node."""
         key = task.iteration * self.plan.meta_batch + task.slot
         try:
-            reply = self.learner.submit(task.learner, key, attempt.result.base_version, attempt.update, self.incarnation)
+            reply = self.learner.submit(
+                task.learner, key, attempt.result.base_version, attempt.update, self.incarnation
+            )
         except UpdateLost:
             return False
         if reply.incarnation != self.incarnation:
             raise MetaLearnerRestarted()
         self.counts.count_update(reply)
-        self.events({"kind": "update", "learner": task.learner, "staleness": reply.staleness, "outcome": reply.outcome.value})
+        self.events(
+            {
+                "kind": "update",
+                "learner": task.learner,
+                "staleness": reply.staleness,
+                "outcome": reply.outcome.value,
+            }
+        )
         return True

@@ -16,8 +16,15 @@ def auto_worker_count(cpus: float, gpus: float, cluster: dict[str, float]) -> in
 def missing_resources(count: int, cpus: float, gpus: float, cluster: dict[str, float]) -> str:
     """Say which resource the workers ask for beyond what the cluster has."""
     needs = {"CPU": count * cpus, "GPU": count * gpus}
-    short = [f"{need:g} {name} ({count} x {per:g}) but the cluster has {cluster.get(name, 0):g} {name}"
-             for (name, need), per in zip(needs.items(), (cpus, gpus)) if need > cluster.get(name, 0)]
+    short = [
+        f"{need:g} {name} ({count} x {per:g}) but the cluster has {cluster.get(name, 0):g} {name}"
+        for (name, need), per in zip(needs.items(), (cpus, gpus))
+        if need > cluster.get(name, 0)
+    ]
     if short:
-        return "they need " + "; ".join(short) + ". Lower workers.count or the per-worker resources, or add nodes."
+        return (
+            "they need "
+            + "; ".join(short)
+            + ". Lower workers.count or the per-worker resources, or add nodes."
+        )
     return f"the cluster has {cluster} in all, but not free: other jobs may hold it (see `ray status`)."

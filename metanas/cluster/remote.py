@@ -35,7 +35,9 @@ class RemoteMetaLearner:
     def apply(self, iteration: int, updates: dict[str, list]) -> list[int]:
         """One sync step per learner; each learner's version after it."""
         try:
-            return _get([self.actor.apply.remote(name, iteration, *updates.get(name, [])) for name in self.learners])
+            return _get(
+                [self.actor.apply.remote(name, iteration, *updates.get(name, [])) for name in self.learners]
+            )
         except ObjectLostError as err:
             raise UpdateLost(f"an update of iteration {iteration} was lost with its node") from err
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from metanas.cluster.schema import Campaign
 from metanas._util.atomic import atomic_write_bytes, load_tensors
+from metanas.cluster.schema import Campaign
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Checkpoint:
 
     def params(self, learner: str) -> dict:
         prefix = f"{learner}/"
-        return {k[len(prefix):]: v for k, v in self._tensors.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self._tensors.items() if k.startswith(prefix)}
 
 
 class RunDir:
@@ -50,7 +50,9 @@ class RunDir:
         self.validation_png = self.root / "validation.png"
 
     def save_campaign(self, campaign: Campaign) -> None:
-        atomic_write_bytes(self.campaign_file, yaml.safe_dump(campaign.model_dump(mode="json"), sort_keys=False).encode())
+        atomic_write_bytes(
+            self.campaign_file, yaml.safe_dump(campaign.model_dump(mode="json"), sort_keys=False).encode()
+        )
 
     def load_campaign(self) -> Campaign:
         """The campaign this directory was written by (validated: it was valid when saved)."""

@@ -8,8 +8,7 @@ silently ignored setting. The driver, the actors and the task runner all read th
 from __future__ import annotations
 
 import dataclasses
-
-from typing import TYPE_CHECKING, Annotated, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,7 +78,7 @@ class SpaceSettings(_Strict):
     feature_grid: PositiveInt = _CELL.feature_grid  # the head reads the last cell pooled to a grid this size
 
     @model_validator(mode="after")
-    def _is_a_cell_space(self) -> "SpaceSettings":
+    def _is_a_cell_space(self) -> SpaceSettings:
         try:  # the cell space's own checks (op names, duplicates, not only 'none'), not a copy
             self.cell_space()
         except ValueError as err:
@@ -88,9 +87,16 @@ class SpaceSettings(_Strict):
 
     def cell_space(self) -> CellSpace:
         return CellSpace(
-            nodes=self.nodes, ops=tuple(self.ops), channels=self.channels, cells=self.cells, norm=self.norm,
-            reduction=self.reduction, input_cells=self.input_cells, drop_path=self.drop_path,
-            partial_channels=self.partial_channels, edge_normalization=self.edge_normalization,
+            nodes=self.nodes,
+            ops=tuple(self.ops),
+            channels=self.channels,
+            cells=self.cells,
+            norm=self.norm,
+            reduction=self.reduction,
+            input_cells=self.input_cells,
+            drop_path=self.drop_path,
+            partial_channels=self.partial_channels,
+            edge_normalization=self.edge_normalization,
             feature_grid=self.feature_grid,
         )
 
@@ -105,12 +111,18 @@ class InnerLoop(_Strict):
     alpha_fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
     prune_threshold: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
-    def settings(self, update_alpha: bool = True) -> "AdaptSettings":
+    def settings(self, update_alpha: bool = True) -> AdaptSettings:
         """The inner loop's settings for `adapt` (the one place they are built)."""
         from metanas.searchers.darts.adaptation import AdaptSettings
 
         return AdaptSettings(
-            self.steps, self.lr_w, self.lr_alpha, self.batch_size, update_alpha, self.alpha_fraction, self.prune_threshold
+            self.steps,
+            self.lr_w,
+            self.lr_alpha,
+            self.batch_size,
+            update_alpha,
+            self.alpha_fraction,
+            self.prune_threshold,
         )
 
 
@@ -140,16 +152,16 @@ class MetaTrainSettings(_Strict):
     updates: Literal["sync", "async"] = "sync"
     max_staleness: NonNegativeInt = 2
     stale_policy: Literal["downweight", "drop"] = "downweight"
-    validation: Optional[ValidationSettings] = None
+    validation: ValidationSettings | None = None
 
     @model_validator(mode="after")
-    def _no_pruning_in_training(self) -> "MetaTrainSettings":
+    def _no_pruning_in_training(self) -> MetaTrainSettings:
         if self.inner.prune_threshold > 0:  # a pruned op's -inf would enter the Reptile update
             raise ValueError("meta_train.inner.prune_threshold: pruning is for meta-test only; leave it at 0")
         return self
 
     @model_validator(mode="after")
-    def _validation_at_checkpoints(self) -> "MetaTrainSettings":
+    def _validation_at_checkpoints(self) -> MetaTrainSettings:
         v = self.validation
         if v is not None and v.every is not None and v.every % self.checkpoint_every:
             raise ValueError(
@@ -164,7 +176,7 @@ class ValidationSettings(_Strict):
     set of episodes from classes held out of meta-training (never the meta-test classes)."""
 
     fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1  # of the meta-train classes (all rotations of each)
-    every: Optional[PositiveInt] = None  # iterations; a multiple of checkpoint_every (the default)
+    every: PositiveInt | None = None  # iterations; a multiple of checkpoint_every (the default)
     episodes: PositiveInt = 20
     n_way: Annotated[int, Field(ge=2)] = 5
     k_shot: PositiveInt = 1
@@ -176,8 +188,8 @@ class Evaluation(_Strict):
 
     n_way: Annotated[int, Field(ge=2)]
     k_shot: PositiveInt
-    tasks: Optional[PositiveInt] = None
-    query: Optional[PositiveInt] = None
+    tasks: PositiveInt | None = None
+    query: PositiveInt | None = None
 
 
 class MetaTestSettings(_Strict):
@@ -185,16 +197,16 @@ class MetaTestSettings(_Strict):
     adapt: InnerLoop
     # Several (n_way, k_shot) settings, each on its own held-out tasks; the default is
     # one: the episodes' n_way and k_shot.
-    evaluations: Optional[list[Evaluation]] = Field(default=None, min_length=1)
-    fixed_genotype: Optional[list[str]] = None
+    evaluations: list[Evaluation] | None = Field(default=None, min_length=1)
+    fixed_genotype: list[str] | None = None
     baselines: list[Literal[BASELINES]] = list(BASELINES)
     conv4_channels: PositiveInt = 64  # the classic Conv-4 of MAML and Reptile
-    derived_channels: Optional[PositiveInt] = None  # the derived network's width; default the space's
-    derived_cells: Optional[PositiveInt] = None  # the derived network's depth in cells; default the space's
+    derived_channels: PositiveInt | None = None  # the derived network's width; default the space's
+    derived_cells: PositiveInt | None = None  # the derived network's depth in cells; default the space's
 
 
 class WorkerSettings(_Strict):
-    count: Union[PositiveInt, Literal["auto"]] = 2  # auto: as many as the cluster's resources hold
+    count: PositiveInt | Literal["auto"] = 2  # auto: as many as the cluster's resources hold
     cpus_per_worker: PositiveFloat = 1.0
     gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0  # fractions share a GPU between small workers
     placement: Literal["spread", "pack"] = "spread"
@@ -213,18 +225,18 @@ class Constraints(_Strict):
     device: Literal["cpu", "cuda"] = "cpu"
     threads: PositiveInt = 1
     batch: PositiveInt = 1
-    max_latency_ms: Optional[PositiveFloat] = None
-    max_params: Optional[PositiveInt] = None
+    max_latency_ms: PositiveFloat | None = None
+    max_params: PositiveInt | None = None
     weight: PositiveFloat = 1.0  # of each hinge in the architecture's loss
     # A table from `metanas hw profile` (relative to the campaign file); by default the
     # driver profiles the space on `device` before meta-training starts.
-    latency_table: Optional[str] = None
+    latency_table: str | None = None
 
 
 class Campaign(_Strict):
     name: str = "campaign"
     seed: int = 0
-    data: Union[DigitsSource, FoldersSource] = Field(discriminator="source")
+    data: DigitsSource | FoldersSource = Field(discriminator="source")
     episodes: EpisodeSettings
     space: SpaceSettings = SpaceSettings()
     meta_train: MetaTrainSettings
@@ -232,11 +244,11 @@ class Campaign(_Strict):
     workers: WorkerSettings = WorkerSettings()
     # The task memory every finished task search is appended to; default OUT/memory.
     # Point several campaigns at one directory to share what they learn.
-    memory: Optional[str] = None
-    constraints: Optional[Constraints] = None
+    memory: str | None = None
+    constraints: Constraints | None = None
 
     @model_validator(mode="after")
-    def _fixed_genotype_fits(self) -> "Campaign":
+    def _fixed_genotype_fits(self) -> Campaign:
         g = self.meta_test.fixed_genotype
         if g is not None:
             try:
@@ -257,13 +269,18 @@ class Campaign(_Strict):
         cell = tuple(conv if source < space.input_cells else skip for _, source in space.edges)
         return cell * 2 if space.reduction else cell  # (the reduction cell: the same pattern)
 
-    def meta_schedule(self) -> "MetaSchedule":
+    def meta_schedule(self) -> MetaSchedule:
         from metanas.searchers.darts.reptile import MetaSchedule
 
         mt = self.meta_train
         return MetaSchedule(
-            mt.iterations, mt.beta_w, mt.beta_alpha, mt.beta_final_fraction, mt.alpha_warmup,
-            temperature_start=mt.temperature_start, temperature_end=mt.temperature_end,
+            mt.iterations,
+            mt.beta_w,
+            mt.beta_alpha,
+            mt.beta_final_fraction,
+            mt.alpha_warmup,
+            temperature_start=mt.temperature_start,
+            temperature_end=mt.temperature_end,
         )
 
     def first_stage(self) -> tuple[str, ...]:
@@ -277,9 +294,12 @@ class Campaign(_Strict):
     def evaluations(self) -> list[Evaluation]:
         e, mt = self.episodes, self.meta_test
         given = mt.evaluations or [Evaluation(n_way=e.n_way, k_shot=e.k_shot)]
-        return [ev.model_copy(update={"tasks": ev.tasks or mt.tasks, "query": ev.query or e.query}) for ev in given]
+        return [
+            ev.model_copy(update={"tasks": ev.tasks or mt.tasks, "query": ev.query or e.query})
+            for ev in given
+        ]
 
-    def model_spec(self, learner: str, derived: tuple[str, ...] | None = None) -> "ModelSpec":
+    def model_spec(self, learner: str, derived: tuple[str, ...] | None = None) -> ModelSpec:
         """The network a meta-trained learner adapts: the supernet, the fixed cell, Conv-4, or
         (with `derived`, the first stage's genotype) the derived network."""
         from metanas.searchers.darts.adaptation import ModelSpec
@@ -297,7 +317,7 @@ class Campaign(_Strict):
             return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
         return ModelSpec(space, 1, self.episodes.n_way, temperature=self.meta_train.temperature_end)
 
-    def network_shape(self) -> "NetworkShape":
+    def network_shape(self) -> NetworkShape:
         """The shape of the networks the campaign derives (the derived network's width,
         the first evaluation's classes): what a genotype's latency and parameters are of."""
         from metanas.searchers.darts.latency import NetworkShape
@@ -311,7 +331,10 @@ class Campaign(_Strict):
         space = self.space.cell_space()
         mt = self.meta_test
         return dataclasses.replace(
-            space, channels=mt.derived_channels or space.channels, cells=mt.derived_cells or space.cells, partial_channels=1
+            space,
+            channels=mt.derived_channels or space.channels,
+            cells=mt.derived_cells or space.cells,
+            partial_channels=1,
         )
 
     @property
@@ -319,5 +342,3 @@ class Campaign(_Strict):
         if self.data.source == "digits":
             return (8, 8)
         return (self.data.image_size, self.data.image_size)
-
-

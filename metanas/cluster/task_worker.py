@@ -17,11 +17,25 @@ from typing import Any
 
 import torch
 
-from metanas.cluster.messages import TestResult, TestTask, TrainResult, TrainTask, ValidationResult, ValidationTask
+from metanas.cluster.messages import (
+    TestResult,
+    TestTask,
+    TrainResult,
+    TrainTask,
+    ValidationResult,
+    ValidationTask,
+)
 from metanas.cluster.schema import Campaign
 from metanas.memory.embedders import support_embedder_name, support_embedding
 from metanas.memory.records import TaskRecord
-from metanas.searchers.darts.adaptation import Params, adapt, evaluate, get_params, init_head_from_prototypes, set_params
+from metanas.searchers.darts.adaptation import (
+    Params,
+    adapt,
+    evaluate,
+    get_params,
+    init_head_from_prototypes,
+    set_params,
+)
 from metanas.searchers.darts.cost import CostLimit, constrained_genotype
 from metanas.searchers.darts.learner import Learner
 from metanas.searchers.episodes import (
@@ -43,7 +57,9 @@ def build_pools(campaign: Campaign, decode: bool = True) -> tuple[ClassPool, Cla
     if d.source == "digits":
         train, test = digits_pools(d.test_digits, d.rotations, d.split, d.test_classes, campaign.seed)
     else:
-        train, test = folder_pools(d.paths, d.image_size, d.test_fraction, d.rotations, campaign.seed, d.invert, decode)
+        train, test = folder_pools(
+            d.paths, d.image_size, d.test_fraction, d.rotations, campaign.seed, d.invert, decode
+        )
     v = campaign.meta_train.validation
     if v is None:
         return train, test, None
@@ -54,7 +70,9 @@ def build_pools(campaign: Campaign, decode: bool = True) -> tuple[ClassPool, Cla
 class TaskWorkerCore:
     """Holds the task pools and one network per learner, reused across tasks."""
 
-    def __init__(self, campaign: Campaign, device: str | torch.device = "cpu", limits: tuple[CostLimit, ...] = ()) -> None:
+    def __init__(
+        self, campaign: Campaign, device: str | torch.device = "cpu", limits: tuple[CostLimit, ...] = ()
+    ) -> None:
         """`limits`: the campaign's hardware limits (`metanas.cluster.hardware`): the
         supernet's architecture steps carry their penalty, and its genotypes respect them."""
         self.campaign = campaign
@@ -72,7 +90,9 @@ class TaskWorkerCore:
 
     def train_episode(self, iteration: int, slot: int) -> Episode:
         e = self.campaign.episodes
-        return self.train_pool.sample_episode(e.n_way, e.train_shots, e.train_query, [self.campaign.seed, META_TRAIN, iteration, slot])
+        return self.train_pool.sample_episode(
+            e.n_way, e.train_shots, e.train_query, [self.campaign.seed, META_TRAIN, iteration, slot]
+        )
 
     def test_episode(self, index: int, evaluation: int = 0) -> Episode:
         ev = self.evaluations[evaluation]
@@ -82,7 +102,9 @@ class TaskWorkerCore:
 
     def validation_episode(self, index: int) -> Episode:
         v = self.campaign.meta_train.validation
-        return self.validation_pool.sample_episode(v.n_way, v.k_shot, v.query, [self.campaign.seed, VALIDATION, index])
+        return self.validation_pool.sample_episode(
+            v.n_way, v.k_shot, v.query, [self.campaign.seed, VALIDATION, index]
+        )
 
     def _net(self, learner: str, derived: tuple[str, ...] | None) -> torch.nn.Module:
         key = (learner, derived)
@@ -100,7 +122,10 @@ class TaskWorkerCore:
         """Adapt on one meta-train episode; return (theta_task - theta, result).
         Raises NonFiniteLoss if the loss diverges: that task then fails."""
         ep = self.train_episode(task.iteration, task.slot)
-        sx, sy, qx, qy = (torch.as_tensor(a, device=self.device) for a in (ep.support_x, ep.support_y, ep.query_x, ep.query_y))
+        sx, sy, qx, qy = (
+            torch.as_tensor(a, device=self.device)
+            for a in (ep.support_x, ep.support_y, ep.query_x, ep.query_y)
+        )
         net = self._net(task.learner, task.derived)
         if hasattr(net, "temperature"):  # the supernet's, annealed over meta-training
             net.temperature = self.schedule.temperature(task.iteration)
@@ -118,10 +143,14 @@ class TaskWorkerCore:
         delta = {k: new[k] - theta[k].cpu() for k in theta}
         record = None
         if embedding is not None:
-            record = self._task_record(task, constrained_genotype(self.space, net.alphas(), self.limits), after, embedding)
+            record = self._task_record(
+                task, constrained_genotype(self.space, net.alphas(), self.limits), after, embedding
+            )
         return delta, TrainResult(task, before, after, time.perf_counter() - start, record=record)
 
-    def _task_record(self, task: TrainTask, genotype: tuple[str, ...], score: float, embedding: Any) -> TaskRecord:
+    def _task_record(
+        self, task: TrainTask, genotype: tuple[str, ...], score: float, embedding: Any
+    ) -> TaskRecord:
         """The memory's record of one supernet task search: its derived genotype and score."""
         c = self.campaign
         key = f"{c.name}-seed{c.seed}/meta_train/{task.iteration}/{task.slot}"
@@ -160,13 +189,16 @@ class TaskWorkerCore:
         baselines = self.campaign.meta_test.baselines
         if "scratch" in baselines:  # the task's own architecture, from random weights
             settings = self.campaign.meta_test.adapt.settings()
-            acc["scratch"] = accuracy(Learner(self.space, None, settings, self.image_size, meta.genotype, self.device))[0]
+            acc["scratch"] = accuracy(
+                Learner(self.space, None, settings, self.image_size, meta.genotype, self.device)
+            )[0]
         if "pixel_prototypes" in baselines:
             acc["pixel_prototypes"] = pixel_prototype_accuracy(ep)
         return TestResult(task.index, acc, tuple(meta.genotype), evaluation=task.evaluation)
 
     def validation_task(self, task: ValidationTask, params: Params) -> ValidationResult:
         ep = self.validation_episode(task.episode)
-        model = self.learner(task.learner, params, task.derived).adapt(ep.support_x, ep.support_y, task.episode)
+        model = self.learner(task.learner, params, task.derived).adapt(
+            ep.support_x, ep.support_y, task.episode
+        )
         return ValidationResult(task, float((model.predict(ep.query_x) == ep.query_y).mean()))
-

@@ -31,11 +31,19 @@ class TrainPlan:
     derived: tuple[str, ...] | None = None
 
     @classmethod
-    def from_campaign(cls, campaign: Campaign, derived: tuple[str, ...] | None = None) -> "TrainPlan":
+    def from_campaign(cls, campaign: Campaign, derived: tuple[str, ...] | None = None) -> TrainPlan:
         """The first stage's plan, or with `derived` the second stage's."""
         mt = campaign.meta_train
         learners = campaign.first_stage() if derived is None else ("metanas_derived",)
-        return cls(mt.iterations, mt.meta_batch, mt.checkpoint_every, mt.updates, campaign.meta_schedule(), learners, derived)
+        return cls(
+            mt.iterations,
+            mt.meta_batch,
+            mt.checkpoint_every,
+            mt.updates,
+            campaign.meta_schedule(),
+            learners,
+            derived,
+        )
 
     @property
     def per_iteration(self) -> int:
@@ -45,10 +53,16 @@ class TrainPlan:
         """Task `number` of the campaign, in sync order: (iteration, learner, slot)."""
         iteration, rest = divmod(number, self.per_iteration)
         learner, slot = divmod(rest, self.meta_batch)
-        return TrainTask(self.learners[learner], iteration, slot, self.schedule.alpha_active(iteration), self.derived)
+        return TrainTask(
+            self.learners[learner], iteration, slot, self.schedule.alpha_active(iteration), self.derived
+        )
 
     def number(self, task: TrainTask) -> int:
-        return task.iteration * self.per_iteration + self.learners.index(task.learner) * self.meta_batch + task.slot
+        return (
+            task.iteration * self.per_iteration
+            + self.learners.index(task.learner) * self.meta_batch
+            + task.slot
+        )
 
 
 @dataclass
@@ -69,11 +83,11 @@ class Counters:
     learner_ms: dict[str, int] = field(default_factory=dict)  # task time per learner
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Counters":
+    def from_json(cls, data: dict[str, Any]) -> Counters:
         ints = {f.name: int(data.get(f.name, 0)) for f in dataclasses.fields(cls) if f.name != "learner_ms"}
         return cls(**ints, learner_ms={k: int(v) for k, v in data.get("learner_ms", {}).items()})
 
-    def copy(self) -> "Counters":
+    def copy(self) -> Counters:
         return dataclasses.replace(self, learner_ms=dict(self.learner_ms))
 
     def count_result(self, result: TrainResult) -> None:
@@ -107,17 +121,25 @@ class TrainState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "iteration": self.iteration, "curve": self.curve, "counts": dataclasses.asdict(self.counts),
-            "workers": self.workers, "wall_s": self.wall_s, "finished": self.finished.to_json(),
-            "open_accs": {str(k): v for k, v in self.open_accs.items()}, "meta_learner": self.meta_learner,
+            "iteration": self.iteration,
+            "curve": self.curve,
+            "counts": dataclasses.asdict(self.counts),
+            "workers": self.workers,
+            "wall_s": self.wall_s,
+            "finished": self.finished.to_json(),
+            "open_accs": {str(k): v for k, v in self.open_accs.items()},
+            "meta_learner": self.meta_learner,
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TrainState":
+    def from_json(cls, data: dict[str, Any]) -> TrainState:
         return cls(
-            iteration=int(data["iteration"]), curve=list(data.get("curve", [])),
-            counts=Counters.from_json(data.get("counts", {})), workers=list(data.get("workers", [])),
-            wall_s=float(data.get("wall_s", 0.0)), finished=KeySet.from_json(data.get("finished")),
+            iteration=int(data["iteration"]),
+            curve=list(data.get("curve", [])),
+            counts=Counters.from_json(data.get("counts", {})),
+            workers=list(data.get("workers", [])),
+            wall_s=float(data.get("wall_s", 0.0)),
+            finished=KeySet.from_json(data.get("finished")),
             open_accs={int(k): v for k, v in data.get("open_accs", {}).items()},
             meta_learner=dict(data.get("meta_learner", {})),
         )
@@ -152,7 +174,9 @@ class WorkerTally:
         """Worker processes of earlier (killed) driver sessions keep their entries; ours
         are refreshed."""
         kept = [w for w in previous if w["pid"] not in self.info]
-        return kept + [{**dataclasses.asdict(w), "tasks": self.tasks.get(pid, 0)} for pid, w in self.info.items()]
+        return kept + [
+            {**dataclasses.asdict(w), "tasks": self.tasks.get(pid, 0)} for pid, w in self.info.items()
+        ]
 
 
 def meta_train_summary(plan: TrainPlan, state: TrainState, rewinds: int, resumed_from: int) -> dict[str, Any]:

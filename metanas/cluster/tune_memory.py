@@ -2,9 +2,11 @@
 Optuna study (and `metanas.search` for its own searches).
 
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True), ...}
-    tuner = tune.Tuner(train, tune_config=tune.TuneConfig(search_alg=OptunaSearch(space, metric="acc", mode="max",
-                       sampler=metanas.MemorySampler(memory="mem/", task_id="t7")), num_samples=50),
-                       run_config=tune.RunConfig(callbacks=[MemoryTuneCallback("mem/", "t7", space=space, metric="acc", mode="max")]))
+    sampler = metanas.MemorySampler(memory="mem/", task_id="t7")
+    search = OptunaSearch(space, metric="acc", mode="max", sampler=sampler)
+    callback = MemoryTuneCallback("mem/", "t7", space=space, metric="acc", mode="max")
+    tuner = tune.Tuner(train, tune_config=tune.TuneConfig(search_alg=search, num_samples=50),
+                       run_config=tune.RunConfig(callbacks=[callback]))
 
 After every finished trial the run so far is stored as one memory record (key
 `tune/<name>`, default the task id), replacing the one before: the same record an Optuna
@@ -14,8 +16,9 @@ study of those trials would leave (`metanas.memory.callback.study_record`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ray.tune import Callback
 
@@ -28,8 +31,18 @@ log = logging.getLogger(__name__)
 
 
 class MemoryTuneCallback(Callback):
-    def __init__(self, memory: str | Path, task_id: str, *, space: Mapping[str, Any] | SearchSpace, metric: str, mode: str,
-                 name: str | None = None, family: str = "default", embedding: tuple[str, Sequence[float]] | None = None) -> None:
+    def __init__(
+        self,
+        memory: str | Path,
+        task_id: str,
+        *,
+        space: Mapping[str, Any] | SearchSpace,
+        metric: str,
+        mode: str,
+        name: str | None = None,
+        family: str = "default",
+        embedding: tuple[str, Sequence[float]] | None = None,
+    ) -> None:
         """`space`: the Optuna distributions given to `OptunaSearch` (or a metanas space);
         `metric`, `mode`: as given to Tune."""
         if mode not in ("max", "min"):
@@ -40,7 +53,9 @@ class MemoryTuneCallback(Callback):
         self.memory, self.task_id, self.metric, self.mode = Path(memory), task_id, metric, mode
         self.name, self.family, self.embedding = name or task_id, family, embedding
         self.finished: dict[str, Any] = {}  # Tune trial id -> (params, value or None: an error)
-        self.store = MemoryStore(self.memory)  # (opened once, here: a path that is no memory fails before any trial)
+        self.store = MemoryStore(
+            self.memory
+        )  # (opened once, here: a path that is no memory fails before any trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         value = (trial.last_result or {}).get(self.metric)

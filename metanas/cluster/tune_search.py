@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from metanas.searchers.base import FAILED_SCORE, Objective, Searcher, Trial, WarmStart
 from metanas.searchers.optuna_search import optuna_distributions
@@ -58,7 +59,9 @@ class TuneSearcher(Searcher):
         self.resources = resources_per_trial or {"cpu": 1}
         self.sampler = sampler
 
-    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+    def _search(
+        self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]
+    ) -> list[Trial]:
         import optuna
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -71,24 +74,29 @@ class TuneSearcher(Searcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         known = [ws for ws in warm_start if ws.score is not None]
         queued = [ws.config for ws in warm_start if ws.score is None]
+        sampler = self.sampler or optuna.samplers.TPESampler(
+            seed=self.seed, n_startup_trials=5, multivariate=True
+        )
         searcher = OptunaSearch(
             space=optuna_distributions(space),
             metric="score",
             mode="max",
             points_to_evaluate=queued or None,
-            sampler=self.sampler or optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=5, multivariate=True),
+            sampler=sampler,
         )
         for ws in known:
             searcher.add_evaluated_point(ws.config, ws.score)
         use_fidelity = bool(self.fidelities) and objective.takes_budget
-        scheduler = (
-            ASHAScheduler(time_attr="training_iteration", max_t=len(self.fidelities), grace_period=1, reduction_factor=3)
-            if use_fidelity
-            else FIFOScheduler()
-        )
+        scheduler = FIFOScheduler()
+        if use_fidelity:  # successive halving over the fidelities
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration", max_t=len(self.fidelities), grace_period=1, reduction_factor=3
+            )
         with tempfile.TemporaryDirectory(prefix="metanas-tune-") as storage:
             tuner = tune.Tuner(
-                tune.with_resources(_trainable(objective, self.fidelities if use_fidelity else None), self.resources),
+                tune.with_resources(
+                    _trainable(objective, self.fidelities if use_fidelity else None), self.resources
+                ),
                 tune_config=tune.TuneConfig(
                     search_alg=ConcurrencyLimiter(searcher, max_concurrent=self.max_concurrent),
                     scheduler=scheduler,
@@ -106,14 +114,22 @@ class TuneSearcher(Searcher):
                     continue
                 m = result.metrics
                 score = FAILED_SCORE if m.get("failed") else m["score"]
-                rows.append((m.get("timestamp", 0), m.get("trial_id", ""), result.config, score, m.get("fidelity")))
-        rows.sort(key=lambda r: (r[0], r[1]))
-        trials = [Trial(ws.config, ws.score, None, "known") for ws in known]
-        pending_warm = [dict(c) for c in queued]
-        for _, _, config, score, fidelity in rows:
-            config = {k: config[k] for k in space.names}
-            source = "warm_start" if config in pending_warm else "search"
-            if source == "warm_start":
-                pending_warm.remove(config)
-            trials.append(Trial(config, float(score), fidelity, source))
-        return trials
+                rows.append(
+                    (m.get("timestamp", 0), m.get("trial_id", ""), result.config, score, m.get("fidelity"))
+                )
+        return _trials(rows, known, queued, space)
+
+
+def _trials(rows: list[tuple], known: list[WarmStart], queued: list[dict], space: SearchSpace) -> list[Trial]:
+    """The search's trials in the order Tune finished them, after the known ones; a
+    queued warm-start config is one the first time it comes back."""
+    rows.sort(key=lambda r: (r[0], r[1]))
+    trials = [Trial(ws.config, ws.score, None, "known") for ws in known]
+    pending_warm = [dict(c) for c in queued]
+    for _, _, config, score, fidelity in rows:
+        config = {k: config[k] for k in space.names}
+        source = "warm_start" if config in pending_warm else "search"
+        if source == "warm_start":
+            pending_warm.remove(config)
+        trials.append(Trial(config, float(score), fidelity, source))
+    return trials

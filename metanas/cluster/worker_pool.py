@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -29,21 +30,27 @@ WAIT_TIMEOUT_S = 600.0  # no task may take longer, and no lost worker stay away 
 
 
 class WorkerPool:
-    def __init__(self, campaign: Campaign, slowdown: dict[int, float] | None = None, limits: Sequence[dict] = ()) -> None:
+    def __init__(
+        self, campaign: Campaign, slowdown: dict[int, float] | None = None, limits: Sequence[dict] = ()
+    ) -> None:
         """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device.
         `limits`: the campaign's hardware limits (`CostLimit.to_dict`), built on the driver."""
         w = campaign.workers
         self.settings = w
         self.task_retries = campaign.meta_train.task_retries
-        self.count = w.count if w.count != "auto" else auto_worker_count(w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
+        self.count = (
+            w.count
+            if w.count != "auto"
+            else auto_worker_count(w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
+        )
         # SPREAD puts workers on distinct nodes where it can (a node lost costs fewer
         # workers); PACK leaves Ray's default, which fills nodes one after another.
         strategy = "SPREAD" if w.placement == "spread" else "DEFAULT"
         config = campaign.model_dump(mode="json")
         self.workers = [
-            TaskWorker.options(num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy).remote(
-                config, i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0), list(limits)
-            )
+            TaskWorker.options(
+                num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy
+            ).remote(config, i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0), list(limits))
             for i in range(self.count)
         ]
         self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task
@@ -56,7 +63,8 @@ class WorkerPool:
             return ray.get([actor.info.remote() for actor in self.workers], timeout=w.start_timeout_s)
         except GetTimeoutError:
             raise TimeoutError(
-                f"the {self.count} TaskWorkers did not start within workers.start_timeout_s={w.start_timeout_s:g} s: "
+                f"the {self.count} TaskWorkers did not start within "
+                f"workers.start_timeout_s={w.start_timeout_s:g} s: "
                 + missing_resources(self.count, w.cpus_per_worker, w.gpus_per_worker, ray.cluster_resources())
             ) from None
 
@@ -102,7 +110,9 @@ class WorkerPool:
             pings = {ref: w for w, ref in self.suspects.items()}
             ready = []
             if time.time() < deadline:  # (a failed ping is always ready: check the clock too)
-                ready, _ = ray.wait(list(in_flight) + list(pings), num_returns=1, timeout=deadline - time.time())
+                ready, _ = ray.wait(
+                    list(in_flight) + list(pings), num_returns=1, timeout=deadline - time.time()
+                )
             if not ready:
                 raise TimeoutError(
                     f"{what}: no task finished within {WAIT_TIMEOUT_S:.0f} s and no lost worker came back; "
@@ -132,7 +142,9 @@ class WorkerPool:
         log.info("worker %d is back", w)
         return True
 
-    def _finish(self, task: Any, w: int, result_ref: Any, update_ref: Any, attempts: dict, queue: deque) -> Attempt:
+    def _finish(
+        self, task: Any, w: int, result_ref: Any, update_ref: Any, attempts: dict, queue: deque
+    ) -> Attempt:
         try:
             result = ray.get(result_ref)
         except RayActorError as err:

@@ -4,16 +4,20 @@ Feurer et al. 2018), and how a prior is fitted to a task's scale."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 BOOTSTRAPS = 64
-MIN_EVIDENCE = 3  # evaluations before stored tasks are weighted by how they rank them (measured: 3 over 2, 5, 8)
+MIN_EVIDENCE = (
+    3  # evaluations before stored tasks are weighted by how they rank them (measured: 3 over 2, 5, 8)
+)
 MIN_CHANCE_TEST = 10  # evaluations before a task can be ruled no better than chance
 
 
-def greedy_portfolio(F: np.ndarray, n: int, taken: Sequence[int] = (), weights: np.ndarray | None = None) -> list[int]:
+def greedy_portfolio(
+    F: np.ndarray, n: int, taken: Sequence[int] = (), weights: np.ndarray | None = None
+) -> list[int]:
     """Columns of F (stored tasks x candidates, predicted normalised rank) chosen one by one
     to maximise the (weighted) sum over tasks of the best chosen prediction (auto-sklearn
     2.0's portfolio, scored with the surrogate). `taken` are already in the portfolio."""
@@ -26,7 +30,7 @@ def greedy_portfolio(F: np.ndarray, n: int, taken: Sequence[int] = (), weights: 
         pick = int(np.argmax(gain))
         chosen.append(pick)
         best = np.maximum(best, F[:, pick])
-    return chosen[len(taken):]
+    return chosen[len(taken) :]
 
 
 def misranked(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -34,8 +38,13 @@ def misranked(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((pred[:, None] < pred[None, :]) != (y[:, None] < y[None, :])) & (y[:, None] != y[None, :])
 
 
-def task_weights(stored_pred: np.ndarray, y: np.ndarray, seed: int = 0, min_evidence: int = MIN_EVIDENCE,
-                 prior: np.ndarray | None = None) -> np.ndarray:
+def task_weights(
+    stored_pred: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    min_evidence: int = MIN_EVIDENCE,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
     """How much each stored task is trusted on the new task (sums to 1, or to 0 when none
     ranks the new task's evaluations better than chance: then the search is a cold one).
 

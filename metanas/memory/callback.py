@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from optuna.study import Study, StudyDirection
@@ -62,9 +63,15 @@ def study_trials(study: Study, trials: Sequence[FrozenTrial]) -> list[dict[str, 
             score = -math.inf
         else:
             score = None
-        row: dict[str, Any] = {"config": dict(t.params), "score": score, "budget": None, "source": "optuna",
-                               "number": t.number, "state": t.state.name,
-                               "duration": t.duration.total_seconds() if t.duration is not None else None}
+        row: dict[str, Any] = {
+            "config": dict(t.params),
+            "score": score,
+            "budget": None,
+            "source": "optuna",
+            "number": t.number,
+            "state": t.state.name,
+            "duration": t.duration.total_seconds() if t.duration is not None else None,
+        }
         if len(signs) > 1:
             row["metrics"] = dict(zip(names, t.values)) if t.values is not None else None
         elif t.state == TrialState.PRUNED and t.intermediate_values:
@@ -76,8 +83,15 @@ def study_trials(study: Study, trials: Sequence[FrozenTrial]) -> list[dict[str, 
 
 
 class MemoryCallback:
-    def __init__(self, memory: str | Path, task_id: str | None = None, *, family: str = "default",
-                 embedding: tuple[str, Sequence[float]] | None = None, campaign_id: str = "") -> None:
+    def __init__(
+        self,
+        memory: str | Path,
+        task_id: str | None = None,
+        *,
+        family: str = "default",
+        embedding: tuple[str, Sequence[float]] | None = None,
+        campaign_id: str = "",
+    ) -> None:
         """`task_id`: the task the study searches (default: the study's name). `embedding=
         (embedder, vector)`: the task's embedding, if known (e.g. dataset meta-features);
         otherwise estimated from the trials, as `metanas.search` does."""
@@ -90,9 +104,17 @@ class MemoryCallback:
             if vector.ndim != 1 or not len(vector) or not np.isfinite(vector).all():
                 raise ValueError("embedding: (embedder, a non-empty finite vector)")
             embedding = (str(embedding[0]), vector)
-        self.memory, self.task_id, self.family, self.embedding, self.campaign_id = Path(memory), task_id, family, embedding, campaign_id
+        self.memory, self.task_id, self.family, self.embedding, self.campaign_id = (
+            Path(memory),
+            task_id,
+            family,
+            embedding,
+            campaign_id,
+        )
         self.stored = 0  # records written by this callback
-        self._store = MemoryStore(self.memory)  # (opened once, here: a path that is no memory fails before any trial)
+        self._store = MemoryStore(
+            self.memory
+        )  # (opened once, here: a path that is no memory fails before any trial)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_store": None}  # (opened again where it is unpickled)
@@ -105,7 +127,9 @@ class MemoryCallback:
             self.stored += self._store.append([record])
 
 
-def finished_study(name: str, direction: str, distributions: dict[str, Any], results: Sequence[tuple[dict[str, Any], Any]]) -> Study:
+def finished_study(
+    name: str, direction: str, distributions: dict[str, Any], results: Sequence[tuple[dict[str, Any], Any]]
+) -> Study:
     """An in-memory Optuna study of finished evaluations (`results`: params and value; a
     value that is None or not a finite number, a failed trial), for evaluations made outside
     Optuna (a Tune run, a benchmark's searches) to be stored as a study's record is."""
@@ -115,15 +139,25 @@ def finished_study(name: str, direction: str, distributions: dict[str, Any], res
     for params, value in results:
         params = {k: v for k, v in params.items() if k in distributions}
         ok = isinstance(value, (int, float)) and math.isfinite(value)
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={k: distributions[k] for k in params}, value=float(value) if ok else None,
-            state=TrialState.COMPLETE if ok else TrialState.FAIL,
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: distributions[k] for k in params},
+                value=float(value) if ok else None,
+                state=TrialState.COMPLETE if ok else TrialState.FAIL,
+            )
+        )
     return study
 
 
-def study_record(study: Study, task_id: str | None = None, family: str = "default",
-                 embedding: tuple[str, Any] | None = None, campaign_id: str = "", key: str | None = None) -> TaskRecord | None:
+def study_record(
+    study: Study,
+    task_id: str | None = None,
+    family: str = "default",
+    embedding: tuple[str, Any] | None = None,
+    campaign_id: str = "",
+    key: str | None = None,
+) -> TaskRecord | None:
     """The study as one memory record (under `key`, default optuna/<study name>), or None
     while it has no complete trial."""
     from metanas.memory.embedders import estimated_landmarks
@@ -135,14 +169,29 @@ def study_record(study: Study, task_id: str | None = None, family: str = "defaul
         return None
     space = study_space(finished)
     best = max(scored, key=lambda t: t["score"])
-    if embedding is None:  # (from the parameters every scored trial has: all of them, unless some are conditional)
+    if (
+        embedding is None
+    ):  # (from the parameters every scored trial has: all of them, unless some are conditional)
         shared = space.project([n for n in space.names if all(n in t["config"] for t in scored)])
         usable = [{**t, "config": c} for t in scored if (c := shared.config_from(t["config"])) is not None]
-        embedding = estimated_landmarks(shared, usable) if usable and shared.params else ("none", np.zeros(1, np.float32))
+        embedding = (
+            estimated_landmarks(shared, usable)
+            if usable and shared.params
+            else ("none", np.zeros(1, np.float32))
+        )
     return TaskRecord(
-        key=key or f"{KEY_PREFIX}/{study.study_name}", task_id=task_id or study.study_name, family=family,
-        embedder=embedding[0], embedding=embedding[1], space_signature=space.signature, best_config=best["config"],
-        best_score=best["score"], trials=trials, searcher=f"optuna+{type(study.sampler).__name__}",
-        campaign_id=campaign_id, created_at=time.time(), space=space.to_spec(), revision=len(finished),
+        key=key or f"{KEY_PREFIX}/{study.study_name}",
+        task_id=task_id or study.study_name,
+        family=family,
+        embedder=embedding[0],
+        embedding=embedding[1],
+        space_signature=space.signature,
+        best_config=best["config"],
+        best_score=best["score"],
+        trials=trials,
+        searcher=f"optuna+{type(study.sampler).__name__}",
+        campaign_id=campaign_id,
+        created_at=time.time(),
+        space=space.to_spec(),
+        revision=len(finished),
     )
-

@@ -15,9 +15,10 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,7 @@ class CrossTaskSurrogate:
             tail = np.concatenate([np.tile(e, (n, 1)), np.ones((n, 1), dtype=np.float32)], axis=1)
         return np.concatenate([np.asarray(X, dtype=np.float32), tail], axis=1)
 
-    def fit(self, tasks: Sequence[TaskData], steps: int = STEPS) -> "CrossTaskSurrogate":
+    def fit(self, tasks: Sequence[TaskData], steps: int = STEPS) -> CrossTaskSurrogate:
         """Train on every stored task (called again with more tasks, it goes on from its
         current weights: an incremental update)."""
         import torch
@@ -104,13 +105,15 @@ class CrossTaskSurrogate:
         rng = np.random.default_rng(self.seed)
         batches = []
         for m in range(MEMBERS):  # each member sees a bootstrap resample of the tasks
-            picks = rng.integers(len(tasks), size=len(tasks)) if m and len(tasks) > 1 else np.arange(len(tasks))
+            picks = (
+                rng.integers(len(tasks), size=len(tasks)) if m and len(tasks) > 1 else np.arange(len(tasks))
+            )
             rows, targets = [], []
             for i in picks:
                 t = tasks[i]
                 Z = self._inputs(t.X, t.embedding)
                 drop = rng.random(len(Z)) < DROP_EMBEDDING
-                Z[drop, self.config_dims:] = 0.0
+                Z[drop, self.config_dims :] = 0.0
                 rows.append(Z)
                 targets.append(t.ranks)
             batches.append((np.concatenate(rows), np.concatenate(targets)))
@@ -144,7 +147,9 @@ class CrossTaskSurrogate:
 
         if not len(embeddings):
             return np.zeros((0, len(X)))
-        tails = np.concatenate([self._inputs(np.zeros((1, self.config_dims), np.float32), e) for e in embeddings])
+        tails = np.concatenate(
+            [self._inputs(np.zeros((1, self.config_dims), np.float32), e) for e in embeddings]
+        )
         w1, b1, w2, b2, w3, b3 = self.params
         c = self.config_dims
         with torch.no_grad(), torch_threads(SURROGATE_THREADS):
@@ -184,11 +189,19 @@ class SurrogateFile:
         arrays = {f"p{i}": p.detach().numpy() for i, p in enumerate(model.params)}
         arrays |= {"emb_mean": model.emb_mean, "emb_std": model.emb_std}
         atomic_write_bytes(self.weights, save(arrays))
-        atomic_write_json(self.meta, {
-            "format": FORMAT, "space_signature": space_signature, "embedder": embedder,
-            "config_dims": model.config_dims, "embedding_dims": model.embedding_dims,
-            "seed": model.seed, "fingerprint": model.fingerprint, "task_ids": sorted(model.task_ids),
-        })
+        atomic_write_json(
+            self.meta,
+            {
+                "format": FORMAT,
+                "space_signature": space_signature,
+                "embedder": embedder,
+                "config_dims": model.config_dims,
+                "embedding_dims": model.embedding_dims,
+                "seed": model.seed,
+                "fingerprint": model.fingerprint,
+                "task_ids": sorted(model.task_ids),
+            },
+        )
 
     def load(self, space_signature: str) -> CrossTaskSurrogate | None:
         """The saved surrogate, or None when there is none or it cannot be read (then with a
@@ -211,10 +224,14 @@ class SurrogateFile:
             from safetensors.numpy import load_file
 
             arrays = load_file(str(self.weights))
-            model = CrossTaskSurrogate(int(meta["config_dims"]), int(meta["embedding_dims"]), int(meta["seed"]))
+            model = CrossTaskSurrogate(
+                int(meta["config_dims"]), int(meta["embedding_dims"]), int(meta["seed"])
+            )
             for i, p in enumerate(model.params):
                 if tuple(arrays[f"p{i}"].shape) != tuple(p.shape):
-                    raise ValueError(f"weight p{i} has shape {arrays[f'p{i}'].shape}, expected {tuple(p.shape)}")
+                    raise ValueError(
+                        f"weight p{i} has shape {arrays[f'p{i}'].shape}, expected {tuple(p.shape)}"
+                    )
                 with torch.no_grad():
                     p.copy_(torch.as_tensor(arrays[f"p{i}"]))
             model.emb_mean, model.emb_std = arrays["emb_mean"], arrays["emb_std"]

@@ -12,7 +12,8 @@ import hashlib
 import json
 import math
 import random
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,7 +42,9 @@ class MetaFeatureEmbedder:
         X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
         y = np.asarray(y)
         if len(X) != len(y) or len(X) == 0:
-            raise ValueError(f"X and y must be non-empty with one label per row, got {len(X)} rows and {len(y)} labels")
+            raise ValueError(
+                f"X and y must be non-empty with one label per row, got {len(X)} rows and {len(y)} labels"
+            )
         _, counts = np.unique(y, return_counts=True)
         p = counts / counts.sum()
         entropy = float(-(p * np.log(p)).sum() / math.log(len(p))) if len(p) > 1 else 0.0
@@ -76,7 +79,9 @@ class LandmarkEmbedder:
         if len(probes) < 2:
             raise ValueError("a landmark embedder needs at least two probe configs")
         self.probes = [dict(p) for p in probes]
-        digest = hashlib.sha256(json.dumps(self.probes, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        digest = hashlib.sha256(json.dumps(self.probes, sort_keys=True, default=str).encode()).hexdigest()[
+            :10
+        ]
         self.name = f"landmarks_{len(self.probes)}_{digest}"
 
     def embed_scores(self, scores: Sequence[float]) -> np.ndarray:
@@ -90,7 +95,9 @@ class LandmarkEmbedder:
     def embed(self, objective: Callable[[dict[str, Any]], float]) -> np.ndarray:
         return self.embed_with_scores(objective)[0]
 
-    def embed_with_scores(self, objective: Callable[[dict[str, Any]], float]) -> tuple[np.ndarray, list[float]]:
+    def embed_with_scores(
+        self, objective: Callable[[dict[str, Any]], float]
+    ) -> tuple[np.ndarray, list[float]]:
         """Evaluate the probes; return (embedding, their scores) so the caller can count
         them as trials of the search."""
         scores = [float(objective(p)) for p in self.probes]
@@ -104,7 +111,9 @@ def default_probes(space: SearchSpace, n: int = 3) -> list[dict[str, Any]]:
     return [space.sample(rng) for _ in range(n)]
 
 
-def estimated_landmarks(space: SearchSpace, trials: list[dict[str, Any]], n: int = 8) -> tuple[str, np.ndarray]:
+def estimated_landmarks(
+    space: SearchSpace, trials: list[dict[str, Any]], n: int = 8
+) -> tuple[str, np.ndarray]:
     """Embed a finished black-box search without extra evaluations: its own trials estimate
     the scores of the space's fixed probe configs. Every such record of a space shares the
     embedder name, so `metanas memory query` and FAISS can compare them. Raises ValueError

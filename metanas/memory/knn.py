@@ -5,7 +5,8 @@ correlation used to compare what two tasks say."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,9 @@ def finite_trials(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in trials if t.get("score") is not None and math.isfinite(t["score"])]
 
 
-def knn_predictor(space: SearchSpace, trials: Sequence[dict[str, Any]], k: int = 3) -> Callable[[dict[str, Any]], float]:
+def knn_predictor(
+    space: SearchSpace, trials: Sequence[dict[str, Any]], k: int = 3
+) -> Callable[[dict[str, Any]], float]:
     """A stored task's guess at a config's score: the mean of its `k` nearest encoded
     trials. Raises ValueError when the task has no finite trial to guess from."""
     finite = finite_trials(trials)
@@ -31,4 +34,3 @@ def knn_predictor(space: SearchSpace, trials: Sequence[dict[str, Any]], k: int =
         return float(y[np.argsort(d)[:k]].mean())
 
     return predict
-

@@ -26,17 +26,18 @@ import hashlib
 import itertools
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from metanas.memory.acquisition import calibrate, greedy_portfolio, similarity_weights, task_weights
 from metanas.memory.cross_task import STEPS, CrossTaskSurrogate, SurrogateFile, TaskData, fingerprint
 from metanas.memory.gp import GP, rank_normalise
-from metanas.memory.records import PastTask
 from metanas.memory.knn import finite_trials
+from metanas.memory.records import PastTask
 from metanas.searchers.space import Categorical, SearchSpace, config_key
 
 MIN_OWN = 6  # evaluations before the new task's own model takes over (measured: 6 over 4 and 8-11)
@@ -67,11 +68,18 @@ class Proposal:
     source: str  # "portfolio" (stored tasks only) or "own model"
 
 
-def candidate_configs(space: SearchSpace, limit: int, seed: int, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def candidate_configs(
+    space: SearchSpace, limit: int, seed: int, extra: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """The whole space when it is a grid of at most `limit` configs, otherwise `limit`
     random configs plus `extra` (configs the memory has seen)."""
-    if all(isinstance(p, Categorical) for p in space.params) and math.prod(len(p.choices) for p in space.params) <= limit:
-        return [dict(zip(space.names, combo)) for combo in itertools.product(*(p.choices for p in space.params))]
+    if (
+        all(isinstance(p, Categorical) for p in space.params)
+        and math.prod(len(p.choices) for p in space.params) <= limit
+    ):
+        return [
+            dict(zip(space.names, combo)) for combo in itertools.product(*(p.choices for p in space.params))
+        ]
     out: dict[str, dict[str, Any]] = {}
     for config in extra:
         try:
@@ -110,7 +118,13 @@ def task_data(space: SearchSpace, task: PastTask) -> TaskData | None:
     if len(scores) < 2:
         return None
     embedding = None if task.embedding is None else np.asarray(task.embedding, dtype=np.float32)
-    return TaskData(task.task_id, np.asarray(configs, dtype=np.float32), rank_normalise(np.asarray(scores)), embedding, tuple(keys))
+    return TaskData(
+        task.task_id,
+        np.asarray(configs, dtype=np.float32),
+        rank_normalise(np.asarray(scores)),
+        embedding,
+        tuple(keys),
+    )
 
 
 def _with_usable_embeddings(tasks: Sequence[TaskData]) -> tuple[list[TaskData], int]:
@@ -121,8 +135,14 @@ def _with_usable_embeddings(tasks: Sequence[TaskData]) -> tuple[list[TaskData], 
     return [TaskData(t.task_id, t.X, t.ranks, None, t.keys) for t in tasks], 0
 
 
-def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0, directory: str | Path | None = None,
-                    embedder: str = "", more: Callable[[], Sequence[TaskData]] | None = None) -> CrossTaskSurrogate:
+def train_surrogate(
+    space: SearchSpace,
+    tasks: Sequence[TaskData],
+    seed: int = 0,
+    directory: str | Path | None = None,
+    embedder: str = "",
+    more: Callable[[], Sequence[TaskData]] | None = None,
+) -> CrossTaskSurrogate:
     """The cross-task surrogate of `tasks`. With a memory `directory` it is kept there: used
     as it is while at most `STALE` of the tasks are new to it (it reads a task's embedding,
     so it predicts for tasks it has not trained on, and their own results count where they
@@ -141,7 +161,9 @@ def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0
             new = sum(t.task_id not in saved.task_ids for t in tasks)
             if saved.fingerprint == fingerprint(tasks) or new <= STALE * len(tasks):
                 return saved
-            model = saved.fit(_with_more(tasks, more, dims), steps=STEPS // 3)  # enough new records: an incremental update
+            model = saved.fit(
+                _with_more(tasks, more, dims), steps=STEPS // 3
+            )  # enough new records: an incremental update
             file.save(model, space.signature, embedder)
             return model
     model = CrossTaskSurrogate(config_dims, dims, seed).fit(_with_more(tasks, more, dims))
@@ -150,7 +172,9 @@ def train_surrogate(space: SearchSpace, tasks: Sequence[TaskData], seed: int = 0
     return model
 
 
-def _with_more(tasks: list[TaskData], more: Callable[[], Sequence[TaskData]] | None, dims: int) -> list[TaskData]:
+def _with_more(
+    tasks: list[TaskData], more: Callable[[], Sequence[TaskData]] | None, dims: int
+) -> list[TaskData]:
     """`tasks` and, where their embeddings are of the same kind, `more` (each task once)."""
     if more is None:
         return tasks
@@ -165,17 +189,31 @@ class MemoryModel:
     the stored tasks, and every stored task's prediction at every candidate. Built once per
     search (or proposal); `suggest` is called before each evaluation."""
 
-    def __init__(self, space: SearchSpace, past: Sequence[PastTask], seed: int = 0,
-                 surrogate: CrossTaskSurrogate | None = None, directory: str | Path | None = None, embedder: str = "",
-                 embedding: Sequence[float] | None = None, more: Callable[[], Sequence[PastTask]] | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        past: Sequence[PastTask],
+        seed: int = 0,
+        surrogate: CrossTaskSurrogate | None = None,
+        directory: str | Path | None = None,
+        embedder: str = "",
+        embedding: Sequence[float] | None = None,
+        more: Callable[[], Sequence[PastTask]] | None = None,
+    ) -> None:
         """`embedding`: the new task's, by the stored tasks' embedder, when it is known.
         `more`: further stored tasks the surrogate trains on whenever it trains."""
         self.space = space
         self.seed = seed
-        usable = sorted((d for d in (task_data(space, t) for t in past) if d is not None), key=lambda d: d.task_id)
+        usable = sorted(
+            (d for d in (task_data(space, t) for t in past) if d is not None), key=lambda d: d.task_id
+        )
         self.tasks, _ = _with_usable_embeddings(usable)  # (sorted: the order of the records never matters)
         if surrogate is None and self.tasks:
-            extra = None if more is None else lambda: [d for d in (task_data(space, t) for t in more()) if d is not None]
+            extra = (
+                None
+                if more is None
+                else lambda: [d for d in (task_data(space, t) for t in more()) if d is not None]
+            )
             surrogate = train_surrogate(space, self.tasks, seed, directory, embedder, extra)
         self.surrogate = surrogate
         limit = min(CANDIDATES, max(MIN_CANDIDATES, PREDICTIONS // max(1, len(self.tasks))))
@@ -201,14 +239,25 @@ class MemoryModel:
             return np.full(T, 1.0 / max(T, 1))
         dims = self.surrogate.embedding_dims
         if dims == 0:
-            raise ValueError("embedding: the memory's records of this space carry no embeddings (or several kinds) to compare it with")
+            raise ValueError(
+                "embedding: the memory's records of this space carry no embeddings (or several kinds) to "
+                "compare it with"
+            )
         if len(self.embedding) != dims:
-            raise ValueError(f"embedding: has {len(self.embedding)} dimensions, the memory's records of this space have {dims}")
-        scale = lambda e: (np.asarray(e, dtype=np.float32) - self.surrogate.emb_mean) / self.surrogate.emb_std
+            raise ValueError(
+                f"embedding: has {len(self.embedding)} dimensions, the memory's records of this space have "
+                f"{dims}"
+            )
+
+        def scale(e: Sequence[float]) -> np.ndarray:
+            return (np.asarray(e, dtype=np.float32) - self.surrogate.emb_mean) / self.surrogate.emb_std
+
         return similarity_weights(np.stack([scale(t.embedding) for t in self.tasks]), scale(self.embedding))
 
     def encode(self, configs: Sequence[dict[str, Any]]) -> np.ndarray:
-        return np.asarray([self.space.encode(c) for c in configs], dtype=np.float32).reshape(len(configs), self.width)
+        return np.asarray([self.space.encode(c) for c in configs], dtype=np.float32).reshape(
+            len(configs), self.width
+        )
 
     def predict_stored(self, X: np.ndarray) -> np.ndarray:
         """(stored tasks, len(X)): how each stored task would rank these configs."""
@@ -222,12 +271,20 @@ class MemoryModel:
         with the surrogate's predicted normalised rank on the new task and its uncertainty
         (the ensemble's spread)."""
         if not self.tasks:
-            raise ValueError("the memory holds no usable search of this space (two or more scored trials): nothing to propose from")
+            raise ValueError(
+                "the memory holds no usable search of this space (two or more scored trials): nothing to "
+                "propose from"
+            )
         picks = greedy_portfolio(self.F, min(n, len(self.candidates)), weights=self.prior_weights)
         mean, std = self.surrogate.predict(self.X[picks], self.embedding)
         return [(self.candidates[i], float(m), float(s)) for i, m, s in zip(picks, mean, std)]
 
-    def suggest(self, configs: Sequence[dict[str, Any]], scores: Sequence[float], pending: Sequence[dict[str, Any]] = ()) -> Proposal:
+    def suggest(
+        self,
+        configs: Sequence[dict[str, Any]],
+        scores: Sequence[float],
+        pending: Sequence[dict[str, Any]] = (),
+    ) -> Proposal:
         """The next config for the new task, given its evaluations so far (a failed one has a
         score of -inf) and the configs being evaluated now."""
         ok = [i for i, s in enumerate(scores) if np.isfinite(s)]
@@ -242,13 +299,17 @@ class MemoryModel:
             acquisition, source = self._portfolio_step(at_obs, w), "portfolio"
         taken = {config_key(c) for c in list(configs) + list(pending)}
         if T == 0 and source == "portfolio":  # nothing to go on yet: explore
-            free = [c for c, k in zip(self.candidates, self.keys) if k not in taken] or [self.space.sample(self.seed + len(taken))]
+            free = [c for c, k in zip(self.candidates, self.keys) if k not in taken] or [
+                self.space.sample(self.seed + len(taken))
+            ]
             return Proposal(random.Random(self.seed + len(taken)).choice(free), w, 0.0, "random")
         score = acquisition(self.X, self.F)
         score[[i for i, k in enumerate(self.keys) if k in taken]] = -np.inf
         starts = [self.candidates[i] for i in np.argsort(-score)[:LOCAL_STARTS]]
         starts += [configs[ok[j]] for j in np.argsort(-y_obs)[:3]]  # and the best evaluated ones
-        value, config = self._local_search(starts, acquisition, taken, (float(np.max(score)), self.candidates[int(np.argmax(score))]))
+        value, config = self._local_search(
+            starts, acquisition, taken, (float(np.max(score)), self.candidates[int(np.argmax(score))])
+        )
         return Proposal(config, w, value, source)
 
     def _portfolio_step(self, at_obs: np.ndarray, w: np.ndarray) -> Any:
@@ -273,13 +334,17 @@ class MemoryModel:
         own = GP(X_obs, y, prior_mean=a * prior_obs + b)
 
         def acquisition(X: np.ndarray, F: np.ndarray | None = None) -> np.ndarray:
-            prior = a * (w @ (self.predict_stored(X) if F is None else F)) + b if len(w) else np.full(len(X), b)
+            prior = (
+                a * (w @ (self.predict_stored(X) if F is None else F)) + b if len(w) else np.full(len(X), b)
+            )
             mu, sigma = own.predict(X, prior_mean=prior)
             return mu + UCB_BETA * sigma
 
         return acquisition
 
-    def _local_search(self, starts: list, acquisition: Any, taken: set, best: tuple[float, dict]) -> tuple[float, dict]:
+    def _local_search(
+        self, starts: list, acquisition: Any, taken: set, best: tuple[float, dict]
+    ) -> tuple[float, dict]:
         """Hill-climb the acquisition from every start at once through one-parameter moves."""
         rng = random.Random(self.seed)
         current = [(-np.inf, c) for c in starts]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,28 +22,36 @@ import pyarrow as pa
 SCHEMA_VERSION = 2
 VERSION_KEY = b"metanas_schema_version"
 
-TRIAL_TYPE = pa.struct([
-    pa.field("config", pa.string()),  # JSON: the parameters
-    pa.field("score", pa.float64()),  # maximised; -inf a failed evaluation; null none (e.g. pruned)
-    pa.field("budget", pa.float64()),
-    pa.field("source", pa.string()),  # search, warm_start, probe, optuna, ...
-    pa.field("number", pa.int64()),  # Optuna's trial number
-    pa.field("state", pa.string()),  # Optuna's trial state
-    pa.field("value", pa.float64()),  # Optuna's value, as the study's direction has it
-    pa.field("duration", pa.float64()),  # seconds
-    pa.field("metrics", pa.string()),  # JSON: a multi-objective trial's metrics
-    pa.field("why", pa.string()),  # JSON: what proposed it
-    pa.field("extra", pa.string()),  # JSON: any other field a trial carried
-])
+TRIAL_TYPE = pa.struct(
+    [
+        pa.field("config", pa.string()),  # JSON: the parameters
+        pa.field("score", pa.float64()),  # maximised; -inf a failed evaluation; null none (e.g. pruned)
+        pa.field("budget", pa.float64()),
+        pa.field("source", pa.string()),  # search, warm_start, probe, optuna, ...
+        pa.field("number", pa.int64()),  # Optuna's trial number
+        pa.field("state", pa.string()),  # Optuna's trial state
+        pa.field("value", pa.float64()),  # Optuna's value, as the study's direction has it
+        pa.field("duration", pa.float64()),  # seconds
+        pa.field("metrics", pa.string()),  # JSON: a multi-objective trial's metrics
+        pa.field("why", pa.string()),  # JSON: what proposed it
+        pa.field("extra", pa.string()),  # JSON: any other field a trial carried
+    ]
+)
 _TRIAL_JSON = ("config", "metrics", "why")
 _TRIAL_ALWAYS = ("config", "score", "budget")  # (every other field only when set)
 
-PARAM_TYPE = pa.struct([
-    pa.field("name", pa.string()), pa.field("kind", pa.string()), pa.field("low", pa.float64()),
-    pa.field("high", pa.float64()), pa.field("log", pa.bool_()), pa.field("step", pa.float64()),
-    pa.field("choices", pa.string()),  # JSON: a categorical's choices
-    pa.field("integer", pa.bool_()),  # low, high and step are integers (an Int's, or written as such)
-])
+PARAM_TYPE = pa.struct(
+    [
+        pa.field("name", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("low", pa.float64()),
+        pa.field("high", pa.float64()),
+        pa.field("log", pa.bool_()),
+        pa.field("step", pa.float64()),
+        pa.field("choices", pa.string()),  # JSON: a categorical's choices
+        pa.field("integer", pa.bool_()),  # low, high and step are integers (an Int's, or written as such)
+    ]
+)
 
 ARROW_SCHEMA = pa.schema(
     [
@@ -98,7 +107,9 @@ class TaskRecord:
             raise ValueError(f"TaskRecord.trials must be a list of dicts (record {self.key!r})")
         emb = np.asarray(self.embedding, dtype=np.float32)
         if emb.ndim != 1 or len(emb) == 0 or not np.isfinite(emb).all():
-            raise ValueError(f"TaskRecord.embedding must be a non-empty finite 1-D vector (record {self.key!r})")
+            raise ValueError(
+                f"TaskRecord.embedding must be a non-empty finite 1-D vector (record {self.key!r})"
+            )
         object.__setattr__(self, "embedding", emb)
         if not math.isfinite(self.best_score):
             raise ValueError(f"TaskRecord.best_score must be finite (record {self.key!r})")
@@ -110,11 +121,20 @@ class NewerSchema(ValueError):
 
 def trial_row(trial: dict[str, Any]) -> dict[str, Any]:
     """A trial dict as its typed struct."""
-    row = {k: (json.dumps(trial[k], sort_keys=k == "config") if k in _TRIAL_JSON and trial.get(k) is not None else trial.get(k))
-           for k in TRIAL_TYPE.names if k != "extra"}
+    row = {
+        k: (
+            json.dumps(trial[k], sort_keys=k == "config")
+            if k in _TRIAL_JSON and trial.get(k) is not None
+            else trial.get(k)
+        )
+        for k in TRIAL_TYPE.names
+        if k != "extra"
+    }
     # (a field of its own that is explicitly None, as a failed trial's metrics, is kept
     # there too: a null struct field would read back as absent)
-    extra = {k: v for k, v in trial.items() if k not in TRIAL_TYPE.names or (v is None and k not in _TRIAL_ALWAYS)}
+    extra = {
+        k: v for k, v in trial.items() if k not in TRIAL_TYPE.names or (v is None and k not in _TRIAL_ALWAYS)
+    }
     row["extra"] = json.dumps(extra) if extra else None
     return row
 
@@ -135,9 +155,16 @@ def trial_dict(row: dict[str, Any]) -> dict[str, Any]:
 def param_row(spec: dict[str, Any]) -> dict[str, Any]:
     choices = spec.get("choices")
     numbers = [spec.get(k) for k in ("low", "high", "step") if spec.get(k) is not None]
-    return {"name": spec["name"], "kind": spec["kind"], "low": spec.get("low"), "high": spec.get("high"),
-            "log": spec.get("log"), "step": spec.get("step"), "choices": None if choices is None else json.dumps(choices),
-            "integer": bool(numbers) and all(isinstance(v, int) and not isinstance(v, bool) for v in numbers)}
+    return {
+        "name": spec["name"],
+        "kind": spec["kind"],
+        "low": spec.get("low"),
+        "high": spec.get("high"),
+        "log": spec.get("log"),
+        "step": spec.get("step"),
+        "choices": None if choices is None else json.dumps(choices),
+        "integer": bool(numbers) and all(isinstance(v, int) and not isinstance(v, bool) for v in numbers),
+    }
 
 
 def param_spec_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +172,13 @@ def param_spec_of(row: dict[str, Any]) -> dict[str, Any]:
     if row["choices"] is not None:
         return {"kind": row["kind"], "name": row["name"], "choices": json.loads(row["choices"])}
     number = int if row["integer"] else float
-    out = {"kind": row["kind"], "name": row["name"], "low": number(row["low"]), "high": number(row["high"]), "log": bool(row["log"])}
+    out = {
+        "kind": row["kind"],
+        "name": row["name"],
+        "low": number(row["low"]),
+        "high": number(row["high"]),
+        "log": bool(row["log"]),
+    }
     return out if row["step"] is None else {**out, "step": number(row["step"])}
 
 
@@ -167,8 +200,9 @@ def records_to_table(records: Sequence[TaskRecord]) -> pa.Table:
         "trials": [[trial_row(t) for t in r.trials] for r in records],
         "searcher": [r.searcher for r in records],
         "campaign_id": [r.campaign_id for r in records],
-        "created_at": pa.array(np.asarray([round(r.created_at * 1e6) for r in records], dtype=np.int64), type=pa.int64()).cast(
-            pa.timestamp("us", tz="UTC")),
+        "created_at": pa.array(
+            np.asarray([round(r.created_at * 1e6) for r in records], dtype=np.int64), type=pa.int64()
+        ).cast(pa.timestamp("us", tz="UTC")),
         "space": [None if r.space is None else [param_row(p) for p in r.space] for r in records],
         "revision": [int(r.revision) for r in records],
     }
@@ -194,16 +228,24 @@ def upgrade(table: pa.Table) -> pa.Table:
     if version == SCHEMA_VERSION:
         return table.cast(ARROW_SCHEMA) if table.schema != ARROW_SCHEMA else table
     if version > SCHEMA_VERSION:
-        raise NewerSchema(f"written with memory schema version {version}; this metanas reads up to {SCHEMA_VERSION}: upgrade metanas")
+        raise NewerSchema(
+            f"written with memory schema version {version}; this metanas reads up to {SCHEMA_VERSION}: "
+            "upgrade metanas"
+        )
     cols = {name: table.column(name) for name in table.column_names}
     n = len(table)
-    cols["trials"] = pa.array([[trial_row(t) for t in json.loads(v)] for v in cols["trials"].to_pylist()],
-                              type=pa.list_(TRIAL_TYPE))
+    cols["trials"] = pa.array(
+        [[trial_row(t) for t in json.loads(v)] for v in cols["trials"].to_pylist()], type=pa.list_(TRIAL_TYPE)
+    )
     seconds = np.asarray(cols["created_at"].to_pylist(), dtype=np.float64)
-    cols["created_at"] = pa.array(np.round(seconds * 1e6).astype(np.int64), type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    cols["created_at"] = pa.array(np.round(seconds * 1e6).astype(np.int64), type=pa.int64()).cast(
+        pa.timestamp("us", tz="UTC")
+    )
     specs = cols["space"].to_pylist() if "space" in cols else [None] * n
-    cols["space"] = pa.array([None if v is None else [param_row(p) for p in json.loads(v)] for v in specs],
-                             type=pa.list_(PARAM_TYPE))
+    cols["space"] = pa.array(
+        [None if v is None else [param_row(p) for p in json.loads(v)] for v in specs],
+        type=pa.list_(PARAM_TYPE),
+    )
     if "revision" not in cols:
         cols["revision"] = pa.nulls(n, pa.int64())
     return pa.Table.from_pydict({f.name: cols[f.name] for f in ARROW_SCHEMA}, schema=ARROW_SCHEMA)

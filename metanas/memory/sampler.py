@@ -1,7 +1,8 @@
 """`MemorySampler`: transfer from a metanas memory inside a plain Optuna study, so Optuna
 (and Ray Tune, through `OptunaSearch(sampler=...)`) users get it without leaving their study.
 
-    study = optuna.create_study(direction="maximize", sampler=metanas.MemorySampler(memory="mem/", task_id="t7"))
+    sampler = metanas.MemorySampler(memory="mem/", task_id="t7")
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=50, callbacks=[metanas.MemoryCallback(memory="mem/", task_id="t7")])
 
 The space is the study's own: as the objective suggests parameters, the sampler picks the
@@ -36,8 +37,9 @@ import logging
 import random
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -46,20 +48,22 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from metanas.memory.acquisition import MIN_EVIDENCE
+from metanas.memory.memory_model import MemoryModel, Proposal
+from metanas.memory.past_tasks import memory_model, past_tasks, projected
 from metanas.memory.policies.base import Start
 from metanas.memory.policies.pareto import ParetoWarmStart
 from metanas.memory.records import PastTask
 from metanas.memory.store import MemoryStore
-from metanas.memory.memory_model import MemoryModel, Proposal
-from metanas.memory.past_tasks import memory_model, past_tasks, projected
-from metanas.searchers.optuna_search import from_optuna, to_optuna
+from metanas.searchers.optuna_search import to_optuna
 from metanas.searchers.space import Param, SearchSpace, config_key
 
 log = logging.getLogger(__name__)
 
 HANDOFF = 20  # trials chosen by the memory's model before the fallback takes over
 PROPOSAL_ATTR = "metanas:proposal"  # a trial's system attribute: the config proposed for it
-WHY_ATTR = "metanas:why"  # a trial's system attribute: which model step proposed it, leaning on which stored tasks
+WHY_ATTR = (
+    "metanas:why"  # a trial's system attribute: which model step proposed it, leaning on which stored tasks
+)
 TOP_TASKS = 5  # stored tasks named in each proposal's `why`
 RETRIES = 3  # proposals again after a collision with another process's
 
@@ -79,6 +83,21 @@ def top_tasks(weights: dict[str, float]) -> dict[str, float]:
 def same(param: Param, distribution: BaseDistribution) -> bool:
     """Whether a metanas parameter is the Optuna distribution (kind, range, log, step)."""
     return to_optuna(param) == distribution
+
+
+def _check_arguments(space: Any, past: Any, handoff: Any, fallback: Any) -> None:
+    """One-line errors for MemorySampler's arguments, before any work."""
+    if space is not None and not isinstance(space, SearchSpace):
+        raise TypeError(
+            "space must be a metanas SearchSpace (or leave it out: the study's own), got "
+            f"{type(space).__name__}"
+        )
+    if past is not None and space is None:
+        raise ValueError("past: stored tasks given directly need the space their trials are of")
+    if isinstance(handoff, bool) or not isinstance(handoff, int) or handoff < 0:
+        raise ValueError(f"handoff: a number of trials >= 0, got {handoff!r}")
+    if fallback is not None and not isinstance(fallback, BaseSampler):
+        raise TypeError(f"fallback must be an Optuna sampler, got {type(fallback).__name__}")
 
 
 class MemorySampler(BaseSampler):
@@ -108,14 +127,7 @@ class MemorySampler(BaseSampler):
             space, memory = None, space
         if model is not None:
             space = space or model.space
-        if space is not None and not isinstance(space, SearchSpace):
-            raise TypeError(f"space must be a metanas SearchSpace (or leave it out: the study's own), got {type(space).__name__}")
-        if past is not None and space is None:
-            raise ValueError("past: stored tasks given directly need the space their trials are of")
-        if isinstance(handoff, bool) or not isinstance(handoff, int) or handoff < 0:
-            raise ValueError(f"handoff: a number of trials >= 0, got {handoff!r}")
-        if fallback is not None and not isinstance(fallback, BaseSampler):
-            raise TypeError(f"fallback must be an Optuna sampler, got {type(fallback).__name__}")
+        _check_arguments(space, past, handoff, fallback)
         self.space = space
         self.memory = Path(memory) if memory is not None else None
         self.past = list(past) if past is not None else None
@@ -123,12 +135,18 @@ class MemorySampler(BaseSampler):
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
         self.fallback = fallback if fallback is not None else TPESampler(seed=self.seed)
         self.model: MemoryModel | None = model
-        self.handed_over = (memory is None and past is None and model is None) or (model is not None and not model.tasks)
+        self.handed_over = (memory is None and past is None and model is None) or (
+            model is not None and not model.tasks
+        )
         self.history: list[Proposal] = []  # what the model proposed, and why (its task weights)
-        self._proposals: dict[int, tuple[dict[str, Any] | None, SearchSpace | None]] = {}  # trial id -> (config, its space)
-        self._stored: list[tuple[SearchSpace, int]] | None = None  # the memory's spaces, with their record counts
-        self._fronts: tuple | None = None  # (space params, the stored Pareto sets' configs) of a multi-objective study
-        self._handed_over_in: dict[int, tuple] = {}  # trial id -> the fallback's relative space and sample for it
+        # trial id -> (config, its space)
+        self._proposals: dict[int, tuple[dict[str, Any] | None, SearchSpace | None]] = {}
+        # the memory's spaces, with their record counts
+        self._stored: list[tuple[SearchSpace, int]] | None = None
+        # (space params, the stored Pareto sets' configs) of a multi-objective study
+        self._fronts: tuple | None = None
+        # trial id -> the fallback's relative space and sample for it
+        self._handed_over_in: dict[int, tuple] = {}
         self._by_fallback: dict[str, str] = {}  # parameters the fallback sampled in the model phase -> why
         self._warned: set[str] = set()
         self._store: MemoryStore | None = None  # the memory, once opened
@@ -149,11 +167,16 @@ class MemorySampler(BaseSampler):
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         # (in the model phase every parameter comes through sample_independent, one at a
         # time as the objective suggests it: the study's space is whatever it suggests)
-        if not self.handed_over and sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= self.handoff:
+        if (
+            not self.handed_over
+            and sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= self.handoff
+        ):
             self.handed_over = True  # (this trial is the fallback's already, relative sampling included)
         return self.fallback.infer_relative_search_space(study, trial) if self.handed_over else {}
 
-    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         if not search_space:
             return {}
         out = dict(self.fallback.sample_relative(study, trial, search_space)) if self.handed_over else {}
@@ -162,7 +185,9 @@ class MemorySampler(BaseSampler):
                 out[name] = self.sample_independent(study, trial, name, distribution)
         return out
 
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         if not self.handed_over:
             with self._lock:
                 config, space = self._proposal(study, trial, {param_name: param_distribution})
@@ -181,7 +206,9 @@ class MemorySampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self.fallback.before_trial(study, trial)
 
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         self.fallback.after_trial(study, trial, state, values)
         new = {n: why for n, why in self._by_fallback.items() if n not in self._warned}
         if new:
@@ -198,7 +225,9 @@ class MemorySampler(BaseSampler):
 
     # -- the model phase -----------------------------------------------------------------
 
-    def _proposal(self, study: Study, trial: FrozenTrial, asking: dict[str, BaseDistribution]) -> tuple[dict | None, SearchSpace | None]:
+    def _proposal(
+        self, study: Study, trial: FrozenTrial, asking: dict[str, BaseDistribution]
+    ) -> tuple[dict | None, SearchSpace | None]:
         """The model's config for `trial` (over its space), made at the trial's first
         parameter the memory knows; (None, ...) for an enqueued trial or once the fallback
         has taken over."""
@@ -215,13 +244,20 @@ class MemorySampler(BaseSampler):
         else:
             model = self._model_for(space)
             config = self._propose(study, trial, model) if not self.handed_over else None
-            if config is None and self.handed_over:  # (handed over during this trial: the fallback samples it jointly)
+            if (
+                config is None and self.handed_over
+            ):  # (handed over during this trial: the fallback samples it jointly)
                 relative = self.fallback.infer_relative_search_space(study, trial)
-                self._handed_over_in[trial._trial_id] = (relative, self.fallback.sample_relative(study, trial, relative))
+                self._handed_over_in[trial._trial_id] = (
+                    relative,
+                    self.fallback.sample_relative(study, trial, relative),
+                )
         self._proposals[trial._trial_id] = (config, space)
         return config, space
 
-    def _model_space(self, study: Study, trial: FrozenTrial, asking: dict[str, BaseDistribution]) -> SearchSpace | None:
+    def _model_space(
+        self, study: Study, trial: FrozenTrial, asking: dict[str, BaseDistribution]
+    ) -> SearchSpace | None:
         """The space the model works on: of the stored space that knows the most parameters
         the study has shown (most records among equals), the parameters it knows as the
         study does (or the study has not shown yet) that every finished trial has."""
@@ -235,8 +271,11 @@ class MemorySampler(BaseSampler):
         seen.update(asking)
         best: tuple[tuple, SearchSpace] | None = None
         for stored, count in self._stored_spaces():
-            usable = [p.name for p in stored.params
-                      if (p.name not in seen or same(p, seen[p.name])) and (shared is None or p.name in shared)]
+            usable = [
+                p.name
+                for p in stored.params
+                if (p.name not in seen or same(p, seen[p.name])) and (shared is None or p.name in shared)
+            ]
             known = sum(n in seen for n in usable)
             if known and (best is None or (known, count, len(usable)) > best[0]):
                 best = ((known, count, len(usable)), stored.project(usable))
@@ -248,10 +287,17 @@ class MemorySampler(BaseSampler):
                 self._stored = [(self.space, 1)]
             else:
                 # (records written before the memory kept spaces match an explicit space only)
-                specs = [(spec, n) for _, spec, n in self._memory().spaces(self.family, self.task_id or None) if spec]
+                specs = [
+                    (spec, n)
+                    for _, spec, n in self._memory().spaces(self.family, self.task_id or None)
+                    if spec
+                ]
                 self._stored = [(SearchSpace.from_spec(spec), n) for spec, n in specs]
             if not self._stored:
-                log.info("memory sampler: the memory holds no search with a space: the fallback sampler chooses every trial")
+                log.info(
+                    "memory sampler: the memory holds no search with a space: the fallback sampler chooses "
+                    "every trial"
+                )
                 self.handed_over = True
         return self._stored
 
@@ -266,15 +312,26 @@ class MemorySampler(BaseSampler):
         """The memory's model of `space` (built again only when the space changes)."""
         if self.model is not None and self.model.space.params == space.params:
             return self.model
-        if self.past is None and self.memory is None:  # (a model given alone, of another space: nothing to build from)
+        if (
+            self.past is None and self.memory is None
+        ):  # (a model given alone, of another space: nothing to build from)
             self.handed_over = True
             return self.model
         if self.past is not None:
             vector = None if self.embedding is None else self.embedding[1]
-            self.model = MemoryModel(space, [PastTask(t.task_id, projected(t.trials, space), t.similarity, t.embedding, t.embedder)
-                                             for t in self.past], self.seed, embedding=vector)
+            self.model = MemoryModel(
+                space,
+                [
+                    PastTask(t.task_id, projected(t.trials, space), t.similarity, t.embedding, t.embedder)
+                    for t in self.past
+                ],
+                self.seed,
+                embedding=vector,
+            )
         else:
-            _, self.model = memory_model(self._memory(), space, self.family, self.task_id, self.seed, self.embedding)
+            _, self.model = memory_model(
+                self._memory(), space, self.family, self.task_id, self.seed, self.embedding
+            )
         log.debug("memory sampler: %d stored tasks know %s", len(self.model.tasks), space.names)
         if not self.model.tasks:  # nothing to transfer: a plain search by the fallback
             self.handed_over = True
@@ -288,7 +345,11 @@ class MemorySampler(BaseSampler):
             proposal = model.suggest(configs, scores, pending)
             cold = len(configs) >= MIN_EVIDENCE and not proposal.weights.sum()
             if finished >= self.handoff or cold:
-                log.debug("memory sampler: the fallback takes over after %d trials (%s)", finished, "nothing transfers" if cold else "hand-off")
+                log.debug(
+                    "memory sampler: the fallback takes over after %d trials (%s)",
+                    finished,
+                    "nothing transfers" if cold else "hand-off",
+                )
                 self.handed_over = True
                 return None
             key = config_key(proposal.config)
@@ -296,8 +357,12 @@ class MemorySampler(BaseSampler):
             collided = key in {config_key(c) for c in self._history(study, trial, model.space)[2]}
             if not collided or attempt == RETRIES:
                 self.history.append(proposal)
-                why = {"source": f"memory model ({proposal.source})",
-                       "tasks": top_tasks(dict(zip((t.task_id for t in model.tasks), proposal.weights.tolist())))}
+                why = {
+                    "source": f"memory model ({proposal.source})",
+                    "tasks": top_tasks(
+                        dict(zip((t.task_id for t in model.tasks), proposal.weights.tolist()))
+                    ),
+                }
                 study._storage.set_trial_system_attr(trial._trial_id, WHY_ATTR, why)
                 return proposal.config
 
@@ -306,11 +371,15 @@ class MemorySampler(BaseSampler):
         parameters, measured on the study's objectives); None once they are all taken."""
         if self._fronts is None or self._fronts[0] != space.params:  # (read once per space)
             names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
-            objectives = {n: "max" if d == StudyDirection.MAXIMIZE else "min" for n, d in zip(names, study.directions)}
+            objectives = {
+                n: "max" if d == StudyDirection.MAXIMIZE else "min" for n, d in zip(names, study.directions)
+            }
             if self.past is not None:
                 past = [PastTask(t.task_id, projected(t.trials, space), t.similarity) for t in self.past]
             else:
-                past = list(reversed(past_tasks(self._memory(), space, self.family, self.task_id)))  # the newest first
+                past = list(
+                    reversed(past_tasks(self._memory(), space, self.family, self.task_id))
+                )  # the newest first
             plan = ParetoWarmStart().plan(Start(space, past, objectives=objectives))
             self._fronts = (space.params, list(zip(plan.queued, plan.origins)))
         taken = set()
@@ -322,7 +391,9 @@ class MemorySampler(BaseSampler):
         for warm, origin in self._fronts[1]:
             if config_key(warm.config) not in taken:
                 study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, config_key(warm.config))
-                study._storage.set_trial_system_attr(trial._trial_id, WHY_ATTR, {"source": "pareto set", "task": origin})
+                study._storage.set_trial_system_attr(
+                    trial._trial_id, WHY_ATTR, {"source": "pareto set", "task": origin}
+                )
                 self.history.append(Proposal(warm.config, np.zeros(0), 0.0, "pareto set"))
                 return warm.config
         log.debug("memory sampler: the stored Pareto sets are all taken: the fallback takes over")
@@ -364,5 +435,8 @@ class MemorySampler(BaseSampler):
             return "the memory does not know it"
         if not any(same(s[name], distribution) for s in stored):
             return f"the memory knows it as {to_optuna(stored[0][name])!r}"
-        return "not every trial has it" if space is not None else "no stored space fits the study's other parameters"
-
+        return (
+            "not every trial has it"
+            if space is not None
+            else "no stored space fits the study's other parameters"
+        )

@@ -25,15 +25,23 @@ import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from metanas.memory.records import ARROW_SCHEMA, NewerSchema, TaskRecord, record_from_row, records_to_table, upgrade
 from metanas._util.atomic import atomic_write_bytes, atomic_write_json
+from metanas.memory.records import (
+    ARROW_SCHEMA,
+    NewerSchema,
+    TaskRecord,
+    record_from_row,
+    records_to_table,
+    upgrade,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +65,17 @@ class TaskMemory(Protocol):
     path: Path  # a directory the memory's derived files (e.g. the kept surrogate) may go in
     problems: list[str]  # what went wrong while loading (e.g. a corrupt part set aside)
 
+    # (kept compact, one method to a line or two, as the summary it is)
+    # fmt: off
     def append(self, records: Iterable[TaskRecord]) -> int: ...
-    def nearest(
-        self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
-    ) -> list[tuple[TaskRecord, float]]: ...
-    def records(
-        self, space_signature: str | Sequence[str] | None = None, family: str | None = None,
-        embedder: str | None = None, exclude_task: str | None = None, newest: int | None = None,
-    ) -> list[TaskRecord]: ...
-    def spaces(self, family: str | None = None, exclude_task: str | None = None) -> list[tuple[str, list | None, int]]: ...
+    def nearest(self, embedding: Sequence[float], k: int, space_signature: str, embedder: str,
+                family: str | None = None) -> list[tuple[TaskRecord, float]]: ...
+    def records(self, space_signature: str | Sequence[str] | None = None, family: str | None = None,
+                embedder: str | None = None, exclude_task: str | None = None,
+                newest: int | None = None) -> list[TaskRecord]: ...
+    def spaces(self, family: str | None = None,
+               exclude_task: str | None = None) -> list[tuple[str, list | None, int]]: ...
+    # fmt: on
     def get(self, key: str) -> TaskRecord: ...
     def keys(self) -> list[str]: ...
     def __len__(self) -> int: ...
@@ -78,7 +88,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms == 0, 1.0, norms)
 
 
-def calibrate_nprobe(index, vectors: np.ndarray, target: float, k: int = 10, queries: int = 200, seed: int = 0) -> int:
+def calibrate_nprobe(
+    index, vectors: np.ndarray, target: float, k: int = 10, queries: int = 200, seed: int = 0
+) -> int:
     """The fewest lists an IVF index must probe for `target` mean recall@k against exact
     search, on queries near stored vectors (a new task resembles stored ones: that is when
     retrieval matters). Exact neighbours come from faiss.knn, blocked, with no second index."""
@@ -86,10 +98,14 @@ def calibrate_nprobe(index, vectors: np.ndarray, target: float, k: int = 10, que
 
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(vectors), size=min(queries, len(vectors)), replace=False)
-    q = _normalise(vectors[picks] + 0.05 * rng.standard_normal((len(picks), vectors.shape[1])).astype(np.float32))
+    q = _normalise(
+        vectors[picks] + 0.05 * rng.standard_normal((len(picks), vectors.shape[1])).astype(np.float32)
+    )
     _, exact = faiss.knn(q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     nlist = index.nlist
-    for nprobe in sorted({n for n in (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if n < nlist} | {nlist}):
+    for nprobe in sorted(
+        {n for n in (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if n < nlist} | {nlist}
+    ):
         index.nprobe = nprobe
         _, got = index.search(q, k)
         recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(got.tolist(), exact.tolist())])
@@ -116,7 +132,10 @@ class _Group:
 
 class MemoryStore:
     def __init__(
-        self, path: str | Path, exact_threshold: int = EXACT_THRESHOLD, nprobe: int | None = None,
+        self,
+        path: str | Path,
+        exact_threshold: int = EXACT_THRESHOLD,
+        nprobe: int | None = None,
         recall_target: float = RECALL_TARGET,
     ) -> None:
         """`nprobe`: lists an approximate (IVF) index probes; None: the fewest that reach
@@ -130,8 +149,8 @@ class MemoryStore:
             raise ValueError(f"memory: {str(self.path)!r} is a file, not a memory directory")
         if self.path.is_dir() and not (self.path / "parts").is_dir() and any(self.path.iterdir()):
             raise ValueError(
-                f"memory: {str(self.path)!r} is a directory with other things in it, not a memory (no parts/); "
-                "name a new or empty directory"
+                f"memory: {str(self.path)!r} is a directory with other things in it, not a memory "
+                "(no parts/); name a new or empty directory"
             )
         for sub in ("parts", "index"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
@@ -154,7 +173,9 @@ class MemoryStore:
     def _load(self) -> None:
         for part in sorted((self.path / "parts").glob("part-*.parquet")):
             try:
-                table = upgrade(pq.read_table(part))  # (a part of an earlier schema version: read as this one)
+                table = upgrade(
+                    pq.read_table(part)
+                )  # (a part of an earlier schema version: read as this one)
             except FileNotFoundError:
                 continue  # another reader set it aside a moment ago
             except NewerSchema as err:
@@ -251,7 +272,12 @@ class MemoryStore:
                 group.trained_on = entry.get("trained_on", 0)
                 group.nprobe = entry.get("nprobe", 0)
             except Exception as err:
-                log.warning("memory %s: index %s unreadable (%s); rebuilding it from Parquet", self.path, file.name, err)
+                log.warning(
+                    "memory %s: index %s unreadable (%s); rebuilding it from Parquet",
+                    self.path,
+                    file.name,
+                    err,
+                )
 
     # -- writing ---------------------------------------------------------------------
 
@@ -311,11 +337,14 @@ class MemoryStore:
             return 0
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
-        name = f"part-{0:08d}-{uuid.uuid4().hex[:12]}.parquet"  # (sorts first: a reader between the two steps keeps these)
+        # (sorts first: a reader between the two steps keeps these)
+        name = f"part-{0:08d}-{uuid.uuid4().hex[:12]}.parquet"
         atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
         for part in old:
             (self.path / "parts" / part).unlink(missing_ok=True)
-        self.__init__(self.path, self.exact_threshold, self.nprobe, self.recall_target)  # (reload: one part now)
+        self.__init__(
+            self.path, self.exact_threshold, self.nprobe, self.recall_target
+        )  # (reload: one part now)
         return len(old)
 
     def _check_dims(self, records: Sequence[TaskRecord]) -> None:
@@ -325,7 +354,10 @@ class MemoryStore:
         for r in records:
             dim = dims.setdefault((r.embedder, r.space_signature), len(r.embedding))
             if dim != len(r.embedding):
-                raise ValueError(f"record {r.key!r}: embedding has {len(r.embedding)} dims, its (embedder, space) group has {dim}")
+                raise ValueError(
+                    f"record {r.key!r}: embedding has {len(r.embedding)} dims, its (embedder, space) group "
+                    f"has {dim}"
+                )
 
     def _clean_stale_tmp(self) -> None:
         """Remove temporary files a killed writer left behind. Only the (single) writer
@@ -363,10 +395,16 @@ class MemoryStore:
             if group.index is None:
                 continue
             name = _group_name(*key)
-            atomic_write_bytes(self.path / "index" / f"{name}.faiss", faiss.serialize_index(group.index).tobytes())
+            atomic_write_bytes(
+                self.path / "index" / f"{name}.faiss", faiss.serialize_index(group.index).tobytes()
+            )
             manifest[name] = {
-                "embedder": key[0], "space_signature": key[1], "rows": len(group.rows),
-                "parts": group.parts, "trained_on": group.trained_on, "nprobe": group.nprobe,
+                "embedder": key[0],
+                "space_signature": key[1],
+                "rows": len(group.rows),
+                "parts": group.parts,
+                "trained_on": group.trained_on,
+                "nprobe": group.nprobe,
             }
         atomic_write_json(manifest_path, manifest)
 
@@ -375,7 +413,11 @@ class MemoryStore:
     @property
     def table(self) -> pa.Table:
         if self._table is None:
-            self._table = pa.concat_tables(self._tables).combine_chunks() if self._tables else ARROW_SCHEMA.empty_table()
+            self._table = (
+                pa.concat_tables(self._tables).combine_chunks()
+                if self._tables
+                else ARROW_SCHEMA.empty_table()
+            )
             self._tables = [self._table]
         return self._table
 
@@ -410,7 +452,11 @@ class MemoryStore:
             # float index's 0.969 at 1.44 ms, one thread, both at 64 lists).
             nlist = int(np.sqrt(len(rows)))
             index = faiss.IndexIVFScalarQuantizer(
-                faiss.IndexFlatIP(group.dim), group.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+                faiss.IndexFlatIP(group.dim),
+                group.dim,
+                nlist,
+                faiss.ScalarQuantizer.QT_8bit,
+                faiss.METRIC_INNER_PRODUCT,
             )
             index.train(vectors[np.random.default_rng(0).permutation(len(rows))[: 40 * nlist]])
             group.trained_on = len(rows)
@@ -432,7 +478,12 @@ class MemoryStore:
         return [record_from_row(d) for d in self.table.take(pa.array(rows)).to_pylist()]
 
     def nearest(
-        self, embedding: Sequence[float], k: int, space_signature: str, embedder: str, family: str | None = None
+        self,
+        embedding: Sequence[float],
+        k: int,
+        space_signature: str,
+        embedder: str,
+        family: str | None = None,
     ) -> list[tuple[TaskRecord, float]]:
         """The k most similar records (cosine) of this space and embedder, best first."""
         if not isinstance(k, int) or k <= 0:
@@ -442,7 +493,9 @@ class MemoryStore:
             return []
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != group.dim:
-            raise ValueError(f"query has {query.shape[1]} dims; embedder {embedder!r} records have {group.dim}")
+            raise ValueError(
+                f"query has {query.shape[1]} dims; embedder {embedder!r} records have {group.dim}"
+            )
         if group.index is None:
             self._build_index(group)
         import faiss
@@ -462,9 +515,17 @@ class MemoryStore:
                 sims, ids = group.index.search(_normalise(query), fetch)
             finally:
                 faiss.omp_set_num_threads(threads)
-            hits = [(int(group.rows[i]), float(sim)) for sim, i in zip(sims[0], ids[0]) if i >= 0 and int(group.rows[i]) not in self._replaced]
+            hits = [
+                (int(group.rows[i]), float(sim))
+                for sim, i in zip(sims[0], ids[0])
+                if i >= 0 and int(group.rows[i]) not in self._replaced
+            ]
             if family is not None:
-                families = self.table.column("family").take(pa.array([row for row, _ in hits], type=pa.int64())).to_pylist()
+                families = (
+                    self.table.column("family")
+                    .take(pa.array([row for row, _ in hits], type=pa.int64()))
+                    .to_pylist()
+                )
                 hits = [h for h, fam in zip(hits, families) if fam == family]
             # A rare family may need a wider net: widen until k hits or the whole group.
             if len(hits) >= k or fetch >= len(group.rows):
@@ -474,16 +535,19 @@ class MemoryStore:
         records = self._records_at([row for row, _ in hits])
         return [(r, sim) for r, (_, sim) in zip(records, hits)]
 
-    def _rows_where(self, space_signature: str | Sequence[str] | None = None, family: str | None = None,
-                    embedder: str | None = None, exclude_task: str | None = None) -> np.ndarray:
-        """The rows matching every given filter, in Arrow (a million-record memory).
-        `space_signature`: one signature or several."""
+    def _rows_where(self, space_signature=None, family=None, embedder=None, exclude_task=None) -> np.ndarray:
+        """The rows matching every given filter (as `records` takes them), in Arrow (a
+        million-record memory). `space_signature`: one signature or several."""
         import pyarrow.compute as pc
 
         t = self.table
         mask = None
-        for column, value, keep in (("space_signature", space_signature, True), ("family", family, True),
-                                    ("embedder", embedder, True), ("task_id", exclude_task, False)):
+        for column, value, keep in (
+            ("space_signature", space_signature, True),
+            ("family", family, True),
+            ("embedder", embedder, True),
+            ("task_id", exclude_task, False),
+        ):
             if value is None or value == "":
                 continue
             if isinstance(value, str):
@@ -500,7 +564,9 @@ class MemoryStore:
             return rows
         return rows[~np.isin(rows, np.fromiter(self._replaced, dtype=np.int64, count=len(self._replaced)))]
 
-    def spaces(self, family: str | None = None, exclude_task: str | None = None) -> list[tuple[str, list | None, int]]:
+    def spaces(
+        self, family: str | None = None, exclude_task: str | None = None
+    ) -> list[tuple[str, list | None, int]]:
         """The spaces the records (of `family`, not of `exclude_task`) were made in: each
         signature with its parameters (`SearchSpace.to_spec`; None for records written
         before the memory kept them) and how many records it has, most first."""
@@ -513,15 +579,25 @@ class MemoryStore:
         out = []
         for row in taken.group_by("space_signature").aggregate([("space_signature", "count")]).to_pylist():
             signature = row["space_signature"]
-            known = pc.and_(pc.equal(taken.column("space_signature"), signature), pc.is_valid(taken.column("space")))
+            known = pc.and_(
+                pc.equal(taken.column("space_signature"), signature), pc.is_valid(taken.column("space"))
+            )
             first = np.flatnonzero(known.to_numpy(zero_copy_only=False))[:1]
-            spec = [param_spec_of(p) for p in taken.column("space")[int(first[0])].as_py()] if len(first) else None
+            spec = (
+                [param_spec_of(p) for p in taken.column("space")[int(first[0])].as_py()]
+                if len(first)
+                else None
+            )
             out.append((signature, spec, row["space_signature_count"]))
         return sorted(out, key=lambda x: -x[2])
 
     def records(
-        self, space_signature: str | Sequence[str] | None = None, family: str | None = None, embedder: str | None = None,
-        exclude_task: str | None = None, newest: int | None = None,
+        self,
+        space_signature: str | Sequence[str] | None = None,
+        family: str | None = None,
+        embedder: str | None = None,
+        exclude_task: str | None = None,
+        newest: int | None = None,
     ) -> list[TaskRecord]:
         """Every record matching all the given filters (and not of `exclude_task`), or only
         the `newest` of them, oldest first. `space_signature`: one or several. The filtering
@@ -537,15 +613,24 @@ class MemoryStore:
 
     def live_table(self) -> pa.Table:
         """The records as one Arrow table (without those a later revision replaced)."""
-        return self.table if not self._replaced else self.table.take(pa.array(self._live(np.arange(len(self.table)))))
+        return (
+            self.table
+            if not self._replaced
+            else self.table.take(pa.array(self._live(np.arange(len(self.table)))))
+        )
 
     def indexes(self) -> list[dict]:
         """One FAISS index per (embedder, space): its records, whether it is exact or
         approximate (IVF), and how many lists an approximate one probes (0: exact, or not
         built yet)."""
         return [
-            {"embedder": embedder, "space_signature": signature, "records": len(group.rows),
-             "approximate": group.trained_on > 0, "nprobe": self.nprobe or group.nprobe}
+            {
+                "embedder": embedder,
+                "space_signature": signature,
+                "records": len(group.rows),
+                "approximate": group.trained_on > 0,
+                "nprobe": self.nprobe or group.nprobe,
+            }
             for (embedder, signature), group in self._groups.items()
         ]
 
@@ -559,7 +644,9 @@ class MemoryStore:
             "embedders": dict(Counter(t.column("embedder").to_pylist())),
             "problems": list(self.problems),
             # every part ever set aside, whichever process moved it
-            "quarantined": sorted(p.name for p in (self.path / "quarantine").glob("*")) if (self.path / "quarantine").is_dir() else [],
+            "quarantined": sorted(p.name for p in (self.path / "quarantine").glob("*"))
+            if (self.path / "quarantine").is_dir()
+            else [],
         }
 
     def export(self, path: str | Path) -> None:

@@ -47,7 +47,9 @@ def run_campaign(
     checkpoint = None
     if run.campaign_file.exists():
         if not resume:
-            raise ConfigError(f"{run.root} already holds a campaign: pass --resume to continue it, or choose another --out")
+            raise ConfigError(
+                f"{run.root} already holds a campaign: pass --resume to continue it, or choose another --out"
+            )
         if not _same_campaign(run.load_campaign(), campaign):
             raise ConfigError(f"{run.root} holds a different campaign than the one given; use another --out")
         checkpoint = run.latest_checkpoint()
@@ -63,7 +65,9 @@ def run_campaign(
     return write_report(run, campaign, result, time.time() - started)
 
 
-def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu", threads: int | None = 1) -> Learner:
+def load(
+    run_dir: str | Path, which: str = "metanas", device: str = "cpu", threads: int | None = 1
+) -> Learner:
     """Load a meta-learned model of a finished or checkpointed campaign: 'metanas' (the
     supernet), 'metanas_derived' (the network of the architecture it found), or a
     meta-trained baseline ('reptile_fixed', 'reptile_conv4').
@@ -77,7 +81,9 @@ def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu", threa
     run = RunDir(Path(run_dir))
     campaign = run.load_campaign()
     if which not in campaign.meta_trained():
-        raise ValueError(f"which: this campaign meta-trained {', '.join(campaign.meta_trained())}; got {which!r}")
+        raise ValueError(
+            f"which: this campaign meta-trained {', '.join(campaign.meta_trained())}; got {which!r}"
+        )
     first = run.latest_checkpoint()
     if first is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint yet; has meta-training run?")
@@ -87,9 +93,13 @@ def load(run_dir: str | Path, which: str = "metanas", device: str = "cpu", threa
     if which == DERIVED:
         checkpoint = RunDir(run.root / "derived").latest_checkpoint()
         if checkpoint is None:
-            raise FileNotFoundError(f"{run_dir}: the derived network has no checkpoint yet (its stage follows the first)")
+            raise FileNotFoundError(
+                f"{run_dir}: the derived network has no checkpoint yet (its stage follows the first)"
+            )
     spec = campaign.model_spec(which, tuple(derived))
     # Users pass images as they come (the folders' own), so the learner inverts them as the
     # campaign's data source did; meta-test passes the already inverted episodes.
     invert = getattr(campaign.data, "invert", False)
-    return Learner.from_spec(spec, checkpoint.params(which), settings, campaign.image_size, device, invert, threads)
+    return Learner.from_spec(
+        spec, checkpoint.params(which), settings, campaign.image_size, device, invert, threads
+    )

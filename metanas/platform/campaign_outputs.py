@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from metanas.cluster.run_dir import RunDir
-from metanas.cluster.hardware import hardware_summary
-from metanas.cluster.schema import DERIVED, Campaign
 from metanas._util.atomic import atomic_write_json
 from metanas._util.stats import mean_ci95
+from metanas.cluster.hardware import hardware_summary
+from metanas.cluster.run_dir import RunDir
+from metanas.cluster.schema import DERIVED, Campaign
 
 if TYPE_CHECKING:  # (the runner imports Ray; a report can be read without it)
     from metanas.cluster.campaign_driver import CampaignResult
@@ -23,7 +23,12 @@ log = logging.getLogger(__name__)
 
 HARDWARE_PNG = "hardware.png"
 METHODS = ("metanas", "metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes")
-COLORS = {"metanas": "tab:blue", "metanas_derived": "tab:green", "reptile_fixed": "tab:orange", "reptile_conv4": "tab:red"}
+COLORS = {
+    "metanas": "tab:blue",
+    "metanas_derived": "tab:green",
+    "reptile_fixed": "tab:orange",
+    "reptile_conv4": "tab:red",
+}
 
 
 def _accuracy(results: list) -> dict[str, dict[str, float]]:
@@ -37,7 +42,15 @@ def summarize_meta_test(campaign: Campaign, results: list, meta_genotype) -> dic
     evaluations = []
     for e, ev in enumerate(campaign.evaluations()):
         mine = [r for r in results if r.evaluation == e]
-        evaluations.append({"n_way": ev.n_way, "k_shot": ev.k_shot, "query_per_class": ev.query, "tasks": len(mine), "accuracy": _accuracy(mine)})
+        evaluations.append(
+            {
+                "n_way": ev.n_way,
+                "k_shot": ev.k_shot,
+                "query_per_class": ev.query,
+                "tasks": len(mine),
+                "accuracy": _accuracy(mine),
+            }
+        )
     first = [r for r in results if r.evaluation == 0]
     task_genotypes = Counter(tuple(r.genotype) for r in first)
     edges = campaign.space.cell_space().edge_names
@@ -46,7 +59,9 @@ def summarize_meta_test(campaign: Campaign, results: list, meta_genotype) -> dic
         "genotype": list(meta_genotype),
         "task_genotypes": [{"genotype": list(g), "tasks": n} for g, n in task_genotypes.most_common(5)],
         # how often each op won each edge across the first evaluation's tasks
-        "op_counts": {edge: dict(Counter(r.genotype[k] for r in first).most_common()) for k, edge in enumerate(edges)},
+        "op_counts": {
+            edge: dict(Counter(r.genotype[k] for r in first).most_common()) for k, edge in enumerate(edges)
+        },
         "evaluations": evaluations,
     }
 
@@ -70,7 +85,10 @@ def method_costs(campaign: Campaign, meta_train: dict[str, Any], genotype) -> di
         spec = campaign.model_spec(name, tuple(derived.get("genotype", genotype)))
         out[name] = {"params": params(spec), "meta_train_s": seconds.get(name, 0.0)}
     if "scratch" in campaign.meta_test.baselines:  # the tasks' own genotypes, never meta-trained
-        out["scratch"] = {"params": params(ModelSpec(campaign.space.cell_space(), 1, n_way, tuple(genotype))), "meta_train_s": 0.0}
+        out["scratch"] = {
+            "params": params(ModelSpec(campaign.space.cell_space(), 1, n_way, tuple(genotype))),
+            "meta_train_s": 0.0,
+        }
     if "pixel_prototypes" in campaign.meta_test.baselines:
         out["pixel_prototypes"] = {"params": 0, "meta_train_s": 0.0}
     return out
@@ -99,8 +117,15 @@ def plot_curve(curve: list[dict[str, float]], path, title: str, alpha_warmup: in
         ax.plot(its[window - 1 :], smooth, color=color, lw=2, label=f"{name} (moving mean of {window})")
     if 0 < alpha_warmup < len(its):
         ax.axvline(alpha_warmup, color="gray", ls="--", lw=1)
-        ax.annotate("alpha warm-up ends", (alpha_warmup, ax.get_ylim()[0]), xytext=(4, 6), textcoords="offset points", color="gray")
-    _finish(plt, fig, ax, path, title, "meta-iteration", "query accuracy (meta-train tasks,\nprototype head before adaptation)")
+        ax.annotate(
+            "alpha warm-up ends",
+            (alpha_warmup, ax.get_ylim()[0]),
+            xytext=(4, 6),
+            textcoords="offset points",
+            color="gray",
+        )
+    ylabel = "query accuracy (meta-train tasks,\nprototype head before adaptation)"
+    _finish(plt, fig, ax, path, title, "meta-iteration", ylabel)
 
 
 def plot_validation(validation: list[dict[str, Any]], path, title: str) -> None:
@@ -117,10 +142,9 @@ def plot_validation(validation: list[dict[str, Any]], path, title: str) -> None:
         half = np.nan_to_num(np.asarray([p[1]["ci95"] for p in points], dtype=float))
         ax.plot(its, mean, color=color, lw=2, marker="o", ms=3, label=name)
         ax.fill_between(its, mean - half, mean + half, color=color, alpha=0.15)
-    _finish(
-        plt, fig, ax, path, title, "meta-iteration (of each method's own stage)",
-        "validation accuracy\n(held-out classes, after adaptation)",
-    )
+    xlabel = "meta-iteration (of each method's own stage)"
+    ylabel = "validation accuracy\n(held-out classes, after adaptation)"
+    _finish(plt, fig, ax, path, title, xlabel, ylabel)
 
 
 def _finish(plt, fig, ax, path, title: str, xlabel: str, ylabel: str) -> None:
@@ -146,16 +170,43 @@ def plot_hardware(hw: dict[str, Any], path, title: str) -> None:
         return row["latency_ms"] if row["latency_ms"] is not None else row["predicted_latency_ms"]
 
     rows = hw["genotypes"]
-    ax.scatter([latency(r) for r in rows], [r["accuracy"] for r in rows], s=[12 + 6 * r["tasks"] for r in rows],
-               color="tab:blue", alpha=0.5, label="task genotypes (area: tasks)")
+    ax.scatter(
+        [latency(r) for r in rows],
+        [r["accuracy"] for r in rows],
+        s=[12 + 6 * r["tasks"] for r in rows],
+        color="tab:blue",
+        alpha=0.5,
+        label="task genotypes (area: tasks)",
+    )
     front = sorted((r for r in rows if r["genotype"] in hw["pareto"]), key=latency)
-    ax.plot([latency(r) for r in front], [r["accuracy"] for r in front], color="tab:blue", lw=1.5, marker="o", ms=4,
-            label="Pareto front")
+    ax.plot(
+        [latency(r) for r in front],
+        [r["accuracy"] for r in front],
+        color="tab:blue",
+        lw=1.5,
+        marker="o",
+        ms=4,
+        label="Pareto front",
+    )
     d = hw["derived"]
     if d.get("accuracy") is not None:
-        ax.scatter([latency(d)], [d["accuracy"]], marker="*", s=200, color="tab:green", label="metanas_derived", zorder=3)
+        ax.scatter(
+            [latency(d)],
+            [d["accuracy"]],
+            marker="*",
+            s=200,
+            color="tab:green",
+            label="metanas_derived",
+            zorder=3,
+        )
     if hw.get("max_latency_ms"):
-        ax.axvline(hw["max_latency_ms"], color="tab:red", ls="--", lw=1, label=f"max_latency_ms {hw['max_latency_ms']:g}")
+        ax.axvline(
+            hw["max_latency_ms"],
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label=f"max_latency_ms {hw['max_latency_ms']:g}",
+        )
     _finish(plt, fig, ax, path, title, f"latency (ms, batch {hw['batch']})", "accuracy (first evaluation)")
 
 
@@ -171,16 +222,20 @@ def results_table(summary: dict[str, Any]) -> str:
         for name, acc in sorted(ev["accuracy"].items(), key=lambda kv: -kv[1]["mean"]):
             cost = costs.get(name, {})
             params, seconds = cost.get("params", ""), cost.get("meta_train_s", "")
-            lines.append(f"{name:<18}{acc['mean']:>10.4f}{'+/- ' + format(acc['ci95'], '.4f'):>12}{params:>10}{seconds:>14}")
+            interval = "+/- " + format(acc["ci95"], ".4f")
+            lines.append(f"{name:<18}{acc['mean']:>10.4f}{interval:>12}{params:>10}{seconds:>14}")
     lines.append(f"meta-learned genotype: {', '.join(mt['genotype'])}")
     tr = summary["meta_train"]
     lines.append(
-        f"meta-train: {tr['iterations']} iterations, {tr['tasks_completed']}/{tr['tasks_planned']} tasks completed "
+        f"meta-train: {tr['iterations']} iterations, {tr['tasks_completed']}/{tr['tasks_planned']} tasks "
+        "completed "
         f"({tr['tasks_failed']} failed, {tr['tasks_retried']} retried), {tr['wall_s']:.0f} s"
     )
     if "derived_stage" in tr:
         d = tr["derived_stage"]
-        lines.append(f"derived network: {d['tasks_completed']}/{d['tasks_planned']} tasks, {d['wall_s']:.0f} s")
+        lines.append(
+            f"derived network: {d['tasks_completed']}/{d['tasks_planned']} tasks, {d['wall_s']:.0f} s"
+        )
     if "hardware" in summary:
         hw = summary["hardware"]
         d = hw["derived"]
@@ -193,22 +248,31 @@ def results_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(run: RunDir, campaign: Campaign, result: "CampaignResult", wall_s: float) -> dict[str, Any]:
+def write_report(run: RunDir, campaign: Campaign, result: CampaignResult, wall_s: float) -> dict[str, Any]:
     """Write summary.json, the meta-training curve and the learning curves; return the summary."""
     meta_train = {**result.meta_train, "validation": result.validation}
     meta_train["methods"] = method_costs(campaign, meta_train, result.genotype)
     meta_test = summarize_meta_test(campaign, result.tests, result.genotype)
-    summary = {"campaign": campaign.name, "wall_s": round(wall_s, 2), "meta_train": meta_train, "meta_test": meta_test}
+    summary = {
+        "campaign": campaign.name,
+        "wall_s": round(wall_s, 2),
+        "meta_train": meta_train,
+        "meta_test": meta_test,
+    }
     if campaign.constraints is not None:
         derived = meta_test["accuracy"].get(DERIVED, {}).get("mean")
         summary["hardware"] = hardware_summary(campaign, run.root, result.tests, result.genotype, derived)
     atomic_write_json(run.summary_file, summary)
     try:  # a plot is a convenience; the summary is the record
-        plot_curve(result.curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup)
+        plot_curve(
+            result.curve, run.curve_png, f"{campaign.name}: meta-training", campaign.meta_train.alpha_warmup
+        )
         if result.validation:
             plot_validation(result.validation, run.validation_png, f"{campaign.name}: learning curves")
         if "hardware" in summary:
-            plot_hardware(summary["hardware"], run.root / HARDWARE_PNG, f"{campaign.name}: accuracy against latency")
+            plot_hardware(
+                summary["hardware"], run.root / HARDWARE_PNG, f"{campaign.name}: accuracy against latency"
+            )
     except Exception:
         log.exception("could not draw the curves")
     return summary

@@ -34,7 +34,8 @@ def _format_errors(err: ValidationError) -> str:
     by_field: dict[str, list[str]] = {}
     for e in err.errors():
         loc = ".".join(
-            str(p) for p in e["loc"]
+            str(p)
+            for p in e["loc"]
             if not (isinstance(p, str) and (p in ("digits", "folders") or any(ch in p for ch in "-['")))
         )
         msg = e["msg"].removeprefix("Value error, ")
@@ -55,7 +56,9 @@ def _format_errors(err: ValidationError) -> str:
 
 def parse_campaign(data: object, origin: str = "campaign") -> Campaign:
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
     try:
         return Campaign.model_validate(data)
     except ValidationError as err:
@@ -78,11 +81,15 @@ def load_campaign(path: str | Path) -> Campaign:
 
 
 def _paths_from(data: object, base: Path) -> object:
-    """Relative data paths (and a latency table's) in a campaign file are relative to the file, so a campaign runs
-    the same from any working directory (and its saved copy holds absolute paths)."""
+    """Relative data paths (and a latency table's) in a campaign file are relative to the
+    file, so a campaign runs the same from any working directory (and its saved copy holds
+    absolute paths)."""
     source = data.get("data") if isinstance(data, dict) else None
     if isinstance(source, dict) and isinstance(source.get("paths"), list):
-        paths = [os.path.normpath(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p for p in source["paths"]]
+        paths = [
+            os.path.normpath(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p
+            for p in source["paths"]
+        ]
         data = {**data, "data": {**source, "paths": paths}}
     constraints = data.get("constraints") if isinstance(data, dict) else None
     table = constraints.get("latency_table") if isinstance(constraints, dict) else None

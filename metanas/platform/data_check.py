@@ -16,7 +16,9 @@ def _need(pool, n_way: int, per_class: int, way_field: str, shots_field: str, sp
     if pool is None:
         return
     if n_way > len(pool.names):
-        raise ConfigError(f"{way_field}: {n_way} classes per episode, but the {split} split has {len(pool.names)} classes")
+        raise ConfigError(
+            f"{way_field}: {n_way} classes per episode, but the {split} split has {len(pool.names)} classes"
+        )
     short = min(range(len(pool.names)), key=lambda i: len(pool.images[i]))
     have = len(pool.images[short])
     if have < per_class:
@@ -41,12 +43,25 @@ def check_campaign_data(campaign: Campaign) -> None:
             text = f"data.{named.group(1)}: {named.group(2)}" if named else f"data: {text}"
         raise ConfigError(text) from None
     e = campaign.episodes
-    _need(train, e.n_way, e.train_shots + e.train_query, "episodes.n_way", "episodes.train_shots + train_query", "meta-train")
+    _need(
+        train,
+        e.n_way,
+        e.train_shots + e.train_query,
+        "episodes.n_way",
+        "episodes.train_shots + train_query",
+        "meta-train",
+    )
     listed = campaign.meta_test.evaluations is not None
     for i, ev in enumerate(campaign.evaluations()):
         where = f"meta_test.evaluations.{i}." if listed else "episodes."
         _need(test, ev.n_way, ev.k_shot + ev.query, f"{where}n_way", f"{where}k_shot + query", "meta-test")
     v = campaign.meta_train.validation
     if v is not None:
-        _need(validation, v.n_way, v.k_shot + v.query, "meta_train.validation.n_way", "meta_train.validation.k_shot + query",
-              "validation")
+        _need(
+            validation,
+            v.n_way,
+            v.k_shot + v.query,
+            "meta_train.validation.n_way",
+            "meta_train.validation.k_shot + query",
+            "validation",
+        )

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from metanas._util.atomic import atomic_write_bytes
 from metanas.cluster.events import read_events
 from metanas.cluster.run_dir import RunDir
-from metanas._util.atomic import atomic_write_bytes
 from metanas.platform.campaign_outputs import COLORS, HARDWARE_PNG, METHODS, _pyplot
 
 REPORT_FILE = "report.html"
@@ -42,7 +42,8 @@ window.addEventListener("load", () => {
   document.body.dataset.imagesRendered = images.length - broken.length;
   if (broken.length) {
     const note = document.getElementById("render-note");
-    note.textContent = broken.length + " of " + images.length + " images did not render: " + broken.map((i) => i.alt).join(", ");
+    const names = broken.map((i) => i.alt).join(", ");
+    note.textContent = broken.length + " of " + images.length + " images did not render: " + names;
     note.hidden = false;
   }
 });
@@ -51,7 +52,8 @@ window.addEventListener("load", () => {
 _STYLE = """<style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.6em 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; margin: 0.6em 0; }
+td, th { padding: 3px 10px; border-bottom: 1px solid #eee; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } img { max-width: 100%; }
 .note { color: #666; } #render-note { color: #b00; font-weight: bold; }
 </style>"""
@@ -100,14 +102,23 @@ def results_section(summary: dict[str, Any]) -> str:
             )
         parts.append(
             f"<h3>{ev['n_way']}-way {ev['k_shot']}-shot, {ev['tasks']} held-out tasks</h3>"
-            "<table><tr><th>method</th><th>accuracy</th><th>&plusmn; 95% CI</th><th>params</th><th>meta-train s</th></tr>"
-            + "".join(rows) + "</table>"
+            "<table><tr><th>method</th><th>accuracy</th><th>&plusmn; 95% "
+            "CI</th><th>params</th><th>meta-train s</th></tr>" + "".join(rows) + "</table>"
         )
     tr = summary["meta_train"]
     counters = "".join(
         f"<tr><td>{k}</td>{_num(tr[k], f'meta_train.{k}', 3)}</tr>"
-        for k in ("iterations", "tasks_planned", "tasks_completed", "tasks_failed", "tasks_retried",
-                  "meta_learner_restarts", "staleness_mean", "staleness_max", "wall_s")
+        for k in (
+            "iterations",
+            "tasks_planned",
+            "tasks_completed",
+            "tasks_failed",
+            "tasks_retried",
+            "meta_learner_restarts",
+            "staleness_mean",
+            "staleness_max",
+            "wall_s",
+        )
         if k in tr
     )
     return "".join(parts) + f"<h3>meta-training</h3><table>{counters}</table>"
@@ -161,32 +172,43 @@ def cell_graph(space, genotype: list[str]) -> str:
         kinds.append(("reduction cell", genotype[len(space.edges) :]))
     fig, axes = plt.subplots(len(kinds), 1, figsize=(8, 2.8 * len(kinds)), squeeze=False)
     for ax, (title, ops) in zip(axes[:, 0], kinds):
-        inputs = ["$c_{k-1}$"] if space.input_cells == 1 else ["$c_{k-2}$", "$c_{k-1}$"]
-        pos = {f"in{j}": (0.0, 1.0 - j) for j in range(len(inputs))}
-        for i in range(space.nodes):
-            pos[f"n{i}"] = (1.0 + i, 0.5 + 0.6 * (-1) ** i)
-        pos["out"] = (space.nodes + 1.0, 0.5)
-        for (node, source), op in zip(space.edges, ops):
-            src = f"in{source}" if source < space.input_cells else f"n{source - space.input_cells}"
-            (x0, y0), (x1, y1) = pos[src], pos[f"n{node}"]
-            ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1.2,
-                                                           "shrinkA": 14, "shrinkB": 14, "connectionstyle": "arc3,rad=0.08"})
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.08, op, fontsize=8, ha="center", color="tab:blue",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
-        for i in range(space.nodes):  # every node joins the output (concatenated, 1x1 conv)
-            (x0, y0), (x1, y1) = pos[f"n{i}"], pos["out"]
-            ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "gray", "lw": 0.8, "ls": "--",
-                                                           "shrinkA": 14, "shrinkB": 14})
-        labels = {**{f"in{j}": inputs[j] for j in range(len(inputs))}, **{f"n{i}": f"node {i}" for i in range(space.nodes)},
-                  "out": "$c_k$"}
-        for key, (x, y) in pos.items():
-            ax.text(x, y, labels[key], ha="center", va="center", fontsize=9,
-                    bbox={"boxstyle": "round,pad=0.4", "fc": "#eef" if key.startswith("n") else "#eee", "ec": "#446"})
-        ax.set_xlim(-0.5, space.nodes + 1.5)
-        ax.set_ylim(-0.8 if space.input_cells == 2 else -0.4, 1.5)
+        _draw_cell(ax, space, ops)
         ax.set_title(title)
-        ax.axis("off")
     return _png(fig)
+
+
+def _draw_cell(ax, space, ops: list[str]) -> None:
+    inputs = ["$c_{k-1}$"] if space.input_cells == 1 else ["$c_{k-2}$", "$c_{k-1}$"]
+    pos = {f"in{j}": (0.0, 1.0 - j) for j in range(len(inputs))}
+    for i in range(space.nodes):
+        pos[f"n{i}"] = (1.0 + i, 0.5 + 0.6 * (-1) ** i)
+    pos["out"] = (space.nodes + 1.0, 0.5)
+    edge_style = {"color": "tab:blue", "lw": 1.2, "connectionstyle": "arc3,rad=0.08"}
+    for (node, source), op in zip(space.edges, ops):
+        src = f"in{source}" if source < space.input_cells else f"n{source - space.input_cells}"
+        (x0, y0), (x1, y1) = pos[src], pos[f"n{node}"]
+        _arrow(ax, (x0, y0), (x1, y1), edge_style)
+        label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}
+        ax.text(
+            (x0 + x1) / 2, (y0 + y1) / 2 + 0.08, op, fontsize=8, ha="center", color="tab:blue", bbox=label_box
+        )
+    for i in range(space.nodes):  # every node joins the output (concatenated, 1x1 conv)
+        _arrow(ax, pos[f"n{i}"], pos["out"], {"color": "gray", "lw": 0.8, "ls": "--"})
+    labels = {
+        **{f"in{j}": inputs[j] for j in range(len(inputs))},
+        **{f"n{i}": f"node {i}" for i in range(space.nodes)},
+        "out": "$c_k$",
+    }
+    for key, (x, y) in pos.items():
+        box = {"boxstyle": "round,pad=0.4", "fc": "#eef" if key.startswith("n") else "#eee", "ec": "#446"}
+        ax.text(x, y, labels[key], ha="center", va="center", fontsize=9, bbox=box)
+    ax.set_xlim(-0.5, space.nodes + 1.5)
+    ax.set_ylim(-0.8 if space.input_cells == 2 else -0.4, 1.5)
+    ax.axis("off")
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], style: dict[str, Any]) -> None:
+    ax.annotate("", end, start, arrowprops={"arrowstyle": "->", "shrinkA": 14, "shrinkB": 14, **style})
 
 
 def op_wins(summary: dict[str, Any]) -> str | None:
@@ -222,14 +244,31 @@ def timeline(events: list[dict[str, Any]]) -> str | None:
     fig, ax = plt.subplots(figsize=(10, 1.0 + 0.5 * max(1, len(workers))))
     for learner in sorted({e["learner"] for e in tasks}):
         for w in workers:
-            bars = [(e["t"] - t0 - e["seconds"], e["seconds"]) for e in tasks
-                    if e["worker"] == w and e["learner"] == learner and e["outcome"] == "completed" and e["seconds"]]
-            ax.broken_barh(bars, (w - 0.35, 0.7), color=COLORS.get(learner, "tab:purple"),
-                           label=learner if w == workers[0] else None)
+            bars = [
+                (e["t"] - t0 - e["seconds"], e["seconds"])
+                for e in tasks
+                if e["worker"] == w
+                and e["learner"] == learner
+                and e["outcome"] == "completed"
+                and e["seconds"]
+            ]
+            ax.broken_barh(
+                bars,
+                (w - 0.35, 0.7),
+                color=COLORS.get(learner, "tab:purple"),
+                label=learner if w == workers[0] else None,
+            )
     lost = [e for e in tasks if e["outcome"] != "completed"]
     if lost:
-        ax.scatter([e["t"] - t0 for e in lost], [e["worker"] if e["worker"] is not None else -0.6 for e in lost],
-                   marker="x", color="red", s=40, label="retried / failed try", zorder=3)
+        ax.scatter(
+            [e["t"] - t0 for e in lost],
+            [e["worker"] if e["worker"] is not None else -0.6 for e in lost],
+            marker="x",
+            color="red",
+            s=40,
+            label="retried / failed try",
+            zorder=3,
+        )
     for e in events:
         if e["kind"] == "rewind":
             ax.axvline(e["t"] - t0, color="red", ls="--", lw=1)
@@ -257,18 +296,26 @@ def staleness(events: list[dict[str, Any]]) -> str | None:
 def hardware_section(summary: dict[str, Any], run: RunDir) -> str:
     hw = summary.get("hardware")
     if hw is None:
-        return '<p class="note">No <code>constraints:</code> in this campaign, so its genotypes were not measured.</p>'
+        return (
+            '<p class="note">No <code>constraints:</code> in this campaign, '
+            "so its genotypes were not measured.</p>"
+        )
     d = hw["derived"]
     rows = "".join(
         f"<tr><td>{label}</td>{_num(d[k], f'hardware.derived.{k}')}</tr>"
-        for label, k in (("measured latency (ms)", "latency_ms"), ("predicted latency (ms)", "predicted_latency_ms"),
-                         ("parameters", "params"), ("FLOPs", "flops"))
+        for label, k in (
+            ("measured latency (ms)", "latency_ms"),
+            ("predicted latency (ms)", "predicted_latency_ms"),
+            ("parameters", "params"),
+            ("FLOPs", "flops"),
+        )
     )
     within = _num(hw["tasks_within"], "hardware.tasks_within")
     return (
         f"<p>Device: <code>{html.escape(hw['device'])}</code>, batch {hw['batch']}; limits: "
         f"max_latency_ms {hw['max_latency_ms']}, max_params {hw['max_params']}.</p>"
-        f"<table><tr><td>share of meta-test tasks whose genotype is within the limits</td>{within}</tr></table>"
+        "<table><tr><td>share of meta-test tasks whose genotype is within the "
+        f"limits</td>{within}</tr></table>"
         f"<h3>derived network <code>{html.escape(', '.join(d['genotype']))}</code></h3><table>{rows}</table>"
         + _img(_file_png(run.root / HARDWARE_PNG), "accuracy against latency")
     )
@@ -286,18 +333,35 @@ def write_explain(run_dir: str | Path, out: str | Path | None = None) -> Path:
     space = campaign.space.cell_space()
     sections = [
         ("Results", results_section(summary)),
-        ("Meta-training", _img(_file_png(run.curve_png), "meta-training curve") + _img(_file_png(run.validation_png), "learning curves")),
+        (
+            "Meta-training",
+            _img(_file_png(run.curve_png), "meta-training curve")
+            + _img(_file_png(run.validation_png), "learning curves"),
+        ),
         ("Architecture weights over meta-training", _img(alpha_heatmap(run, campaign), "alpha heat map")),
-        ("The derived cell", f"<p>genotype <code data-key=\"meta_test.genotype\">{html.escape(', '.join(genotype))}</code></p>"
-         + _img(cell_graph(space, genotype), "derived cell") + _img(op_wins(summary), "op wins across meta-test tasks")),
+        (
+            "The derived cell",
+            f'<p>genotype <code data-key="meta_test.genotype">{html.escape(", ".join(genotype))}</code></p>'
+            + _img(cell_graph(space, genotype), "derived cell")
+            + _img(op_wins(summary), "op wins across meta-test tasks"),
+        ),
         ("Accuracy against latency", hardware_section(summary, run)),
-        ("Workers", _img(timeline(events), "worker timeline") + (_img(staleness(events), "staleness histogram")
-                     or '<p class="note">No async updates (sync campaign), so no staleness.</p>')
-         if events else '<p class="note">This run has no event log (events.jsonl): it was written before campaigns kept one.</p>'),
+        (
+            "Workers",
+            _img(timeline(events), "worker timeline")
+            + (
+                _img(staleness(events), "staleness histogram")
+                or '<p class="note">No async updates (sync campaign), so no staleness.</p>'
+            )
+            if events
+            else '<p class="note">This run has no event log (events.jsonl): '
+            "it was written before campaigns kept one.</p>",
+        ),
     ]
     body = "".join(f"<h2>{title}</h2>{content}" for title, content in sections)
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(campaign.name)}: metanas report</title>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(campaign.name)}: metanas "
+        "report</title>"
         f"{_STYLE}</head><body><h1>{html.escape(campaign.name)}</h1>"
         f"<p class='note'>{html.escape(str(run.root))}, wall time {_fmt_s(summary.get('wall_s'))}</p>"
         f"<p id='render-note' hidden></p>{body}{_RENDER_CHECK}</body></html>"

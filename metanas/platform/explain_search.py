@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from metanas._util.atomic import atomic_write_bytes
-from metanas.platform.explain_campaign import _STYLE, _img, _num, _png
 from metanas.platform.campaign_outputs import _pyplot
+from metanas.platform.explain_campaign import _STYLE, _img, _num, _png
 from metanas.searchers.pareto import pareto_front
 
 SEARCH_REPORT_FILE = "search_report.html"
@@ -53,7 +54,9 @@ def scores_figure(trials: Sequence[dict]) -> str:
     for i, source in enumerate(dict.fromkeys(sources)):
         pick = [j for j, s in enumerate(sources) if s == source]
         ax.scatter(x[pick], finite[pick], color=cmap(i % 10), s=22, label=source, zorder=3)
-    ax.step(x, np.where(np.isfinite(best), best, np.nan), where="post", color="black", lw=1.5, label="best so far")
+    ax.step(
+        x, np.where(np.isfinite(best), best, np.nan), where="post", color="black", lw=1.5, label="best so far"
+    )
     ax.set_xlabel("evaluation")
     ax.set_ylabel("score")
     ax.set_title("each evaluation, by where it came from")
@@ -64,8 +67,11 @@ def scores_figure(trials: Sequence[dict]) -> str:
 
 def weights_figure(trials: Sequence[dict]) -> str | None:
     """The stored tasks' weights at each model proposal (the most weighted six)."""
-    rows = [(i + 1, (t.get("why") or {}).get("tasks") or {}) for i, t in enumerate(trials)
-            if (t.get("why") or {}).get("source", "").startswith("memory model")]
+    rows = [
+        (i + 1, (t.get("why") or {}).get("tasks") or {})
+        for i, t in enumerate(trials)
+        if (t.get("why") or {}).get("source", "").startswith("memory model")
+    ]
     if not rows:
         return None
     peak: dict[str, float] = {}
@@ -95,13 +101,28 @@ def metrics_figure(trials: Sequence[dict], objectives: dict[str, str]) -> str | 
     fig, ax = plt.subplots(figsize=(6, 4))
     warm = [t for t in measured if (t.get("why") or {}).get("source") == "pareto set"]
     rest = [t for t in measured if t not in warm]
-    ax.scatter([t["metrics"][b] for t in rest], [t["metrics"][a] for t in rest], s=18, color="tab:blue", label="searched")
-    ax.scatter([t["metrics"][b] for t in warm], [t["metrics"][a] for t in warm], s=40, marker="s", color="tab:orange",
-               label="from stored Pareto sets")
-    front = sorted((measured[i] for i in pareto_front([t["metrics"] for t in measured], {a: objectives[a], b: objectives[b]})),
-                   key=lambda t: t["metrics"][b])
-    ax.plot([t["metrics"][b] for t in front], [t["metrics"][a] for t in front], color="black", lw=1.2, marker="o", ms=3,
-            label="Pareto front")
+    styles = (
+        (rest, {"s": 18, "color": "tab:blue", "label": "searched"}),
+        (warm, {"s": 40, "marker": "s", "color": "tab:orange", "label": "from stored Pareto sets"}),
+    )
+    for trials, style in styles:
+        ax.scatter([t["metrics"][b] for t in trials], [t["metrics"][a] for t in trials], **style)
+    front = sorted(
+        (
+            measured[i]
+            for i in pareto_front([t["metrics"] for t in measured], {a: objectives[a], b: objectives[b]})
+        ),
+        key=lambda t: t["metrics"][b],
+    )
+    ax.plot(
+        [t["metrics"][b] for t in front],
+        [t["metrics"][a] for t in front],
+        color="black",
+        lw=1.2,
+        marker="o",
+        ms=3,
+        label="Pareto front",
+    )
     ax.set_xlabel(f"{b} ({objectives[b]})")
     ax.set_ylabel(f"{a} ({objectives[a]})")
     ax.grid(alpha=0.3)
@@ -110,7 +131,9 @@ def metrics_figure(trials: Sequence[dict], objectives: dict[str, str]) -> str | 
     return _png(fig)
 
 
-def write_search_explain(trials: Sequence[dict], title: str, out: str | Path, objectives: dict[str, str] | None = None) -> Path:
+def write_search_explain(
+    trials: Sequence[dict], title: str, out: str | Path, objectives: dict[str, str] | None = None
+) -> Path:
     """Write the page for these trials (`Trial.to_dict` form, in evaluation order)."""
     trials = [t for t in trials if t.get("source") != "known"]
     if not trials:
@@ -121,22 +144,33 @@ def write_search_explain(trials: Sequence[dict], title: str, out: str | Path, ob
             best = max(best, t["score"])
         why = t.get("why") or {}
         config = html.escape(", ".join(f"{k}={v}" for k, v in t["config"].items()))
+        source = html.escape(why.get("source", t.get("source", "")))
+        best_so_far = _num(best if math.isfinite(best) else None, f"best_so_far.{i}")
         rows.append(
-            f"<tr><td>{i + 1}</td><td>{html.escape(why.get('source', t.get('source', '')))}</td><td>{_leaned_on(why)}</td>"
-            f"{_num(t['score'], f'trials.{i}.score')}{_num(best if math.isfinite(best) else None, f'best_so_far.{i}')}"
+            f"<tr><td>{i + 1}</td><td>{source}</td><td>{_leaned_on(why)}</td>"
+            f"{_num(t['score'], f'trials.{i}.score')}{best_so_far}"
             f"<td><code>{config}</code></td></tr>"
         )
-    table = ("<table><tr><th>#</th><th>from</th><th>stored tasks it leaned on (weight)</th><th>score</th>"
-             "<th>best so far</th><th>config</th></tr>" + "".join(rows) + "</table>")
+    table = (
+        "<table><tr><th>#</th><th>from</th><th>stored tasks it leaned on (weight)</th><th>score</th>"
+        "<th>best so far</th><th>config</th></tr>" + "".join(rows) + "</table>"
+    )
     weights = weights_figure(trials)
     body = (
         f"<h1>{html.escape(title)}</h1><p class='note'>{len(trials)} evaluations</p>"
-        + "<h2>Evaluations</h2>" + _img(scores_figure(trials), "scores by source")
+        + "<h2>Evaluations</h2>"
+        + _img(scores_figure(trials), "scores by source")
         + ("<h2>Stored tasks' weights</h2>" + _img(weights, "stored task weights") if weights else "")
-        + (("<h2>Metrics</h2>" + _img(metrics_figure(trials, objectives), "metrics and front")) if objectives else "")
-        + "<h2>Every evaluation</h2>" + table
+        + (
+            ("<h2>Metrics</h2>" + _img(metrics_figure(trials, objectives), "metrics and front"))
+            if objectives
+            else ""
+        )
+        + "<h2>Every evaluation</h2>"
+        + table
     )
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{_STYLE}</head><body>{body}</body></html>"
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title>{_STYLE}"
+    page = f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
     path = Path(out)
     atomic_write_bytes(path, page.encode())  # (a crash never leaves half a page)
     return path
@@ -148,10 +182,21 @@ def explain_record(memory: str | Path, key: str, out: str | Path | None = None) 
 
     records = [r for r in MemoryStore(Path(memory)).records() if r.key == key]
     if not records:
-        raise FileNotFoundError(f"memory {memory} has no record with key {key!r}; `metanas memory ls {memory}` lists them")
+        raise FileNotFoundError(
+            f"memory {memory} has no record with key {key!r}; `metanas memory ls {memory}` lists them"
+        )
     record = records[0]
-    objectives = next(((t.get("why") or {}).get("objectives") for t in record.trials if (t.get("why") or {}).get("objectives")), None)
-    return write_search_explain(record.trials, f"{record.task_id}: {record.searcher} search", out or SEARCH_REPORT_FILE, objectives)
+    objectives = next(
+        (
+            (t.get("why") or {}).get("objectives")
+            for t in record.trials
+            if (t.get("why") or {}).get("objectives")
+        ),
+        None,
+    )
+    return write_search_explain(
+        record.trials, f"{record.task_id}: {record.searcher} search", out or SEARCH_REPORT_FILE, objectives
+    )
 
 
 def explain_search(result: Any, out: str | Path = SEARCH_REPORT_FILE, title: str = "search") -> Path:

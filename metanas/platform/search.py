@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from metanas.memory import policies
 from metanas.memory.embedders import LandmarkEmbedder, estimated_landmarks
+from metanas.memory.past_tasks import memory_model, past_tasks
 from metanas.memory.records import PastTask
 from metanas.memory.sampler import top_tasks
-from metanas.memory import policies
-from metanas.memory.past_tasks import memory_model, past_tasks
 from metanas.searchers.base import Objective, SearchInterrupted, SearchResult, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
 
@@ -153,24 +154,38 @@ class _Search:
     def record_key(self, policy: str, suffix: str = "") -> str:
         """The record's key: the same search (budget and seed included) has the same key, so
         a retried one never duplicates its record."""
-        parts = (self.campaign_id or "search", self.task_id, self.searcher, policy, self.seed, f"b{self.budget}")
+        parts = (
+            self.campaign_id or "search",
+            self.task_id,
+            self.searcher,
+            policy,
+            self.seed,
+            f"b{self.budget}",
+        )
         return self.key or "/".join(map(str, parts)) + suffix
 
     def single_objective(self) -> SearchResult:
         policy = self._checked_policy()
-        obj = Objective(self.objective, self.fail_fast)  # an evaluation that raises is a failed trial unless fail_fast
+        obj = Objective(
+            self.objective, self.fail_fast
+        )  # an evaluation that raises is a failed trial unless fail_fast
         store = open_memory(self.memory)
         task_embedding, told = self._task_embedding(obj)
         start = self._start(policy, store, obj, told)
         plan, sampler = policy.plan(start), policy.sampler(start)
         log.info(
             "task %s: %d probes, %d warm-start configs (%d did not fit the space)",
-            self.task_id, len(plan.told), len(plan.queued), plan.dropped,
+            self.task_id,
+            len(plan.told),
+            len(plan.queued),
+            plan.dropped,
         )
         key = self.record_key(policy.name)
         result = self._run_searcher(obj, plan, sampler, store, key)
         # The probes were evaluated here, for this task: they are trials of this search.
-        result.trials = [Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials]
+        result.trials = [
+            Trial(t.config, t.score, t.budget, "probe") if t.source == "known" else t for t in result.trials
+        ]
         result.warm_start_dropped += plan.dropped
         result.trials = explained(result.trials, policy, self.searcher, plan, sampler)
         if store is not None:  # (raises SearchFailed when every evaluation failed: nothing to remember)
@@ -185,9 +200,13 @@ class _Search:
         if self.searcher not in SEARCHERS:
             raise ValueError(f"searcher: expected one of {SEARCHERS}, got {self.searcher!r}")
         if self.storage is not None and self.searcher != "optuna":
-            raise ValueError(f"storage: Optuna storages record searcher='optuna' searches, not {self.searcher!r}")
+            raise ValueError(
+                f"storage: Optuna storages record searcher='optuna' searches, not {self.searcher!r}"
+            )
         if policy.needs_sampler and self.searcher == "random":
-            raise ValueError(f"warm_start={warm_start!r} proposes configs through Optuna: use searcher='optuna' or 'tune'")
+            raise ValueError(
+                f"warm_start={warm_start!r} proposes configs through Optuna: use searcher='optuna' or 'tune'"
+            )
         return policy
 
     def _task_embedding(self, obj: Objective) -> tuple[tuple[str, Any] | None, list[WarmStart]]:
@@ -198,30 +217,58 @@ class _Search:
             return self.given_embedding, []
         embedder = self.embedder
         if len(embedder.probes) >= self.budget:
-            raise ValueError(f"budget {self.budget} leaves nothing after {len(embedder.probes)} landmark probes")
+            raise ValueError(
+                f"budget {self.budget} leaves nothing after {len(embedder.probes)} landmark probes"
+            )
         vector, scores = embedder.embed_with_scores(obj)
-        return (embedder.name, vector), [WarmStart(self.space.validate(p), s) for p, s in zip(embedder.probes, scores)]
+        return (embedder.name, vector), [
+            WarmStart(self.space.validate(p), s) for p, s in zip(embedder.probes, scores)
+        ]
 
-    def _start(self, policy: policies.WarmStartPolicy, store: TaskMemory | None, obj: Objective, told: list[WarmStart]) -> policies.Start:
+    def _start(
+        self,
+        policy: policies.WarmStartPolicy,
+        store: TaskMemory | None,
+        obj: Objective,
+        told: list[WarmStart],
+    ) -> policies.Start:
         """What the policy knows: the stored tasks it learns from and the memory's model."""
         past, model = memory_model(
-            store if policy.uses_memory else None, self.space, self.family_filter, self.task_id, self.seed,
-            self.given_embedding, policy.neighbours(self.k),
+            store if policy.uses_memory else None,
+            self.space,
+            self.family_filter,
+            self.task_id,
+            self.seed,
+            self.given_embedding,
+            policy.neighbours(self.k),
         )
         return policies.Start(
-            self.space, past, model, obj, self.budget, told, by_embedding=self.embedding is not None,
-            n_warm=self.n_warm_start, seed=self.seed,
+            self.space,
+            past,
+            model,
+            obj,
+            self.budget,
+            told,
+            by_embedding=self.embedding is not None,
+            n_warm=self.n_warm_start,
+            seed=self.seed,
         )
 
-    def _run_searcher(self, obj: Objective, plan: policies.WarmStartPlan, sampler: Any, store: TaskMemory | None, key: str) -> SearchResult:
+    def _run_searcher(
+        self, obj: Objective, plan: policies.WarmStartPlan, sampler: Any, store: TaskMemory | None, key: str
+    ) -> SearchResult:
         """The searcher's part; on Ctrl-C the finished evaluations are kept in the memory
         (under the key plus '/interrupted') and `SearchInterrupted` says so."""
-        options: dict[str, Any] = {} if self.storage is None else {"storage": self.storage, "study_name": self.task_id}
+        options: dict[str, Any] = (
+            {} if self.storage is None else {"storage": self.storage, "study_name": self.task_id}
+        )
         if sampler is not None:
             options["sampler"] = sampler
         searcher = make_searcher(self.searcher, self.seed, **options)
         try:
-            result = searcher.search(obj, self.space, self.budget - len(plan.told), warm_start=plan.warm_start)
+            result = searcher.search(
+                obj, self.space, self.budget - len(plan.told), warm_start=plan.warm_start
+            )
         except KeyboardInterrupt:
             finished = [Trial(ws.config, ws.score, None, "probe") for ws in plan.told] + obj.history
             kept = None
@@ -231,7 +278,10 @@ class _Search:
         if obj.errors:
             log.warning(
                 "task %s: %d of %d evaluations raised (the first: %s)",
-                self.task_id, len(obj.errors), len(result.evaluated), obj.errors[0][1],
+                self.task_id,
+                len(obj.errors),
+                len(result.evaluated),
+                obj.errors[0][1],
             )
         return result
 
@@ -247,20 +297,34 @@ class _Search:
         policy = policies.get(warm_start, multi_objective=True)
         if self.searcher not in MULTI_OBJECTIVE_SEARCHERS:
             choices = tuple(MULTI_OBJECTIVE_SEARCHERS)
-            raise ValueError(f"searcher: a multi-objective search takes one of {choices}, got {self.searcher!r}")
+            raise ValueError(
+                f"searcher: a multi-objective search takes one of {choices}, got {self.searcher!r}"
+            )
         _check_task_and_budget(self.task_id, self.budget)
         store = open_memory(self.memory)
         past = self._pareto_sources(store if policy.uses_memory else None)
-        plan = policy.plan(policies.Start(self.space, past, objectives=mo.objectives, constraints=mo.constraints, seed=self.seed))
+        plan = policy.plan(
+            policies.Start(
+                self.space, past, objectives=mo.objectives, constraints=mo.constraints, seed=self.seed
+            )
+        )
         log.info("task %s: %d warm-start configs from stored Pareto sets", self.task_id, len(plan.queued))
         result = multi_objective_search(
-            mo, self.space, self.budget, plan.queued, MULTI_OBJECTIVE_SEARCHERS[self.searcher], self.seed, self.storage,
+            mo,
+            self.space,
+            self.budget,
+            plan.queued,
+            MULTI_OBJECTIVE_SEARCHERS[self.searcher],
+            self.seed,
+            self.storage,
             self.task_id,
         )
         result.trials = self._explained_multi_objective(result.trials, plan, dict(mo.objectives))
         if store is not None:  # (raises SearchFailed when no trial was feasible: nothing to remember)
             key = self.record_key(warm_start, "/" + ",".join(mo.objectives))
-            self._remember(store, key, result.trials, f"{self.searcher}_multi_objective", self.given_embedding)
+            self._remember(
+                store, key, result.trials, f"{self.searcher}_multi_objective", self.given_embedding
+            )
         return result
 
     def _pareto_sources(self, store: TaskMemory | None) -> list[PastTask]:
@@ -274,19 +338,30 @@ class _Search:
         hits = store.nearest(given[1], self.k, self.space.signature, given[0], family=self.family_filter)
         return [PastTask(r.task_id, r.trials, sim) for r, sim in hits if r.task_id != self.task_id]
 
-    def _explained_multi_objective(self, trials: list[Trial], plan: policies.WarmStartPlan,
-                                   goals: dict[str, str]) -> list[Trial]:
+    def _explained_multi_objective(
+        self, trials: list[Trial], plan: policies.WarmStartPlan, goals: dict[str, str]
+    ) -> list[Trial]:
         """Each trial with its `why` (the objectives kept with it, so a stored search can be drawn again)."""
         origins = iter(plan.origins)
         searched = {"source": f"{self.searcher} (multi-objective)", "objectives": goals}
         return [
-            replace(t, why={"source": "pareto set", "task": next(origins), "objectives": goals}
-                    if t.source == "warm_start" else searched)
+            replace(
+                t,
+                why={"source": "pareto set", "task": next(origins), "objectives": goals}
+                if t.source == "warm_start"
+                else searched,
+            )
             for t in trials
         ]
 
-    def _remember(self, store: TaskMemory | None, key: str, trials: Sequence[Trial], searcher: str,
-                  embedding: tuple[str, Any] | None = None) -> str:
+    def _remember(
+        self,
+        store: TaskMemory | None,
+        key: str,
+        trials: Sequence[Trial],
+        searcher: str,
+        embedding: tuple[str, Any] | None = None,
+    ) -> str:
         """Append the search's record: its best trial, every trial, and its embedding
         (`(embedder, vector)` given, or estimated from the trials). Raises SearchFailed when
         no trial succeeded. A key already stored is logged, not added."""
@@ -296,12 +371,24 @@ class _Search:
         dicts = [t.to_dict() for t in trials]
         name, vector = embedding if embedding is not None else estimated_landmarks(self.space, dicts)
         record = TaskRecord(
-            key=key, task_id=self.task_id, family=self.family, embedder=name, embedding=vector,
-            space_signature=self.space.signature, best_config=best.config, best_score=best.score, trials=dicts,
-            searcher=searcher, campaign_id=self.campaign_id, created_at=time.time(), space=self.space.to_spec(),
+            key=key,
+            task_id=self.task_id,
+            family=self.family,
+            embedder=name,
+            embedding=vector,
+            space_signature=self.space.signature,
+            best_config=best.config,
+            best_score=best.score,
+            trials=dicts,
+            searcher=searcher,
+            campaign_id=self.campaign_id,
+            created_at=time.time(),
+            space=self.space.to_spec(),
         )
         if not store.append([record]):  # (idempotent: a retried search never duplicates a record)
-            log.warning("the memory already holds %r (the same search, same budget and seed): not added again", key)
+            log.warning(
+                "the memory already holds %r (the same search, same budget and seed): not added again", key
+            )
         return key
 
 
@@ -349,11 +436,15 @@ def propose(
     return model.portfolio(n)
 
 
-def explained(trials: list[Trial], policy: policies.WarmStartPolicy, searcher: str, plan: Any, sampler: Any) -> list[Trial]:
+def explained(
+    trials: list[Trial], policy: policies.WarmStartPolicy, searcher: str, plan: Any, sampler: Any
+) -> list[Trial]:
     """Each evaluated trial with its `why`: the probe, warm start or model proposal it was,
     and the stored tasks behind it with their weights (`metanas explain` draws them)."""
     proposals = list(getattr(sampler, "history", []))
-    task_ids = [t.task_id for t in sampler.model.tasks] if sampler is not None and sampler.model is not None else []
+    task_ids = (
+        [t.task_id for t in sampler.model.tasks] if sampler is not None and sampler.model is not None else []
+    )
     similarity = top_tasks(plan.similarity)
     out, proposed = [], 0
     for t in trials:
@@ -364,9 +455,14 @@ def explained(trials: list[Trial], policy: policies.WarmStartPolicy, searcher: s
         elif policy.needs_sampler and proposed < len(proposals):
             p = proposals[proposed]
             proposed += 1
-            why = {"source": f"memory model ({p.source})", "evaluations_before": sum(o.source != "known" for o in out),
-                   "tasks": top_tasks(dict(zip(task_ids, p.weights.tolist())))}
+            why = {
+                "source": f"memory model ({p.source})",
+                "evaluations_before": sum(o.source != "known" for o in out),
+                "tasks": top_tasks(dict(zip(task_ids, p.weights.tolist()))),
+            }
         else:
-            why = {"source": "tpe" if policy.needs_sampler else searcher}  # (the model's sampler hands over to TPE)
+            why = {
+                "source": "tpe" if policy.needs_sampler else searcher
+            }  # (the model's sampler hands over to TPE)
         out.append(replace(t, why=why))
     return out

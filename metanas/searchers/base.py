@@ -12,8 +12,9 @@ import inspect
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from metanas.searchers.pareto import feasible, pareto_front
 from metanas.searchers.space import SearchSpace, config_key
@@ -29,7 +30,7 @@ class SearchInterrupted(KeyboardInterrupt):
     """Ctrl-C during a search: the evaluations that finished are attached (and, with a
     memory, stored under `key`)."""
 
-    def __init__(self, trials: list["Trial"], key: str | None = None) -> None:
+    def __init__(self, trials: list[Trial], key: str | None = None) -> None:
         kept = f"; they are in the memory under {key!r}" if key else ""
         super().__init__(f"search interrupted after {len(trials)} finished evaluations{kept}")
         self.trials, self.key = trials, key
@@ -39,7 +40,7 @@ class SearchFailed(ValueError):
     """Every evaluation of a search failed: there is no best config. The trials (with their
     failure scores) are attached, so nothing evaluated is lost."""
 
-    def __init__(self, message: str, trials: list["Trial"]) -> None:
+    def __init__(self, message: str, trials: list[Trial]) -> None:
         super().__init__(message)
         self.trials = trials
 
@@ -87,7 +88,11 @@ class SearchResult:
         """The evaluated trials no other feasible trial dominates (feasible ones only)."""
         if self.objectives is None:
             raise ValueError("pareto: this was a single-objective search; pass objectives= to metanas.search")
-        ok = [t for t in self.trials if t.metrics is not None and feasible(t.metrics, self.objectives, self.constraints)]
+        ok = [
+            t
+            for t in self.trials
+            if t.metrics is not None and feasible(t.metrics, self.objectives, self.constraints)
+        ]
         return [ok[i] for i in pareto_front([t.metrics for t in ok], self.objectives)]
 
     @property
@@ -105,7 +110,8 @@ class SearchResult:
         finite = [t for t in self.trials if math.isfinite(t.score)]
         if not finite:
             raise SearchFailed(
-                f"every one of the {len(self.trials)} trials failed (the objective raised, returned NaN or inf, "
+                f"every one of the {len(self.trials)} trials failed (the objective raised, returned NaN or "
+                "inf, "
                 "or broke a bound): no best config",
                 list(self.trials),
             )
@@ -140,7 +146,8 @@ class Objective:
         self.history: list[Trial] = []
         try:
             params = [
-                p for p in inspect.signature(fn).parameters.values()
+                p
+                for p in inspect.signature(fn).parameters.values()
                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
             ]
             self.takes_budget = len(params) >= 2
@@ -153,11 +160,17 @@ class Objective:
         except Exception as err:  # (not KeyboardInterrupt: Ctrl-C stops the search)
             if self.fail_fast:
                 raise
-            log.warning("objective raised %s: %s for %s; counted as a failed trial", type(err).__name__, err, config)
+            log.warning(
+                "objective raised %s: %s for %s; counted as a failed trial", type(err).__name__, err, config
+            )
             self.errors.append((config, f"{type(err).__name__}: {err}"))
             self.history.append(Trial(config, FAILED_SCORE, budget))
             return FAILED_SCORE
-        if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        if (
+            isinstance(value, (bool, str, bytes))
+            or not isinstance(value, (int, float))
+            and not hasattr(value, "__float__")
+        ):
             raise TypeError(f"objective returned {value!r} for {config}; it must return a number")
         score = float(value)
         score = score if math.isfinite(score) else FAILED_SCORE
@@ -214,5 +227,7 @@ class Searcher(abc.ABC):
         return SearchResult(self.name, trials, time.perf_counter() - start, dropped)
 
     @abc.abstractmethod
-    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+    def _search(
+        self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]
+    ) -> list[Trial]:
         """Run the search; warm starts are already validated."""

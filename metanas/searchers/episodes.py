@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -58,7 +58,8 @@ class ClassPool:
             imgs = self.images[c]
             if len(imgs) < k_shot + query:
                 raise ValueError(
-                    f"class {self.names[c]!r} has {len(imgs)} images, an episode needs k_shot+query={k_shot + query}"
+                    f"class {self.names[c]!r} has {len(imgs)} images, an episode needs "
+                    f"k_shot+query={k_shot + query}"
                 )
             pick = rng.choice(len(imgs), size=k_shot + query, replace=False)
             sx.append(imgs[pick[:k_shot]])
@@ -112,7 +113,11 @@ def hold_out_classes(pool: ClassPool, fraction: float, seed: int) -> tuple[Class
 
 
 def digits_pools(
-    test_digits: Sequence[int], rotations: Sequence[int], split: str = "digit", test_classes: int = 12, seed: int = 0
+    test_digits: Sequence[int],
+    rotations: Sequence[int],
+    split: str = "digit",
+    test_classes: int = 12,
+    seed: int = 0,
 ) -> tuple[ClassPool, ClassPool]:
     """Meta-train and meta-test pools from scikit-learn's 8x8 digits.
 
@@ -125,7 +130,9 @@ def digits_pools(
 
     data = load_digits()
     images = (data.images / 16.0).astype(np.float32)
-    pool = with_rotations([str(d) for d in range(10)], [images[data.target == d] for d in range(10)], rotations)
+    pool = with_rotations(
+        [str(d) for d in range(10)], [images[data.target == d] for d in range(10)], rotations
+    )
     if split == "digit":
         bad = [d for d in test_digits if d not in range(10)]
         if bad:
@@ -188,11 +195,15 @@ def read_class_folders(
     # usually wraps everything in one top folder; that folder is not a group.
     depth = {len(p) for p in files}
     if len(depth) != 1:
-        raise ValueError(f"{str(root)!r}: images sit at different depths; expected class/*.png or group/class/*.png")
+        raise ValueError(
+            f"{str(root)!r}: images sit at different depths; expected class/*.png or group/class/*.png"
+        )
     classes: dict[str, dict[str, list[np.ndarray]]] = {}
     for parts in sorted(files):
         group = parts[-3] if len(parts) >= 3 else ""
-        classes.setdefault(group, {}).setdefault(parts[-2], []).append(_load_image(files[parts], image_size if decode else 0, invert))
+        classes.setdefault(group, {}).setdefault(parts[-2], []).append(
+            _load_image(files[parts], image_size if decode else 0, invert)
+        )
     return {g: {c: np.stack(v) for c, v in cs.items()} for g, cs in classes.items()}
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from metanas.searchers.base import FAILED_SCORE, SearchResult, Trial, WarmStart, fit_warm_start
 from metanas.searchers.pareto import DIRECTIONS, feasible, violation
@@ -42,8 +43,11 @@ class MultiObjective:
     """Wraps a user callable `config -> {metric: value}`; checks what it returns."""
 
     def __init__(
-        self, fn: Callable[[dict[str, Any]], Mapping[str, float]], objectives: Mapping[str, str],
-        constraints: Mapping[str, float] | None = None, fail_fast: bool = False,
+        self,
+        fn: Callable[[dict[str, Any]], Mapping[str, float]],
+        objectives: Mapping[str, str],
+        constraints: Mapping[str, float] | None = None,
+        fail_fast: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"objective must be callable, got {type(fn).__name__}")
@@ -62,11 +66,15 @@ class MultiObjective:
         except Exception as err:  # (not KeyboardInterrupt)
             if self.fail_fast:
                 raise
-            log.warning("objective raised %s: %s for %s; counted as a failed trial", type(err).__name__, err, config)
+            log.warning(
+                "objective raised %s: %s for %s; counted as a failed trial", type(err).__name__, err, config
+            )
             self.errors.append((config, f"{type(err).__name__}: {err}"))
             return None
         if not isinstance(value, Mapping):
-            raise TypeError(f"objective returned {value!r} for {config}; a multi-objective search needs a dict of metrics")
+            raise TypeError(
+                f"objective returned {value!r} for {config}; a multi-objective search needs a dict of metrics"
+            )
         missing = [k for k in self.objectives if k not in value]
         if missing:
             raise TypeError(f"objective returned no {missing} for {config}; it must return every objective")
@@ -112,19 +120,7 @@ def multi_objective_search(
         raise ValueError(f"budget must be a positive number of evaluations, got {budget!r}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     names = list(objective.objectives)
-    if sampler == "tpe":
-        made = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
-    elif sampler == "nsga2":
-        made = optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
-    else:
-        made = optuna.samplers.RandomSampler(seed=seed)
-    directions = ["maximize" if objective.objectives[n] == "max" else "minimize" for n in names]
-    study = optuna.create_study(
-        directions=directions, sampler=made, storage=storage, study_name=study_name, load_if_exists=storage is not None
-    )
-    with warnings.catch_warnings():  # (experimental in Optuna, and harmless)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(names)  # what optuna-dashboard labels the axes with
+    study = _study(objective, _sampler(sampler, seed), storage, study_name)
     fitted, dropped = fit_warm_start(space, warm_start)
     for ws in fitted:
         study.enqueue_trial(ws.config, skip_if_exists=False)
@@ -143,8 +139,43 @@ def multi_objective_search(
 
     start = time.perf_counter()
     study.optimize(run, n_trials=budget)
-    return SearchResult(f"optuna_mo_{sampler}", trials, time.perf_counter() - start, dropped,
-                        objectives=dict(objective.objectives), constraints=dict(objective.constraints) or None)
+    return SearchResult(
+        f"optuna_mo_{sampler}",
+        trials,
+        time.perf_counter() - start,
+        dropped,
+        objectives=dict(objective.objectives),
+        constraints=dict(objective.constraints) or None,
+    )
+
+
+def _sampler(name: str, seed: int) -> Any:
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _study(objective: MultiObjective, sampler: Any, storage: str | None, study_name: str | None) -> Any:
+    """The Optuna study of a multi-objective search, its metrics named for optuna-dashboard."""
+    import optuna
+
+    names = list(objective.objectives)
+    directions = ["maximize" if objective.objectives[n] == "max" else "minimize" for n in names]
+    study = optuna.create_study(
+        directions=directions,
+        sampler=sampler,
+        storage=storage,
+        study_name=study_name,
+        load_if_exists=storage is not None,
+    )
+    with warnings.catch_warnings():  # (experimental in Optuna, and harmless)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)  # what optuna-dashboard labels the axes with
+    return study
 
 
 def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:

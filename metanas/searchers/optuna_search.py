@@ -6,7 +6,8 @@ pruned by a successive-halving pruner."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from metanas.searchers.base import FAILED_SCORE, Objective, Searcher, Trial, WarmStart
 from metanas.searchers.space import Categorical, Float, Int, Param, SearchSpace, choices_param
@@ -33,9 +34,13 @@ def from_optuna(name: str, distribution: Any) -> Param:
     if isinstance(distribution, od.CategoricalDistribution):
         return choices_param(name, distribution.choices)
     if isinstance(distribution, od.IntDistribution):
-        return Int(name, int(distribution.low), int(distribution.high), distribution.log, int(distribution.step))
+        return Int(
+            name, int(distribution.low), int(distribution.high), distribution.log, int(distribution.step)
+        )
     if isinstance(distribution, od.FloatDistribution):
-        return Float(name, float(distribution.low), float(distribution.high), distribution.log, distribution.step)
+        return Float(
+            name, float(distribution.low), float(distribution.high), distribution.log, distribution.step
+        )
     raise ValueError(f"parameter {name!r}: no metanas parameter for {type(distribution).__name__}")
 
 
@@ -57,8 +62,12 @@ class OptunaSearcher(Searcher):
     name = "optuna"
 
     def __init__(
-        self, seed: int = 0, sampler: Any = "tpe", fidelities: Sequence[float] | None = None,
-        storage: str | None = None, study_name: str | None = None,
+        self,
+        seed: int = 0,
+        sampler: Any = "tpe",
+        fidelities: Sequence[float] | None = None,
+        storage: str | None = None,
+        study_name: str | None = None,
     ) -> None:
         """`sampler`: 'tpe', 'cmaes', 'random', or an Optuna sampler object (e.g.
         `metanas.MemorySampler`), used as it is (its own seed applies). `storage`: an Optuna
@@ -67,7 +76,9 @@ class OptunaSearcher(Searcher):
         super().__init__(seed)
         self.storage, self.study_name = storage, study_name
         if isinstance(sampler, str) and sampler not in ("tpe", "cmaes", "random"):
-            raise ValueError(f"sampler: expected 'tpe', 'cmaes', 'random' or an Optuna sampler, got {sampler!r}")
+            raise ValueError(
+                f"sampler: expected 'tpe', 'cmaes', 'random' or an Optuna sampler, got {sampler!r}"
+            )
         self.sampler = sampler
         self.fidelities = list(fidelities) if fidelities else None
         if not isinstance(sampler, str):
@@ -84,20 +95,32 @@ class OptunaSearcher(Searcher):
             return optuna.samplers.CmaEsSampler(seed=self.seed)
         return optuna.samplers.RandomSampler(seed=self.seed)
 
-    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+    def _search(
+        self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]
+    ) -> list[Trial]:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         dists = optuna_distributions(space)
-        pruner = optuna.pruners.SuccessiveHalvingPruner() if self.fidelities and objective.takes_budget else optuna.pruners.NopPruner()
+        pruner = (
+            optuna.pruners.SuccessiveHalvingPruner()
+            if self.fidelities and objective.takes_budget
+            else optuna.pruners.NopPruner()
+        )
         study = optuna.create_study(
-            direction="maximize", sampler=self._make_sampler(), pruner=pruner, storage=self.storage,
-            study_name=self.study_name, load_if_exists=self.storage is not None,
+            direction="maximize",
+            sampler=self._make_sampler(),
+            pruner=pruner,
+            storage=self.storage,
+            study_name=self.study_name,
+            load_if_exists=self.storage is not None,
         )
         trials: list[Trial] = []
         for ws in warm_start:
             if ws.score is not None:
-                study.add_trial(optuna.trial.create_trial(params=ws.config, distributions=dists, value=ws.score))
+                study.add_trial(
+                    optuna.trial.create_trial(params=ws.config, distributions=dists, value=ws.score)
+                )
                 trials.append(Trial(ws.config, ws.score, None, "known"))
         queued = [ws.config for ws in warm_start if ws.score is None]
         for config in queued:
@@ -105,7 +128,7 @@ class OptunaSearcher(Searcher):
         # Known trials took the first trial numbers, the enqueued warm starts the next ones.
         first_searched = len(trials) + len(queued)
 
-        def run(trial: "optuna.Trial") -> float:
+        def run(trial: optuna.Trial) -> float:
             config = {p.name: suggest(trial, p) for p in space.params}
             source = "warm_start" if trial.number < first_searched else "search"
             if self.fidelities and objective.takes_budget:

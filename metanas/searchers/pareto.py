@@ -3,7 +3,7 @@ bounds on those objectives (the worst acceptable value of each)."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 DIRECTIONS = ("max", "min")
 
@@ -28,9 +28,13 @@ def pareto_front(points: Sequence[Mapping[str, float]], objectives: Mapping[str,
     return [i for i, p in enumerate(points) if not any(dominates(q, p, objectives) for q in points)]
 
 
-def feasible(metrics: Mapping[str, float], objectives: Mapping[str, str], constraints: Mapping[str, float] | None) -> bool:
+def feasible(
+    metrics: Mapping[str, float], objectives: Mapping[str, str], constraints: Mapping[str, float] | None
+) -> bool:
     """Within every bound: at most it for a minimised metric, at least it for a maximised one."""
-    return all(violation(metrics, objectives, name, bound) <= 0 for name, bound in (constraints or {}).items())
+    return all(
+        violation(metrics, objectives, name, bound) <= 0 for name, bound in (constraints or {}).items()
+    )
 
 
 def violation(metrics: Mapping[str, float], objectives: Mapping[str, str], name: str, bound: float) -> float:

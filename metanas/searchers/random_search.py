@@ -5,7 +5,7 @@ With `fidelities`, a budget-taking objective is evaluated once, at the highest f
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from metanas.searchers.base import Objective, Searcher, Trial, WarmStart
 from metanas.searchers.space import SearchSpace
@@ -18,7 +18,9 @@ class RandomSearcher(Searcher):
         super().__init__(seed)
         self.fidelity = max(fidelities) if fidelities else None
 
-    def _search(self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]) -> list[Trial]:
+    def _search(
+        self, objective: Objective, space: SearchSpace, budget: int, warm_start: list[WarmStart]
+    ) -> list[Trial]:
         rng = random.Random(self.seed)
         trials = [Trial(ws.config, ws.score, None, "known") for ws in warm_start if ws.score is not None]
         queue = [ws.config for ws in warm_start if ws.score is None]

@@ -12,8 +12,9 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,21 @@ class Categorical:
     def __post_init__(self) -> None:
         if len(self.choices) < 1:
             raise ValueError(f"parameter {self.name!r}: a categorical needs at least one choice")
-        equal = [(a, b) for i, a in enumerate(self.choices) for b in self.choices[i + 1 :] if a == b or repr(a) == repr(b)]
+        equal = [
+            (a, b)
+            for i, a in enumerate(self.choices)
+            for b in self.choices[i + 1 :]
+            if a == b or repr(a) == repr(b)
+        ]
         if equal:  # (1 and True, or 1 and 1.0, are one value to Python: one-hot and lookups would mix them)
-            raise ValueError(f"parameter {self.name!r}: choices must be distinct values, but {equal[0][0]!r} == {equal[0][1]!r}")
+            raise ValueError(
+                f"parameter {self.name!r}: choices must be distinct values, but {equal[0][0]!r} == "
+                f"{equal[0][1]!r}"
+            )
 
     def validate(self, value: Any) -> Any:
         if value not in self.choices:
-            raise ValueError(
-                f"parameter {self.name!r}: {value!r} is not one of {list(self.choices)}"
-            )
+            raise ValueError(f"parameter {self.name!r}: {value!r} is not one of {list(self.choices)}")
         return self.choices[self.choices.index(value)]  # the choice itself (1.0 given for 1: 1)
 
     def sample(self, rng: random.Random) -> Any:
@@ -99,9 +106,13 @@ class _Range:
             raise ValueError(f"parameter {self.name!r}: a log-scaled range needs low > 0")
         if self.step is not None:
             if isinstance(self.step, bool) or not isinstance(self.step, (int, float)) or not self.step > 0:
-                raise ValueError(f"parameter {self.name!r}: step must be a positive number, got {self.step!r}")
+                raise ValueError(
+                    f"parameter {self.name!r}: step must be a positive number, got {self.step!r}"
+                )
             if self.log:
-                raise ValueError(f"parameter {self.name!r}: a range is either log-scaled or stepped, not both")
+                raise ValueError(
+                    f"parameter {self.name!r}: a range is either log-scaled or stepped, not both"
+                )
             object.__setattr__(self, "high", self._cast(_last_grid_point(self.low, self.high, self.step)))
 
     def _is_valid_number(self, value: Any) -> bool:
@@ -115,7 +126,9 @@ class _Range:
         if self.step is not None:
             k = (value - self.low) / self.step
             if abs(k - round(k)) > 1e-6:
-                raise ValueError(f"parameter {self.name!r}: {value} is not on the grid {self.low} + k * {self.step}")
+                raise ValueError(
+                    f"parameter {self.name!r}: {value} is not on the grid {self.low} + k * {self.step}"
+                )
             return self._on_grid(round(k))
         return self._cast(value)
 
@@ -162,7 +175,9 @@ class _Range:
         if self.step is not None:
             return self._on_grid(round(u * (self._points - 1)))
         if self.log:
-            return self._cast(self._inside(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))))
+            return self._cast(
+                self._inside(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+            )
         return self._cast(self._inside(self.low + u * (self.high - self.low)))
 
     def _inside(self, value: float) -> float:
@@ -182,7 +197,9 @@ class Int(_Range):
         if type(self.step) is int and self.step == 1:
             object.__setattr__(self, "step", None)  # (step 1 is every integer: the plain range)
         elif self.step is not None and type(self.step) is not int:
-            raise ValueError(f"parameter {self.name!r}: an integer step must be a positive integer, got {self.step!r}")
+            raise ValueError(
+                f"parameter {self.name!r}: an integer step must be a positive integer, got {self.step!r}"
+            )
         super().__post_init__()
 
     def _is_valid_number(self, value: Any) -> bool:
@@ -201,7 +218,7 @@ class Float(_Range):
     high: float
 
 
-Param = Union[Categorical, Int, Float]  # (an Ordinal is a Categorical)
+Param = Categorical | Int | Float  # (an Ordinal is a Categorical)
 
 
 def choices_param(name: str, values: Sequence[Any]) -> Categorical:
@@ -276,7 +293,9 @@ class SearchSpace:
         rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         return {p.name: p.sample(rng) for p in self.params}
 
-    def neighbours(self, config: dict[str, Any], rng: random.Random | int | None = None) -> list[dict[str, Any]]:
+    def neighbours(
+        self, config: dict[str, Any], rng: random.Random | int | None = None
+    ) -> list[dict[str, Any]]:
         """Configs that differ from `config` in one parameter, by one step (local search)."""
         rng = rng if isinstance(rng, random.Random) else random.Random(rng)
         config = self.validate(config)
@@ -306,8 +325,10 @@ class SearchSpace:
     @property
     def signature(self) -> str:
         """Stable hash of the parameter definitions (not of the space's display name)."""
-        spec = [[type(p).__name__, *(_jsonable(v) for k, v in vars(p).items() if not (k == "step" and v is None))]
-                for p in self.params]  # (a range without a step hashes as before steps existed)
+        spec = [
+            [type(p).__name__, *(_jsonable(v) for k, v in vars(p).items() if not (k == "step" and v is None))]
+            for p in self.params
+        ]  # (a range without a step hashes as before steps existed)
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_spec(self) -> list[dict[str, Any]]:
@@ -315,10 +336,10 @@ class SearchSpace:
         return [param_spec(p) for p in self.params]
 
     @classmethod
-    def from_spec(cls, spec: Sequence[dict[str, Any]], name: str = "space") -> "SearchSpace":
+    def from_spec(cls, spec: Sequence[dict[str, Any]], name: str = "space") -> SearchSpace:
         return cls(tuple(param_from_spec(d) for d in spec), name)
 
-    def project(self, names: Sequence[str]) -> "SearchSpace":
+    def project(self, names: Sequence[str]) -> SearchSpace:
         """The space of these parameters only, in this space's order."""
         keep = set(names)
         return SearchSpace(tuple(p for p in self.params if p.name in keep), self.name)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,12 @@ class SearcherContract:
         objective = _Plain(tmp_path / "calls.jsonl")
         known = {"x": 0.0, "n": 3, "c": "b"}
         other = {"x": 0.5, "n": 2, "c": "a"}
-        warm = [WarmStart(BEST), {"x": 99.0, "n": 3, "c": "b"}, other, WarmStart(known, score=toy_score(known))]
+        warm = [
+            WarmStart(BEST),
+            {"x": 99.0, "n": 3, "c": "b"},
+            other,
+            WarmStart(known, score=toy_score(known)),
+        ]
         result = self.make_searcher(0).search(objective, SPACE, budget=6, warm_start=warm)
         calls = [c["config"] for c in objective.calls()]
         assert len(calls) == 6 and known not in calls  # the known score cost nothing
@@ -98,7 +104,7 @@ class SearcherContract:
         result = self.make_searcher(0).search(objective, SPACE, budget=4)
         assert len(result.evaluated) == 4 and all(t.score == -math.inf for t in result.evaluated)
         with pytest.raises(ValueError, match="failed"):
-            result.best
+            _ = result.best
 
     def test_a_budgeted_objective_runs_at_the_searchers_fidelities(self, tmp_path):
         objective = _Budgeted(tmp_path / "calls.jsonl")

@@ -13,7 +13,9 @@ import pytest
 from metanas.memory.records import TaskRecord
 
 
-def make_record(i: int, space: str = "s1", family: str = "f", dim: int = 8, embedder: str = "e") -> TaskRecord:
+def make_record(
+    i: int, space: str = "s1", family: str = "f", dim: int = 8, embedder: str = "e"
+) -> TaskRecord:
     rng = np.random.default_rng(i)
     return TaskRecord(
         key=f"{space}/{i}",
@@ -81,7 +83,10 @@ class StoreContract:
         store.append([replace(r, created_at=1_000.0 + i) for i, r in enumerate(records)])
         assert [r.key for r in store.records(space_signature="s1", newest=2)] == ["s1/7", "s1/9"]
         assert len(store.records(space_signature=["s1", "s2"], family="f")) == 6
-        assert all(r.task_id != "t3" for r in store.records(exclude_task="t3")) and len(store.records(exclude_task="t3")) == 9
+        assert (
+            all(r.task_id != "t3" for r in store.records(exclude_task="t3"))
+            and len(store.records(exclude_task="t3")) == 9
+        )
         assert store.records(embedder="nobody") == [] and "s1/3" in store and "s1/4" not in store
 
     def test_spaces_count_the_records_of_each_most_first(self, tmp_path):
@@ -101,15 +106,31 @@ class StoreContract:
         space = SearchSpace([Float("x", 0.0, 1.0)])
         store = self.open_store(tmp_path)
         for task in range(4):
-            trials = [{"config": {"x": x / 10}, "score": -abs(x / 10 - 0.3) - task / 100, "budget": None} for x in range(11)]
+            trials = [
+                {"config": {"x": x / 10}, "score": -abs(x / 10 - 0.3) - task / 100, "budget": None}
+                for x in range(11)
+            ]
             best = max(trials, key=lambda t: t["score"])
-            store.append([TaskRecord(
-                key=f"k{task}", task_id=f"t{task}", family="f", embedder="e", embedding=np.full(4, task, np.float32),
-                space_signature=space.signature, best_config=best["config"], best_score=best["score"], trials=trials,
-                searcher="optuna", created_at=float(task), space=space.to_spec(),
-            )])
+            store.append(
+                [
+                    TaskRecord(
+                        key=f"k{task}",
+                        task_id=f"t{task}",
+                        family="f",
+                        embedder="e",
+                        embedding=np.full(4, task, np.float32),
+                        space_signature=space.signature,
+                        best_config=best["config"],
+                        best_score=best["score"],
+                        trials=trials,
+                        searcher="optuna",
+                        created_at=float(task),
+                        space=space.to_spec(),
+                    )
+                ]
+            )
         assert [t.task_id for t in past_tasks(store, space, None, "t1")] == ["t0", "t2", "t3"]
         past, model = memory_model(store, space, None, "new", 0, None)
         assert len(past) == 4 and Path(store.path).is_dir()
-        (config, predicted, _), = model.portfolio(1)
+        ((config, predicted, _),) = model.portfolio(1)
         assert abs(config["x"] - 0.3) <= 0.1 and 0.0 <= predicted <= 1.0

@@ -12,7 +12,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
 def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_session, tiny_campaign_dict):
-    result = bench_scaling(parse_campaign(tiny_campaign_dict), iterations=2, multinode=False, straggler=2.0, repeats=1)
+    result = bench_scaling(
+        parse_campaign(tiny_campaign_dict), iterations=2, multinode=False, straggler=2.0, repeats=1
+    )
     assert result["workers"] == [1, 2] and result["updates"] == "async"
     assert set(result["modes"]) == {"async", "sync"}
     for numbers in [result, *result["modes"].values()]:

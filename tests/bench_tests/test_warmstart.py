@@ -39,12 +39,21 @@ def test_bench_output_schema_and_the_memory_helps_early(tmp_path):
     methods = bench["methods"]
     assert set(methods) == set(METHODS) >= {"tpe", "best_of_each", "portfolio_full", "metanas_model"}
     for row in methods.values():
-        assert set(row) == {"regret@1", "regret@5", "regret@10", "regret@50", "evals_to_target@0.1",
-                            "tasks_worse_than_tpe@10_2se", "tasks_worse_than_tpe@50_2se"}
+        assert set(row) == {
+            "regret@1",
+            "regret@5",
+            "regret@10",
+            "regret@50",
+            "evals_to_target@0.1",
+            "tasks_worse_than_tpe@10_2se",
+            "tasks_worse_than_tpe@50_2se",
+        }
         assert row["regret@10"] <= row["regret@5"] <= row["regret@1"]
         assert 1 <= row["evals_to_target@0.1"] <= 13
     paired = bench["paired_vs_tpe"]["metanas_model"]
-    assert len(paired) == 3 and all(set(p) == {"diff@10", "se@10", "diff@50", "se@50"} for p in paired.values())
+    assert len(paired) == 3 and all(
+        set(p) == {"diff@10", "se@10", "diff@50", "se@50"} for p in paired.values()
+    )
     # the ceiling: copying one other task's top 10 (with hindsight) is at least as good as
     # copying its optimum alone
     ceiling = bench["ceiling"]
@@ -64,7 +73,11 @@ def test_bench_output_schema_and_the_memory_helps_early(tmp_path):
 
 def test_multi_objective_bench_schema_and_exact_fronts():
     from metanas.bench.multi_objective import (
-        MO_METHODS, _tasks, bench_multi_objective, front_mask, parse_objectives,
+        MO_METHODS,
+        _tasks,
+        bench_multi_objective,
+        front_mask,
+        parse_objectives,
     )
     from metanas.searchers.pareto import pareto_front
 

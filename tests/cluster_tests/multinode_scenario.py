@@ -20,8 +20,8 @@ from ray.cluster_utils import Cluster
 
 def main(out: Path, mode: str, updates: str) -> None:
     from metanas.cluster import worker_pool
-    from metanas.cluster.run_dir import RunDir
     from metanas.cluster.campaign_driver import CampaignDriver
+    from metanas.cluster.run_dir import RunDir
     from metanas.memory.store import MemoryStore
     from metanas.platform.config import parse_campaign
     from tests.conftest import TINY_CAMPAIGN
@@ -34,7 +34,13 @@ def main(out: Path, mode: str, updates: str) -> None:
     cfg = json.loads(json.dumps(TINY_CAMPAIGN))
     cfg["meta_train"].update(iterations=14, checkpoint_every=2, updates=updates)
     cfg["meta_train"]["inner"]["steps"] = 25
-    cfg["workers"] = {"count": 3, "cpus_per_worker": 1, "gpus_per_worker": 1, "placement": "spread", "start_timeout_s": 60}
+    cfg["workers"] = {
+        "count": 3,
+        "cpus_per_worker": 1,
+        "gpus_per_worker": 1,
+        "placement": "spread",
+        "start_timeout_s": 60,
+    }
     campaign = parse_campaign(cfg)
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)
@@ -67,17 +73,21 @@ def main(out: Path, mode: str, updates: str) -> None:
         stack = "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
         result["error"] = f"the campaign did not finish within 400 s; the driver is at:\n{stack}"
     keys = MemoryStore(out / "memory").keys()
-    print(json.dumps({
-        "error": result.get("error"),
-        "summary": result.get("summary"),
-        "worker_nodes": placed,
-        "gpu_nodes": gpu_nodes,
-        "head_node": cluster.head_node.node_id,
-        "central_nodes": central,
-        "devices": [info.device for info in runner.worker_info],
-        "memory_keys": len(keys),
-        "memory_unique": len(set(keys)),
-    }))
+    print(
+        json.dumps(
+            {
+                "error": result.get("error"),
+                "summary": result.get("summary"),
+                "worker_nodes": placed,
+                "gpu_nodes": gpu_nodes,
+                "head_node": cluster.head_node.node_id,
+                "central_nodes": central,
+                "devices": [info.device for info in runner.worker_info],
+                "memory_keys": len(keys),
+                "memory_unique": len(set(keys)),
+            }
+        )
+    )
     runner.close()
     ray.shutdown()
     cluster.shutdown()

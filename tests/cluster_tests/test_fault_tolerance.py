@@ -11,8 +11,8 @@ import time
 import pytest
 import ray
 
-from metanas.cluster.run_dir import RunDir
 from metanas.cluster.campaign_driver import CampaignDriver
+from metanas.cluster.run_dir import RunDir
 from metanas.memory.store import MemoryStore
 from metanas.platform.config import parse_campaign
 
@@ -63,7 +63,9 @@ def _check_accounted_for(summary: dict, out) -> None:
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])
-def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tiny_campaign_dict, tmp_path, updates):
+def test_a_killed_task_worker_is_restarted_and_its_task_retried(
+    ray_session, tiny_campaign_dict, tmp_path, updates
+):
     out = tmp_path / "run"
     runner, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
     _wait_for_checkpoint(out, 2)
@@ -77,7 +79,9 @@ def test_a_killed_task_worker_is_restarted_and_its_task_retried(ray_session, tin
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])
-def test_a_killed_meta_learner_restarts_from_its_checkpoint(ray_session, tiny_campaign_dict, tmp_path, updates):
+def test_a_killed_meta_learner_restarts_from_its_checkpoint(
+    ray_session, tiny_campaign_dict, tmp_path, updates
+):
     out = tmp_path / "run"
     runner, thread, result = _start(_slow_tiny(tiny_campaign_dict, updates), out)
     _wait_for_checkpoint(out, 4)
@@ -91,7 +95,11 @@ def test_a_killed_meta_learner_restarts_from_its_checkpoint(ray_session, tiny_ca
     summary = result["summary"]
     # re-run from the checkpoint when it had applied updates past it; either way every
     # task is accounted for once and no update is applied twice
-    print("meta_learner_restarts", summary["meta_train"]["meta_learner_restarts"], summary["meta_train"]["tasks_completed"])
+    print(
+        "meta_learner_restarts",
+        summary["meta_train"]["meta_learner_restarts"],
+        summary["meta_train"]["tasks_completed"],
+    )
     assert summary["meta_train"]["meta_learner_restarts"] <= 1
     if updates == "async":  # updates flow after every task, so the restart was always noticed
         assert summary["meta_train"]["meta_learner_restarts"] == 1

@@ -30,15 +30,34 @@ def _start_head(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Pop
     `extra_env` (e.g. a token) its node is 127.0.0.1 too, for a driver that joins it."""
     port, dashboard = _free_port(), _free_port()
     ray_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{ray_bin}:{os.environ['PATH']}", **(extra_env or {})}  # jobs run `python -m metanas`
+    env = {
+        **os.environ,
+        "PATH": f"{ray_bin}:{os.environ['PATH']}",
+        **(extra_env or {}),
+    }  # jobs run `python -m metanas`
     node = ["--node-ip-address=127.0.0.1"] if extra_env else []
     head = subprocess.Popen(
-        [str(ray_bin / "ray"), "start", "--head", *node, f"--port={port}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--num-cpus=4", "--include-dashboard=true", "--block",
-         # the session's embedded Ray already holds the default agent ports on this machine
-         f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-         f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(ray_bin / "ray"),
+            "start",
+            "--head",
+            *node,
+            f"--port={port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=4",
+            "--include-dashboard=true",
+            "--block",
+            # the session's embedded Ray already holds the default agent ports on this machine
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 90
     while True:
@@ -78,7 +97,19 @@ def _config(tmp_path, tiny, iterations: int) -> Path:
 
 def test_submit_status_logs_and_stop(ray_head, tmp_path, tiny_campaign_dict, capsys):
     out = tmp_path / "job-out"
-    assert main(["submit", str(_config(tmp_path, dict(tiny_campaign_dict), 3)), "--address", ray_head, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                str(_config(tmp_path, dict(tiny_campaign_dict), 3)),
+                "--address",
+                ray_head,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     job_id, state = capsys.readouterr().out.strip().split("\t")
     assert state == "SUCCEEDED"
     assert json.loads((out / "summary.json").read_text())["meta_train"]["tasks_completed"] == 3 * 2 * 2
@@ -88,7 +119,12 @@ def test_submit_status_logs_and_stop(ray_head, tmp_path, tiny_campaign_dict, cap
     assert "metanas" in capsys.readouterr().out  # the results table the job printed
 
     long_config = _config(tmp_path, dict(tiny_campaign_dict), 5000)
-    assert main(["submit", str(long_config), "--address", ray_head, "--out", str(tmp_path / "long"), "--no-wait"]) == 0
+    assert (
+        main(
+            ["submit", str(long_config), "--address", ray_head, "--out", str(tmp_path / "long"), "--no-wait"]
+        )
+        == 0
+    )
     second = capsys.readouterr().out.strip().split("\t")[0]
     marker = str(tmp_path / "long")
     deadline = time.time() + 60
@@ -123,18 +159,36 @@ def _drivers(marker: str) -> list[int]:
 
 def test_a_driver_whose_cluster_goes_away_says_so_in_one_line_and_exits(tmp_path, tiny_campaign_dict):
     # the head's token, given to the driver that joins it; both on loopback (see connect.py)
-    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex(), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    token = {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
     head, port, _ = _start_head(token)
     out = tmp_path / "out"
     try:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "metanas", "run", str(_config(tmp_path, dict(tiny_campaign_dict), 5000)),
-             "--address", f"127.0.0.1:{port}", "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **token},
+            [
+                sys.executable,
+                "-m",
+                "metanas",
+                "run",
+                str(_config(tmp_path, dict(tiny_campaign_dict), 5000)),
+                "--address",
+                f"127.0.0.1:{port}",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **token},
         )
         deadline = time.time() + 120
         while not list((out / "checkpoints").glob("*")):  # meta-training is under way
-            assert time.time() < deadline and driver.poll() is None, driver.stderr.read() if driver.poll() is not None else "the campaign never checkpointed"
+            assert time.time() < deadline and driver.poll() is None, (
+                driver.stderr.read() if driver.poll() is not None else "the campaign never checkpointed"
+            )
             time.sleep(0.5)
     finally:
         _stop_head(head)
@@ -146,7 +200,9 @@ def test_a_driver_whose_cluster_goes_away_says_so_in_one_line_and_exits(tmp_path
             driver.kill()
     assert time.time() - lost < 10
     last = driver.stderr.read().strip().splitlines()[-1]
-    assert driver.returncode == 1 and last.startswith(f"metanas: error: lost the Ray cluster at 127.0.0.1:{port}"), last
+    assert driver.returncode == 1 and last.startswith(
+        f"metanas: error: lost the Ray cluster at 127.0.0.1:{port}"
+    ), last
 
 
 def test_submit_rejects_a_bad_campaign_before_uploading(tmp_path, tiny_campaign_dict, capsys):

@@ -34,8 +34,12 @@ def test_every_socket_of_a_running_campaign_listens_on_loopback_only(tiny_campai
     config = tmp_path / "c.yaml"
     tiny_campaign_dict["meta_train"]["iterations"] = 30  # long enough to look at while it runs
     config.write_text(yaml.safe_dump(tiny_campaign_dict))
-    proc = subprocess.Popen([sys.executable, "-m", "metanas", "run", str(config), "--out", str(tmp_path / "out")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "metanas", "run", str(config), "--out", str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: dict[str, str] = {}
     try:
         while proc.poll() is None:

@@ -13,8 +13,8 @@ import torch
 from metanas.cluster.checkpointer import Checkpointer, write_initial_checkpoint
 from metanas.cluster.messages import Attempt, Outcome, TrainResult, UpdateLost, WorkerInfo
 from metanas.cluster.meta_learner import AsyncSettings, MetaLearnerCore
-from metanas.cluster.run_dir import RunDir
 from metanas.cluster.meta_train_loop import MAX_REWINDS, MetaTrainLoop
+from metanas.cluster.run_dir import RunDir
 from metanas.cluster.train_state import TrainPlan, WorkerTally
 from metanas.searchers.darts.reptile import MetaSchedule
 
@@ -74,7 +74,9 @@ class LocalLearner:
         return self.core.current_version(learner), self.params(learner)
 
     def apply(self, iteration, updates):
-        return [self.core.apply(name, iteration, updates.get(name, [])) for name in ("metanas", "reptile_fixed")]
+        return [
+            self.core.apply(name, iteration, updates.get(name, [])) for name in ("metanas", "reptile_fixed")
+        ]
 
     def submit(self, learner, key, base_version, update, incarnation):
         if (learner, key) in self.lose_updates:
@@ -149,16 +151,22 @@ def test_every_task_runs_once_and_every_update_is_applied(tmp_path, updates):
     assert final.counts.applied == final.counts.completed == 32 and final.counts.failed == 0
     assert set(pool.runs.values()) == {1} and len(memory.records) == 16
     assert final.iteration == 8 and [r["iteration"] for r in final.curve] == list(range(8))
-    assert sorted(p.stem for p in (tmp_path / "checkpoints").glob("*.json")) == [f"iter_{i:06d}" for i in (0, 2, 4, 6, 8)]
+    assert sorted(p.stem for p in (tmp_path / "checkpoints").glob("*.json")) == [
+        f"iter_{i:06d}" for i in (0, 2, 4, 6, 8)
+    ]
     assert learner.core.current_version("metanas") == 8  # one meta-step per iteration's meta_batch
     # every update was +0.5 with beta decaying linearly from 1 to 0 over the 8 steps
-    assert float(learner.core.params["metanas"]["w"][0]) == pytest.approx(0.5 * sum(1 - i / 8 for i in range(8)))
+    assert float(learner.core.params["metanas"]["w"][0]) == pytest.approx(
+        0.5 * sum(1 - i / 8 for i in range(8))
+    )
     assert final.workers == [{"worker_id": 0, "node_id": "node", "pid": 1234, "device": "cpu", "tasks": 32}]
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])
 def test_lost_tasks_are_retried_and_failed_ones_never_reach_the_meta_parameters(tmp_path, updates):
-    pool = FakePool(retries=2, lose={("metanas", 1, 0): 1, ("reptile_fixed", 2, 1): 5}, fail={("metanas", 3, 1)})
+    pool = FakePool(
+        retries=2, lose={("metanas", 1, 0): 1, ("reptile_fixed", 2, 1): 5}, fail={("metanas", 3, 1)}
+    )
     scheduler, state, learner, memory, _ = _setup(tmp_path, updates, pool=pool)
     final = scheduler.run(state)
     c = final.counts
@@ -194,7 +202,9 @@ def test_a_restarted_meta_learner_rewinds_both_to_the_checkpoint(tmp_path, updat
     # the event log holds every try, the rewind, and (async) every update with its staleness
     assert [e["to_iteration"] for e in EVENTS if e["kind"] == "rewind"] == [4]
     tries = [e for e in EVENTS if e["kind"] == "task"]
-    assert len(tries) == sum(pool.runs.values()) and all(e["outcome"] == "completed" and e["worker"] == 0 for e in tries)
+    assert len(tries) == sum(pool.runs.values()) and all(
+        e["outcome"] == "completed" and e["worker"] == 0 for e in tries
+    )
     updates_logged = [e for e in EVENTS if e["kind"] == "update"]
     # (async: the update that met the restarted MetaLearner is refused, not logged)
     assert len(updates_logged) == (len(tries) - 1 if updates == "async" else 0)
@@ -232,7 +242,9 @@ def test_a_meta_learner_that_cannot_rewind_makes_the_campaign_fail_instead_of_lo
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])
-def test_a_new_scheduler_resumes_from_the_latest_checkpoint_without_rerunning_finished_tasks(tmp_path, updates):
+def test_a_new_scheduler_resumes_from_the_latest_checkpoint_without_rerunning_finished_tasks(
+    tmp_path, updates
+):
     def stop(task):
         if task.iteration == 5:
             raise KeyboardInterrupt  # the driver dies mid-campaign
@@ -255,4 +267,10 @@ def _setup_resumed(tmp_path, updates):
     learner = LocalLearner(MetaLearnerCore(plan.schedule, str(tmp_path), settings))
     memory, pool = Memory(), FakePool()
     checkpointer = Checkpointer(RunDir(tmp_path), learner, memory, wall_before=1.0)
-    return MetaTrainLoop(plan, pool, learner, checkpointer, WorkerTally([replace(WORKER, pid=99)]), Bar()), None, learner, memory, pool
+    return (
+        MetaTrainLoop(plan, pool, learner, checkpointer, WorkerTally([replace(WORKER, pid=99)]), Bar()),
+        None,
+        learner,
+        memory,
+        pool,
+    )

@@ -15,8 +15,18 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 def _scenario(tmp_path, mode: str, updates: str) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.cluster_tests.multinode_scenario", str(tmp_path / "run"), mode, updates],
-        capture_output=True, text=True, timeout=550, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "tests.cluster_tests.multinode_scenario",
+            str(tmp_path / "run"),
+            mode,
+            updates,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=550,
+        cwd=REPO,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]

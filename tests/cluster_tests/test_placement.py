@@ -13,5 +13,7 @@ def test_auto_worker_count_fits_the_cluster():
 
 
 def test_missing_resources_names_what_is_short():
-    assert missing_resources(3, 1, 1, {"CPU": 8, "GPU": 0}).startswith("they need 3 GPU (3 x 1) but the cluster has 0 GPU")
+    assert missing_resources(3, 1, 1, {"CPU": 8, "GPU": 0}).startswith(
+        "they need 3 GPU (3 x 1) but the cluster has 0 GPU"
+    )
     assert "not free" in missing_resources(2, 1, 0, {"CPU": 8})

@@ -62,7 +62,9 @@ def test_landmarks_make_cosine_the_correlation_of_probe_scores():
     up = emb.embed_scores([0.1, 0.5, 0.9])
     same = emb.embed_scores([10.0, 20.0, 30.0])  # other scale, same ranking
     down = emb.embed_scores([0.9, 0.5, 0.1])
-    assert float(up @ same) == pytest.approx(1.0, abs=1e-5) and float(up @ down) == pytest.approx(-1.0, abs=1e-5)
+    assert float(up @ same) == pytest.approx(1.0, abs=1e-5) and float(up @ down) == pytest.approx(
+        -1.0, abs=1e-5
+    )
     assert emb.name != LandmarkEmbedder([{"x": 0}, {"x": 2}]).name  # other probes, other name
     vector, scores = emb.embed_with_scores(lambda c: c["x"] ** 2)
     assert scores == [0.0, 1.0, 4.0] and len(vector) == 3

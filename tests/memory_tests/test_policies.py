@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 
 from metanas.memory import policies
+from metanas.memory.memory_model import MemoryModel
 from metanas.memory.records import PastTask
 from metanas.memory.sampler import MemorySampler
-from metanas.memory.memory_model import MemoryModel
 from metanas.searchers.random_search import RandomSearcher
 from metanas.testing import PolicyContract
 from metanas.testing.searchers import SPACE, toy_score
 
-PAST = [PastTask(f"t{i}", [t.to_dict() for t in RandomSearcher(seed=i).search(toy_score, SPACE, 20).evaluated]) for i in range(3)]
+PAST = [
+    PastTask(f"t{i}", [t.to_dict() for t in RandomSearcher(seed=i).search(toy_score, SPACE, 20).evaluated])
+    for i in range(3)
+]
 PACKAGE = Path(__file__).resolve().parents[2] / "metanas"
 
 
@@ -38,22 +41,32 @@ def test_each_plans_and_hands_over_as_it_says():
     assert len(plan.told) == 5 and all(ws.score is not None for ws in plan.told)  # probes, evaluated
     assert set(plan.similarity) == {"t0", "t1", "t2"}
     sampler = policies.get("model").sampler(start)
-    assert isinstance(sampler, MemorySampler) and sampler.model is model and not policies.get("model").plan(start).warm_start
+    assert (
+        isinstance(sampler, MemorySampler)
+        and sampler.model is model
+        and not policies.get("model").plan(start).warm_start
+    )
     assert policies.get("model").needs_sampler and not policies.get("memory").needs_sampler
 
 
 def test_the_pareto_policy_plans_from_stored_fronts():
-    trials = [{"config": {"x": float(x), "n": 3, "c": "a"}, "score": -x, "metrics": {"acc": -x, "ms": x}} for x in range(-3, 4)]
+    trials = [
+        {"config": {"x": float(x), "n": 3, "c": "a"}, "score": -x, "metrics": {"acc": -x, "ms": x}}
+        for x in range(-3, 4)
+    ]
     start = policies.Start(SPACE, [PastTask("mo", trials)], objectives={"acc": "max", "ms": "min"})
     plan = policies.get("pareto", multi_objective=True).plan(start)
     assert plan.queued and plan.origins == ["mo"] * len(plan.queued)
 
 
-@pytest.mark.parametrize("name, multi, message", [
-    ("pareto", False, "expected one of ('model', 'memory', 'portfolio', 'none'), got 'pareto'"),
-    ("memory", True, "a multi-objective search takes one of ('pareto', 'none'), got 'memory'"),
-    ("best", False, "got 'best'"),
-])
+@pytest.mark.parametrize(
+    "name, multi, message",
+    [
+        ("pareto", False, "expected one of ('model', 'memory', 'portfolio', 'none'), got 'pareto'"),
+        ("memory", True, "a multi-objective search takes one of ('pareto', 'none'), got 'memory'"),
+        ("best", False, "got 'best'"),
+    ],
+)
 def test_an_unknown_or_unfit_policy_is_one_line(name, multi, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         policies.get(name, multi_objective=multi)
@@ -64,8 +77,13 @@ def test_no_module_reads_a_policy_by_its_name():
     the registry is the interpretation in nine places the issue found, coming back."""
     names = "|".join(policies.POLICIES)
     pattern = re.compile(rf"\b(warm_start|policy)\s*(==|!=|not in|in)\s*\(?[\"']({names})[\"']")
-    offenders = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py") if "policies" not in path.parts
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in PACKAGE.rglob("*.py")
+        if "policies" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not offenders
 
 

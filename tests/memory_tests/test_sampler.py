@@ -11,8 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from metanas.memory.sampler import MemorySampler
 from metanas.memory.records import PastTask
+from metanas.memory.sampler import MemorySampler
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
 from metanas.testing import SearcherContract
@@ -31,12 +31,18 @@ PAST = [
 
 class TestMemorySampler(SearcherContract):
     def make_searcher(self, seed, fidelities=None):
-        return OptunaSearcher(seed=seed, fidelities=fidelities, sampler=MemorySampler(SPACE, past=PAST, seed=seed))
+        return OptunaSearcher(
+            seed=seed, fidelities=fidelities, sampler=MemorySampler(SPACE, past=PAST, seed=seed)
+        )
 
 
 def test_an_optuna_study_with_the_memory_finds_the_family_optimum_early():
     def objective(trial):
-        config = {"x": trial.suggest_float("x", -5, 5), "n": trial.suggest_int("n", 1, 10), "c": trial.suggest_categorical("c", ["a", "b", "c"])}
+        config = {
+            "x": trial.suggest_float("x", -5, 5),
+            "n": trial.suggest_int("n", 1, 10),
+            "c": trial.suggest_categorical("c", ["a", "b", "c"]),
+        }
         return -toy_score(config)  # a minimising study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -56,7 +62,11 @@ def test_a_space_is_required():
 
 
 def _objective(trial):
-    config = {"x": trial.suggest_float("x", -5, 5), "n": trial.suggest_int("n", 1, 10), "c": trial.suggest_categorical("c", ["a", "b", "c"])}
+    config = {
+        "x": trial.suggest_float("x", -5, 5),
+        "n": trial.suggest_int("n", 1, 10),
+        "c": trial.suggest_categorical("c", ["a", "b", "c"]),
+    }
     time.sleep(0.02)  # long enough for the workers' trials to overlap
     return toy_score(config)
 
@@ -70,7 +80,9 @@ def test_parallel_trials_never_repeat_a_proposal():
     """Issue 27: with n_jobs=2 both threads saw the same history and the model proposed the
     same config to both."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=MemorySampler(SPACE, past=PAST, seed=0, handoff=40))
+    study = optuna.create_study(
+        direction="maximize", sampler=MemorySampler(SPACE, past=PAST, seed=0, handoff=40)
+    )
     study.optimize(_objective, n_trials=16, n_jobs=2)
     assert len(study.trials) == 16 and _duplicates(study) == 0
     proposed = [t.system_attrs.get("metanas:proposal") for t in study.trials]
@@ -95,8 +107,14 @@ def test_two_processes_sharing_one_storage_never_repeat_a_proposal(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(study_name="shared", storage=storage, direction="maximize")
     repo = str(Path(__file__).resolve().parents[2])
-    workers = [subprocess.Popen([sys.executable, "-c", _WORKER.format(repo=repo, storage=storage)], stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER.format(repo=repo, storage=storage)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for worker in workers:
         assert worker.wait(timeout=300) == 0, worker.stderr.read()[-2000:]
     study = optuna.load_study(study_name="shared", storage=storage)

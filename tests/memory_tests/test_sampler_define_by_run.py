@@ -46,8 +46,12 @@ def memory(tmp_path_factory):
     """Three past studies of the family, written by the callback alone."""
     path = tmp_path_factory.mktemp("memory")
     for i, shift in enumerate((-0.3, 0.0, 0.3)):
-        study = optuna.create_study(direction="maximize", study_name=f"past{i}", sampler=optuna.samplers.TPESampler(seed=i))
-        study.optimize(objective_for(shift, extra=False), n_trials=25, callbacks=[metanas.MemoryCallback(path)])
+        study = optuna.create_study(
+            direction="maximize", study_name=f"past{i}", sampler=optuna.samplers.TPESampler(seed=i)
+        )
+        study.optimize(
+            objective_for(shift, extra=False), n_trials=25, callbacks=[metanas.MemoryCallback(path)]
+        )
     return path
 
 
@@ -57,7 +61,9 @@ def test_the_callback_stores_each_study_once_with_its_space_and_trials(memory):
     record = store.get("optuna/past1")
     assert len(record.trials) == 25 and record.revision == 25
     space = SearchSpace.from_spec(record.space)
-    assert space["lr"] == Float("lr", 1e-4, 1e-1, log=True) and space["layers"] == Int("layers", 4, 32, step=4)
+    assert space["lr"] == Float("lr", 1e-4, 1e-1, log=True) and space["layers"] == Int(
+        "layers", 4, 32, step=4
+    )
     assert space["act"] == Categorical("act", ("relu", "tanh", "gelu")) and "drop" in space.names
     assert record.best_score == max(t["score"] for t in record.trials)
     assert len(list((memory / "parts").glob("*.parquet"))) == 3  # one part per study, not one per trial
@@ -71,9 +77,15 @@ def test_a_define_by_run_study_runs_without_error(memory, warm, mode):
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        study.optimize(objective_for(0.1, prune=mode == "pruner"), n_trials=30, n_jobs=2 if mode == "n_jobs=2" else 1,
-                       catch=())
-    assert len(study.trials) == 30 and not [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+        study.optimize(
+            objective_for(0.1, prune=mode == "pruner"),
+            n_trials=30,
+            n_jobs=2 if mode == "n_jobs=2" else 1,
+            catch=(),
+        )
+    assert len(study.trials) == 30 and not [
+        t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
+    ]
     if mode == "pruner":
         assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     if warm:
@@ -87,7 +99,9 @@ def test_a_define_by_run_study_runs_without_error(memory, warm, mode):
 def test_a_related_study_starts_from_the_stored_studies(memory):
     """Study 2's first trials are the model's, leaning on the stored studies (their `why`);
     it finds a good config sooner than TPE from scratch."""
-    study = optuna.create_study(direction="maximize", sampler=MemorySampler(memory=memory, task_id="new", seed=0))
+    study = optuna.create_study(
+        direction="maximize", sampler=MemorySampler(memory=memory, task_id="new", seed=0)
+    )
     study.optimize(objective_for(0.1), n_trials=10)
     whys = [t.system_attrs[WHY_ATTR] for t in study.trials]
     assert all(w["source"].startswith("memory model") for w in whys)
@@ -101,8 +115,12 @@ def test_a_resumed_study_updates_its_record(tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     memory = tmp_path / "memory"
     for n in (4, 3):  # a study, then the same study resumed by another process
-        study = optuna.create_study(study_name="s", storage=storage, direction="maximize", load_if_exists=True)
-        study.optimize(objective_for(0.0), n_trials=n, callbacks=[metanas.MemoryCallback(memory, task_id="t")])
+        study = optuna.create_study(
+            study_name="s", storage=storage, direction="maximize", load_if_exists=True
+        )
+        study.optimize(
+            objective_for(0.0), n_trials=n, callbacks=[metanas.MemoryCallback(memory, task_id="t")]
+        )
     store = MemoryStore(memory)
     assert len(store) == 1 and len(store.get("optuna/s").trials) == 7
     assert len(store.records(exclude_task="other")) == 1
@@ -118,13 +136,19 @@ def test_enqueued_trials_keep_their_values_and_pruned_trials_are_no_evidence(mem
     configs, _, taken, finished = sampler._history(study, study.trials[-1], sampler.model.space)
     assert finished == 2 and len(configs) == 2 and not taken  # the enqueued trial is evidence like any other
 
-    pruned = optuna.trial.create_trial(params={"lr": 0.01, "layers": 16, "act": "gelu"}, distributions=study.trials[0].distributions,
-                                       state=optuna.trial.TrialState.PRUNED, intermediate_values={0: 5.0})
+    pruned = optuna.trial.create_trial(
+        params={"lr": 0.01, "layers": 16, "act": "gelu"},
+        distributions=study.trials[0].distributions,
+        state=optuna.trial.TrialState.PRUNED,
+        intermediate_values={0: 5.0},
+    )
     study.add_trial(pruned)
     study.optimize(objective_for(0.0, extra=False), n_trials=1)
     configs, _, taken, finished = sampler._history(study, study.trials[-1], sampler.model.space)
     assert finished == 4 and len(configs) == 3 and taken == [{"lr": 0.01, "layers": 16, "act": "gelu"}]
-    assert study.trials[-1].params != taken[0]  # (a pruned trial: its config taken, its partial value no evidence)
+    assert (
+        study.trials[-1].params != taken[0]
+    )  # (a pruned trial: its config taken, its partial value no evidence)
 
 
 def _two_objectives(trial: optuna.Trial) -> tuple[float, float]:
@@ -137,24 +161,34 @@ def test_a_multi_objective_study_starts_from_the_stored_pareto_sets(tmp_path):
     memory = tmp_path / "memory"
     fronts = []
     for i in range(2):
-        study = optuna.create_study(directions=["maximize", "minimize"], study_name=f"mo{i}",
-                                    sampler=optuna.samplers.RandomSampler(seed=i))
+        study = optuna.create_study(
+            directions=["maximize", "minimize"],
+            study_name=f"mo{i}",
+            sampler=optuna.samplers.RandomSampler(seed=i),
+        )
         study.set_metric_names(["acc", "latency_ms"])
         study.optimize(_two_objectives, n_trials=20, callbacks=[metanas.MemoryCallback(memory)])
         fronts += [t.params for t in study.best_trials]
-    sampler = MemorySampler(memory=memory, task_id="new", seed=0, fallback=optuna.samplers.NSGAIISampler(seed=0))
+    sampler = MemorySampler(
+        memory=memory, task_id="new", seed=0, fallback=optuna.samplers.NSGAIISampler(seed=0)
+    )
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     study.set_metric_names(["acc", "latency_ms"])
     study.optimize(_two_objectives, n_trials=14)
     warm = [t for t in study.trials if t.system_attrs.get(WHY_ATTR, {}).get("source") == "pareto set"]
     assert 2 <= len(warm) <= 10 and [t.number for t in warm] == list(range(len(warm)))  # the first trials
     assert all(t.params in fronts for t in warm)  # each a point of a stored front
-    assert {t.system_attrs[WHY_ATTR]["task"] for t in warm} == {"mo0", "mo1"}  # round-robin over the stored tasks
+    assert {t.system_attrs[WHY_ATTR]["task"] for t in warm} == {
+        "mo0",
+        "mo1",
+    }  # round-robin over the stored tasks
     assert len(study.trials) == 14 and len(sampler.history) == len(warm)
 
 
 def test_a_multi_objective_study_without_stored_fronts_is_the_fallbacks(memory):
-    sampler = MemorySampler(memory=memory, task_id="new", seed=0)  # (single-objective records: no metrics to front)
+    sampler = MemorySampler(
+        memory=memory, task_id="new", seed=0
+    )  # (single-objective records: no metrics to front)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     study.optimize(lambda t: (objective_for(0.0, extra=False)(t), t.params["layers"]), n_trials=6)
     assert len(study.trials) == 6 and not sampler.history
@@ -163,7 +197,13 @@ def test_a_multi_objective_study_without_stored_fronts_is_the_fallbacks(memory):
 def test_a_study_record_matches_a_search_record_of_the_same_space(tmp_path):
     """The next warm start cannot tell a study's record from `metanas.search`'s: the same
     signature, embedder and embedding for the same trials."""
-    space = SearchSpace((Float("lr", 1e-4, 1e-1, log=True), Int("layers", 4, 32, step=4), Categorical("act", ("relu", "tanh"))))
+    space = SearchSpace(
+        (
+            Float("lr", 1e-4, 1e-1, log=True),
+            Int("layers", 4, 32, step=4),
+            Categorical("act", ("relu", "tanh")),
+        )
+    )
 
     def score(c):
         return -abs(math.log10(c["lr"]) + 2) - abs(c["layers"] - 16) / 16 + 0.2 * (c["act"] == "tanh")
@@ -171,7 +211,11 @@ def test_a_study_record_matches_a_search_record_of_the_same_space(tmp_path):
     result = metanas.search(score, space, task_id="t", memory=tmp_path / "m", budget=8, warm_start="none")
     study = optuna.create_study(direction="maximize")
     for trial in result.evaluated:
-        study.add_trial(optuna.trial.create_trial(params=trial.config, distributions=optuna_distributions(space), value=trial.score))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=trial.config, distributions=optuna_distributions(space), value=trial.score
+            )
+        )
     ours = study_record(study, "t")
     theirs = MemoryStore(tmp_path / "m").records()[0]
     assert ours.space_signature == theirs.space_signature and ours.embedder == theirs.embedder

@@ -15,7 +15,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.testing.pytest_samplers import BasicSamplerTestCase, MultiObjectiveSamplerTestCase, RelativeSamplerTestCase
+from optuna.testing.pytest_samplers import (
+    BasicSamplerTestCase,
+    MultiObjectiveSamplerTestCase,
+    RelativeSamplerTestCase,
+)
 
 from metanas.memory.callback import MemoryCallback
 from metanas.memory.sampler import MemorySampler
@@ -23,14 +27,26 @@ from metanas.memory.sampler import MemorySampler
 # The past studies: name -> suggestions. Each distribution here is one of the suites' own,
 # so the model is asked for it; `unused` and `width` are parameters the suites never ask for.
 PAST_SPACES = {
-    "log_and_steps": lambda t: (t.suggest_float("x", 1e-7, 1.0, log=True), t.suggest_int("y", 3, 9, step=2),
-                                t.suggest_categorical("unused", ["p", "q"])),
-    "grid": lambda t: (t.suggest_float("x", -10, 10, step=0.5), t.suggest_int("y", 1, 100, log=True),
-                       t.suggest_float("width", 0.0, 1.0)),
+    "log_and_steps": lambda t: (
+        t.suggest_float("x", 1e-7, 1.0, log=True),
+        t.suggest_int("y", 3, 9, step=2),
+        t.suggest_categorical("unused", ["p", "q"]),
+    ),
+    "grid": lambda t: (
+        t.suggest_float("x", -10, 10, step=0.5),
+        t.suggest_int("y", 1, 100, log=True),
+        t.suggest_float("width", 0.0, 1.0),
+    ),
     "plain": lambda t: (t.suggest_float("x", 0, 10), t.suggest_int("y", 0, 10), t.suggest_float("z", -1, 1)),
-    "categorical": lambda t: (t.suggest_categorical("x", [1, 10, 100]), t.suggest_categorical("y", [-1, -10, -100])),
-    "mixed": lambda t: (t.suggest_int("x", 1, 10, log=True), t.suggest_categorical("y", [-1, -10, -100]),
-                        t.suggest_categorical("category", ["x", "y"])),
+    "categorical": lambda t: (
+        t.suggest_categorical("x", [1, 10, 100]),
+        t.suggest_categorical("y", [-1, -10, -100]),
+    ),
+    "mixed": lambda t: (
+        t.suggest_int("x", 1, 10, log=True),
+        t.suggest_categorical("y", [-1, -10, -100]),
+        t.suggest_categorical("category", ["x", "y"]),
+    ),
     "even": lambda t: (t.suggest_int("x", -10, 10, step=2), t.suggest_float("y", -1.0, 1.0)),
     "letters": lambda t: (t.suggest_categorical("x", ["a", "b", "c"]), t.suggest_float("unused", 0.0, 1.0)),
 }
@@ -46,8 +62,14 @@ def warm_memory(tmp_path_factory) -> Path:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name, suggest in PAST_SPACES.items():
         for task in range(3):
-            study = optuna.create_study(study_name=f"{name}-{task}", sampler=optuna.samplers.RandomSampler(seed=task))
-            study.optimize(lambda t: _score(suggest(t)) * (1 + task), n_trials=12, callbacks=[MemoryCallback(memory)])
+            study = optuna.create_study(
+                study_name=f"{name}-{task}", sampler=optuna.samplers.RandomSampler(seed=task)
+            )
+            study.optimize(
+                lambda t, suggest=suggest, task=task: _score(suggest(t)) * (1 + task),
+                n_trials=12,
+                callbacks=[MemoryCallback(memory)],
+            )
     return memory
 
 
@@ -76,6 +98,8 @@ def test_the_warm_suites_reach_the_model(warm_memory):
     distribution gets its values from the model (its proposals recorded on the trials)."""
     sampler = MemorySampler(memory=warm_memory, task_id="new", seed=0)
     study = optuna.create_study(sampler=sampler)
-    study.optimize(lambda t: t.suggest_float("x", 1e-7, 1.0, log=True) + t.suggest_int("y", 3, 9, step=2), n_trials=5)
+    study.optimize(
+        lambda t: t.suggest_float("x", 1e-7, 1.0, log=True) + t.suggest_int("y", 3, 9, step=2), n_trials=5
+    )
     assert len(sampler.history) == 5
     assert all("metanas:proposal" in t.system_attrs for t in study.trials)

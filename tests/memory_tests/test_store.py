@@ -122,8 +122,18 @@ def test_approximate_index_past_the_threshold_keeps_recall(tmp_path):
     records = []
     for i in range(3000):
         e = centres[i % 20] + 0.3 * rng.standard_normal(16)
-        records.append(TaskRecord(key=str(i), task_id=str(i), family="f", embedder="e", embedding=e.astype(np.float32),
-                                  space_signature="s", best_config={}, best_score=0.0))
+        records.append(
+            TaskRecord(
+                key=str(i),
+                task_id=str(i),
+                family="f",
+                embedder="e",
+                embedding=e.astype(np.float32),
+                space_signature="s",
+                best_config={},
+                best_score=0.0,
+            )
+        )
     store = MemoryStore(tmp_path, exact_threshold=500)
     store.append(records)
     E = np.stack([r.embedding for r in records])
@@ -169,8 +179,13 @@ def test_the_store_behaves_like_a_dict_of_its_records(tmp_path, seed):
                     batch.append(model[rng.choice(sorted(model))])
                 else:
                     made += 1
-                    batch.append(replace(rec(made, space=rng.choice(["s1", "s2"]), family=rng.choice(["a", "b"])),
-                                         task_id=f"t{made % 7}", created_at=float(made)))
+                    batch.append(
+                        replace(
+                            rec(made, space=rng.choice(["s1", "s2"]), family=rng.choice(["a", "b"])),
+                            task_id=f"t{made % 7}",
+                            created_at=float(made),
+                        )
+                    )
             fresh = {r.key: r for r in batch if r.key not in model}
             assert store.append(batch) == len(fresh)
             model.update(fresh)
@@ -187,12 +202,29 @@ def test_the_store_behaves_like_a_dict_of_its_records(tmp_path, seed):
             for f in (path / "index").glob("*"):
                 f.unlink()
             store = MemoryStore(path)
-        space, family, exclude, newest = rng.choice(["s1", "s2"]), rng.choice([None, "a"]), f"t{rng.randrange(7)}", rng.choice([None, 3])
-        want = sorted((r for r in model.values() if r.space_signature == space and (family is None or r.family == family)
-                       and r.task_id != exclude), key=lambda r: r.created_at)
+        space, family, exclude, newest = (
+            rng.choice(["s1", "s2"]),
+            rng.choice([None, "a"]),
+            f"t{rng.randrange(7)}",
+            rng.choice([None, 3]),
+        )
+        want = sorted(
+            (
+                r
+                for r in model.values()
+                if r.space_signature == space
+                and (family is None or r.family == family)
+                and r.task_id != exclude
+            ),
+            key=lambda r: r.created_at,
+        )
         want = want[-newest:] if newest else want
         got = store.records(space_signature=space, family=family, exclude_task=exclude, newest=newest)
-        assert [r.key for r in got] == [r.key for r in want] if newest else sorted(r.key for r in got) == sorted(r.key for r in want)
+        assert (
+            [r.key for r in got] == [r.key for r in want]
+            if newest
+            else sorted(r.key for r in got) == sorted(r.key for r in want)
+        )
         assert sorted(store.keys()) == sorted(model)
         if model:
             some = model[rng.choice(sorted(model))]

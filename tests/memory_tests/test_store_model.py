@@ -29,19 +29,36 @@ KEYS = st.sampled_from([f"k{i}" for i in range(12)])  # few keys: writers collid
 @st.composite
 def records(draw) -> TaskRecord:
     embedder = draw(st.sampled_from(sorted(DIMS)))
-    vector = draw(st.lists(st.floats(-10, 10, allow_nan=False).filter(lambda x: abs(x) > 1e-3), min_size=DIMS[embedder],
-                           max_size=DIMS[embedder]))
+    vector = draw(
+        st.lists(
+            st.floats(-10, 10, allow_nan=False).filter(lambda x: abs(x) > 1e-3),
+            min_size=DIMS[embedder],
+            max_size=DIMS[embedder],
+        )
+    )
     return TaskRecord(
-        key=draw(KEYS), task_id=draw(st.sampled_from(["a", "b", "c"])), family="f", embedder=embedder,
-        embedding=np.asarray(vector, dtype=np.float32), space_signature=draw(st.sampled_from(["s1", "s2"])),
-        best_config={"x": draw(st.integers(0, 9))}, best_score=draw(st.floats(-1e6, 1e6)),
-        trials=[{"config": {"x": 1}, "score": 1.0, "budget": None}], searcher="optuna",
+        key=draw(KEYS),
+        task_id=draw(st.sampled_from(["a", "b", "c"])),
+        family="f",
+        embedder=embedder,
+        embedding=np.asarray(vector, dtype=np.float32),
+        space_signature=draw(st.sampled_from(["s1", "s2"])),
+        best_config={"x": draw(st.integers(0, 9))},
+        best_score=draw(st.floats(-1e6, 1e6)),
+        trials=[{"config": {"x": 1}, "score": 1.0, "budget": None}],
+        searcher="optuna",
     )
 
 
 def _same(a: TaskRecord, b: TaskRecord) -> bool:
     return (a.key, a.task_id, a.embedder, a.space_signature, a.best_config, a.best_score, a.trials) == (
-        b.key, b.task_id, b.embedder, b.space_signature, b.best_config, b.best_score, b.trials
+        b.key,
+        b.task_id,
+        b.embedder,
+        b.space_signature,
+        b.best_config,
+        b.best_score,
+        b.trials,
     ) and np.array_equal(a.embedding, b.embedding)
 
 
@@ -78,7 +95,9 @@ class StoreMachine(RuleBasedStateMachine):
             if r.key not in view and r.key not in {f.key for f in fresh}:
                 fresh.append(r)
         assert store.append(batch) == len(fresh)
-        assert all(dims.get((r.embedder, r.space_signature), len(r.embedding)) == len(r.embedding) for r in fresh)
+        assert all(
+            dims.get((r.embedder, r.space_signature), len(r.embedding)) == len(r.embedding) for r in fresh
+        )
         written = self._part_files() - before
         assert len(written) == (1 if fresh else 0)  # one new part, never another writer's overwritten
         if fresh:
@@ -123,12 +142,15 @@ class StoreMachine(RuleBasedStateMachine):
             self._nearest_is_exact(store, view)
 
     def _nearest_is_exact(self, store: MemoryStore, view: dict[str, TaskRecord]) -> None:
-        for (embedder, signature) in {(r.embedder, r.space_signature) for r in view.values()}:
+        for embedder, signature in {(r.embedder, r.space_signature) for r in view.values()}:
             group = [r for r in view.values() if (r.embedder, r.space_signature) == (embedder, signature)]
             query = group[0].embedding
             k = min(3, len(group))
             hits = store.nearest(query, k, signature, embedder)
-            cosine = {r.key: float(r.embedding @ query / np.linalg.norm(r.embedding) / np.linalg.norm(query)) for r in group}
+            cosine = {
+                r.key: float(r.embedding @ query / np.linalg.norm(r.embedding) / np.linalg.norm(query))
+                for r in group
+            }
             assert len(hits) == k
             for record, sim in hits:
                 assert abs(sim - cosine[record.key]) < 1e-4

@@ -22,7 +22,10 @@ DATA = Path(__file__).parent / "data"
 
 def _old_memory(tmp_path: Path) -> Path:
     (tmp_path / "mem" / "parts").mkdir(parents=True)
-    shutil.copy(DATA / "schema1-part-00000000-000000000000.parquet", tmp_path / "mem" / "parts" / "part-00000000-000000000000.parquet")
+    shutil.copy(
+        DATA / "schema1-part-00000000-000000000000.parquet",
+        tmp_path / "mem" / "parts" / "part-00000000-000000000000.parquet",
+    )
     return tmp_path / "mem"
 
 
@@ -31,24 +34,55 @@ def _expected() -> list[dict]:
 
 
 def _as_written(r: TaskRecord) -> dict:
-    return {"key": r.key, "task_id": r.task_id, "family": r.family, "embedder": r.embedder, "space_signature": r.space_signature,
-            "best_config": r.best_config, "best_score": r.best_score, "searcher": r.searcher, "campaign_id": r.campaign_id,
-            "created_at": r.created_at, "embedding": r.embedding.tolist(), "trials": r.trials}
+    return {
+        "key": r.key,
+        "task_id": r.task_id,
+        "family": r.family,
+        "embedder": r.embedder,
+        "space_signature": r.space_signature,
+        "best_config": r.best_config,
+        "best_score": r.best_score,
+        "searcher": r.searcher,
+        "campaign_id": r.campaign_id,
+        "created_at": r.created_at,
+        "embedding": r.embedding.tolist(),
+        "trials": r.trials,
+    }
 
 
 def test_a_schema_1_part_reads_without_loss(tmp_path):
     store = MemoryStore(_old_memory(tmp_path))
     got = sorted((_as_written(r) for r in store.records()), key=lambda d: d["key"])
-    assert got == sorted(_expected(), key=lambda d: d["key"])  # every field, -inf and None and why and metrics included
+    assert got == sorted(
+        _expected(), key=lambda d: d["key"]
+    )  # every field, -inf and None and why and metrics included
     assert not store.problems and store.records(space_signature="s2")[0].space is None
 
 
 def _record(key: str, revision: int = 0, score: float = 1.0) -> TaskRecord:
-    return TaskRecord(key=key, task_id=key, family="default", embedder="e", embedding=np.ones(3, np.float32), space_signature="s",
-                      best_config={"x": 1}, best_score=score, trials=[{"config": {"x": 1}, "score": score, "budget": None,
-                                                                         "source": "optuna", "number": 0, "state": "COMPLETE"}],
-                      created_at=1764900000.5, space=[{"kind": "int", "name": "x", "low": 0, "high": 3, "log": False, "step": 3}],
-                      revision=revision)
+    return TaskRecord(
+        key=key,
+        task_id=key,
+        family="default",
+        embedder="e",
+        embedding=np.ones(3, np.float32),
+        space_signature="s",
+        best_config={"x": 1},
+        best_score=score,
+        trials=[
+            {
+                "config": {"x": 1},
+                "score": score,
+                "budget": None,
+                "source": "optuna",
+                "number": 0,
+                "state": "COMPLETE",
+            }
+        ],
+        created_at=1764900000.5,
+        space=[{"kind": "int", "name": "x", "low": 0, "high": 3, "log": False, "step": 3}],
+        revision=revision,
+    )
 
 
 def test_compaction_rewrites_a_mixed_memory_in_version_2(tmp_path):
@@ -58,11 +92,16 @@ def test_compaction_rewrites_a_mixed_memory_in_version_2(tmp_path):
     store.append([_record("new", revision=2, score=2.0)])  # replaces it
     before = {r.key: _as_written(r) | {"space": r.space, "revision": r.revision} for r in store.records()}
     assert len(before) == 4 and before["new"]["best_score"] == 2.0
-    assert store.compact() == 2  # the schema-1 part and the live revision's part (the replaced one went at append)
+    assert (
+        store.compact() == 2
+    )  # the schema-1 part and the live revision's part (the replaced one went at append)
     parts = list((path / "parts").glob("*.parquet"))
     assert len(parts) == 1 and pq.read_schema(parts[0]).metadata[VERSION_KEY] == str(SCHEMA_VERSION).encode()
     assert pq.read_table(parts[0]).schema.field("trials").type == ARROW_SCHEMA.field("trials").type
-    after = {r.key: _as_written(r) | {"space": r.space, "revision": r.revision} for r in MemoryStore(path).records()}
+    after = {
+        r.key: _as_written(r) | {"space": r.space, "revision": r.revision}
+        for r in MemoryStore(path).records()
+    }
     assert after == before and len(MemoryStore(path)) == 4
 
 

@@ -17,13 +17,17 @@ from metanas.memory.records import PastTask
 from metanas.searchers.space import Categorical, Ordinal, SearchSpace
 
 GRID = tuple(round(v, 1) for v in np.linspace(0, 1, 11))
-SPACE = SearchSpace((Ordinal("x", GRID), Ordinal("y", GRID), Categorical("act", ("relu", "tanh", "gelu"))), name="family")
+SPACE = SearchSpace(
+    (Ordinal("x", GRID), Ordinal("y", GRID), Categorical("act", ("relu", "tanh", "gelu"))), name="family"
+)
 CONFIGS = [dict(zip(SPACE.names, c)) for c in itertools.product(GRID, GRID, ("relu", "tanh", "gelu"))]
 
 
 def member(h: float):
     """A task of the family: its best config moves with the hidden parameter h."""
-    return lambda c: -((c["x"] - h) ** 2 + (c["y"] - (1 - h)) ** 2) * 10 + (0.5 if c["act"] == "gelu" else 0.0)
+    return lambda c: (
+        -((c["x"] - h) ** 2 + (c["y"] - (1 - h)) ** 2) * 10 + (0.5 if c["act"] == "gelu" else 0.0)
+    )
 
 
 def stored(h: float, n: int = 40, seed: int = 0) -> TaskData:
@@ -100,17 +104,23 @@ def test_the_surrogate_is_kept_next_to_the_memory_and_retrained_only_when_needed
     files = list((tmp_path / "models").glob("surrogate-*.safetensors"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    again = MemoryModel(SPACE, list(reversed(past)), directory=tmp_path, embedder="meta")  # same records: loaded
+    again = MemoryModel(
+        SPACE, list(reversed(past)), directory=tmp_path, embedder="meta"
+    )  # same records: loaded
     assert files[0].stat().st_mtime_ns == stamp
     assert np.allclose(first.predict_stored(first.X[:20]), again.predict_stored(first.X[:20]), atol=1e-6)
     more = MemoryModel(SPACE, _past(5), directory=tmp_path, embedder="meta")  # a new record of five: updated
     assert files[0].stat().st_mtime_ns != stamp and more.surrogate.fingerprint != first.surrogate.fingerprint
     stamp = files[0].stat().st_mtime_ns
-    subset = MemoryModel(SPACE, _past(5)[1:], directory=tmp_path, embedder="meta")  # tasks it knows: used as it is
+    subset = MemoryModel(
+        SPACE, _past(5)[1:], directory=tmp_path, embedder="meta"
+    )  # tasks it knows: used as it is
     assert files[0].stat().st_mtime_ns == stamp and subset.surrogate.fingerprint == more.surrogate.fingerprint
     MemoryModel(SPACE, _past(10), directory=tmp_path, embedder="meta")  # half of them new: updated
     stamp = files[0].stat().st_mtime_ns
-    MemoryModel(SPACE, _past(11), directory=tmp_path, embedder="meta")  # one in 11 new (under STALE): used as it is
+    MemoryModel(
+        SPACE, _past(11), directory=tmp_path, embedder="meta"
+    )  # one in 11 new (under STALE): used as it is
     assert files[0].stat().st_mtime_ns == stamp
     files[0].write_bytes(b"not safetensors")  # corrupt: retrained with a warning, never used
     with caplog.at_level(logging.WARNING):
@@ -145,7 +155,11 @@ def test_a_known_embedding_weights_the_stored_tasks_by_similarity():
     for h in (0.1, 0.9):
         model = MemoryModel(SPACE, past, seed=0, embedding=[h])
         first = model.portfolio(1)[0][0]
-        assert abs(first["x"] - h) <= 0.1 and abs(first["y"] - (1 - h)) <= 0.1, (h, first, model.prior_weights)
+        assert abs(first["x"] - h) <= 0.1 and abs(first["y"] - (1 - h)) <= 0.1, (
+            h,
+            first,
+            model.prior_weights,
+        )
         near = model.prior_weights[[0, 1]] if h < 0.5 else model.prior_weights[[2, 3]]
         assert near.sum() > 0.8
         # before the task has shown anything, its evaluations keep these weights

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import metanas
 from metanas.memory.cross_task import CrossTaskSurrogate
-from metanas.memory.records import PastTask
 from metanas.memory.memory_model import MemoryModel
+from metanas.memory.records import PastTask
 from metanas.searchers.space import config_key
 from tests.strategies import examples, spaces
 
@@ -32,8 +32,13 @@ def quick_surrogate():
 def _past(space, rng: random.Random, tasks: int) -> list[PastTask]:
     out = []
     for t in range(tasks):
-        trials = [{"config": space.sample(rng), "score": rng.choice([rng.gauss(0, 1), rng.uniform(-1e6, 1e6), -math.inf])}
-                  for _ in range(rng.randint(2, 8))]
+        trials = [
+            {
+                "config": space.sample(rng),
+                "score": rng.choice([rng.gauss(0, 1), rng.uniform(-1e6, 1e6), -math.inf]),
+            }
+            for _ in range(rng.randint(2, 8))
+        ]
         out.append(PastTask(f"t{t}", trials))
     return out
 
@@ -69,9 +74,13 @@ def test_search_never_raises_for_a_finite_objective_under_any_policy(tmp_path_fa
         return int(hashlib.sha1(f"{seed}{config_key(config)}".encode()).hexdigest()[:8], 16) / 2**32
 
     for i in range(2):
-        metanas.search(objective, space, task_id=f"past{i}", memory=memory, budget=6, warm_start="none", seed=seed + i)
+        metanas.search(
+            objective, space, task_id=f"past{i}", memory=memory, budget=6, warm_start="none", seed=seed + i
+        )
     for policy in ("model", "memory", "portfolio", "none"):
-        result = metanas.search(objective, space, task_id="new", memory=memory, budget=8, warm_start=policy, seed=seed)
+        result = metanas.search(
+            objective, space, task_id="new", memory=memory, budget=8, warm_start=policy, seed=seed
+        )
         assert len(result.evaluated) == 8
         assert all(space.validate(t.config) == t.config for t in result.evaluated)
     assert all(space.validate(c) == c for c, _, _ in metanas.propose(space, memory=memory, n=3))

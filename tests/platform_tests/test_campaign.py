@@ -63,7 +63,10 @@ def full_run(ray_session, tmp_path_factory):
     """Every method, both stages, learning curves, two evaluations."""
     from tests.conftest import TINY_CAMPAIGN
 
-    cfg = {**TINY_CAMPAIGN, "meta_train": {**TINY_CAMPAIGN["meta_train"], "validation": {"episodes": 3, "fraction": 0.15}}}
+    cfg = {
+        **TINY_CAMPAIGN,
+        "meta_train": {**TINY_CAMPAIGN["meta_train"], "validation": {"episodes": 3, "fraction": 0.15}},
+    }
     cfg["meta_test"] = {
         **TINY_CAMPAIGN["meta_test"],
         "baselines": ["metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes"],
@@ -85,7 +88,14 @@ def test_every_method_is_meta_trained_measured_and_evaluated(full_run):
     assert derived["genotype"] == summary["meta_test"]["genotype"]
     assert RunDir(out / "derived").latest_checkpoint().iteration == 4
     methods = mt["methods"]
-    assert set(methods) == {"metanas", "metanas_derived", "reptile_fixed", "reptile_conv4", "scratch", "pixel_prototypes"}
+    assert set(methods) == {
+        "metanas",
+        "metanas_derived",
+        "reptile_fixed",
+        "reptile_conv4",
+        "scratch",
+        "pixel_prototypes",
+    }
     for name in ("metanas", "metanas_derived", "reptile_fixed", "reptile_conv4"):
         assert methods[name]["meta_train_s"] > 0 and methods[name]["params"] > 0
     assert methods["pixel_prototypes"] == {"params": 0, "meta_train_s": 0.0}
@@ -103,7 +113,10 @@ def test_every_method_is_meta_trained_measured_and_evaluated(full_run):
 
     curves = mt["validation"]
     assert [row["iteration"] for row in curves] == [0, 2, 4]
-    assert all(set(row["accuracy"]) == {"metanas", "metanas_derived", "reptile_fixed", "reptile_conv4"} for row in curves)
+    assert all(
+        set(row["accuracy"]) == {"metanas", "metanas_derived", "reptile_fixed", "reptile_conv4"}
+        for row in curves
+    )
     assert (out / "validation.png").stat().st_size > 1000
 
 
@@ -147,7 +160,9 @@ def test_a_resumed_campaign_goes_on_with_the_derived_stage_where_it_stopped(full
     again = run_campaign(campaign, copy, resume=True, progress=False)
     assert again["meta_train"]["resumed_from_iteration"] == 4  # the first stage was done
     assert again["meta_train"]["derived_stage"]["resumed_from_iteration"] == 2
-    assert again["meta_train"]["derived_stage"]["genotype"] == summary["meta_train"]["derived_stage"]["genotype"]
+    assert (
+        again["meta_train"]["derived_stage"]["genotype"] == summary["meta_train"]["derived_stage"]["genotype"]
+    )
 
 
 @pytest.mark.timeout(120)
@@ -178,8 +193,12 @@ def test_existing_run_dir_needs_resume(finished_run):
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("updates, sig", [("sync", signal.SIGKILL), ("async", signal.SIGTERM)], ids=["sync-kill", "async-term"])
-def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campaign_dict, tmp_path, updates, sig):
+@pytest.mark.parametrize(
+    "updates, sig", [("sync", signal.SIGKILL), ("async", signal.SIGTERM)], ids=["sync-kill", "async-term"]
+)
+def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(
+    tiny_campaign_dict, tmp_path, updates, sig
+):
     """SIGKILL: the driver dies mid-step. SIGTERM: it stops cleanly within 10 s, exit 143,
     one line, no process of its Ray left. Either way --resume continues."""
     tiny_campaign_dict["meta_train"].update(iterations=40, checkpoint_every=5, updates=updates)
@@ -188,7 +207,9 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campai
     config.write_text(yaml.safe_dump(tiny_campaign_dict))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "metanas", "run", str(config), "--out", str(out)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.time() + 180
         while time.time() < deadline and not list((out / "checkpoints").glob("iter_000010.json")):
@@ -218,7 +239,9 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campai
     summary = json.loads((out / "summary.json").read_text())
     assert summary["meta_train"]["resumed_from_iteration"] >= killed_at > 0
     assert summary["meta_train"]["iterations"] == 40
-    assert summary["meta_train"]["tasks_completed"] >= (40 - summary["meta_train"]["resumed_from_iteration"]) * 4
+    assert (
+        summary["meta_train"]["tasks_completed"] >= (40 - summary["meta_train"]["resumed_from_iteration"]) * 4
+    )
     assert summary["meta_train"]["tasks_completed"] + summary["meta_train"]["tasks_failed"] == 40 * 4
     assert "metanas" in done.stdout  # the results table
     from metanas.memory.store import MemoryStore
@@ -228,10 +251,14 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(tiny_campai
 
 
 @pytest.mark.timeout(300)
-def test_async_updates_stream_without_barrier_and_count_stale_updates(ray_session, tiny_campaign_dict, tmp_path):
+def test_async_updates_stream_without_barrier_and_count_stale_updates(
+    ray_session, tiny_campaign_dict, tmp_path
+):
     # max_staleness 0 with two workers holding two tasks each: a task handed out before
     # the MetaLearner's latest step is stale, and with stale_policy drop it is dropped.
-    tiny_campaign_dict["meta_train"].update(iterations=6, updates="async", max_staleness=0, stale_policy="drop")
+    tiny_campaign_dict["meta_train"].update(
+        iterations=6, updates="async", max_staleness=0, stale_policy="drop"
+    )
     out = tmp_path / "run"
     summary = run_campaign(parse_campaign(tiny_campaign_dict), out, progress=False)
     mt = summary["meta_train"]
@@ -267,7 +294,9 @@ def test_campaign_writes_one_memory_record_per_finished_task(finished_run):
 
 
 @pytest.mark.timeout(120)
-def test_asking_for_more_gpus_than_exist_fails_in_time_naming_the_gpus(ray_session, tiny_campaign_dict, tmp_path):
+def test_asking_for_more_gpus_than_exist_fails_in_time_naming_the_gpus(
+    ray_session, tiny_campaign_dict, tmp_path
+):
     tiny_campaign_dict["workers"].update(count=2, gpus_per_worker=1, start_timeout_s=3)
     start = time.time()
     with pytest.raises(TimeoutError, match=r"need 2 GPU \(2 x 1\) but the cluster has 0 GPU"):

@@ -33,7 +33,12 @@ def files(tmp_path):
     ordinary = tmp_path / "ordinary"
     ordinary.mkdir()
     (ordinary / "notes.txt").write_text("not a memory")
-    return {"png": str(png), "dir": str(ordinary), "tmp": str(tmp_path), "digits": str(REPO / "examples" / "digits.yaml")}
+    return {
+        "png": str(png),
+        "dir": str(ordinary),
+        "tmp": str(tmp_path),
+        "digits": str(REPO / "examples" / "digits.yaml"),
+    }
 
 
 CASES = [
@@ -44,24 +49,41 @@ CASES = [
     (["search", "nasbench201/cifar10", "--memory", "{tmp}/m", "--budget", "-1"], "--budget: must be >= 1"),
     (["search", "nasbench201/cifar10", "--memory", "{tmp}/m", "--seed", "-5"], "--seed: must be >= 0"),
     (["search", "nasbench201/cifar10", "--memory", "{png}"], "is a file, not a memory directory"),
-    (["search", "nasbench201/cifar10", "--memory", "{dir}"], "is not a memory"),
+    (["search", "nasbench201/cifar10", "--memory", "{dir}"], "not a memory (no parts/)"),
     (["search", "nowhere/x", "--memory", "{tmp}/m"], "task: unknown 'nowhere/x'"),
     (["memory", "ls", "{dir}"], "is not a memory directory (no parts/)"),
     (["memory", "ls", "{tmp}/missing"], "does not exist"),
     (["status", "x", "--address", "http://127.0.0.1:1"], "no Ray job server answers at http://127.0.0.1:1"),
     (["status", "x", "--address", "127.0.0.1:8265"], "expected the job server as http://HOST:PORT"),
-    (["run", "metanas/platform/demo_campaign.yaml", "--out", "{tmp}/o", "--address", "127.0.0.1:1"],
-     "--address: no Ray cluster answers at 127.0.0.1:1"),
+    (
+        ["run", "metanas/platform/demo_campaign.yaml", "--out", "{tmp}/o", "--address", "127.0.0.1:1"],
+        "--address: no Ray cluster answers at 127.0.0.1:1",
+    ),
     (["explain"], "give a run directory, or --memory MEM --key KEY"),
     (["explain", "{dir}"], "is not a campaign directory"),
-    (["hw", "predict", "metanas/platform/demo_campaign.yaml", "--genotype", "conv_3x3", "--table", "{tmp}/t.parquet"],
-     "--genotype: genotype has 1 ops"),
+    (
+        [
+            "hw",
+            "predict",
+            "metanas/platform/demo_campaign.yaml",
+            "--genotype",
+            "conv_3x3",
+            "--table",
+            "{tmp}/t.parquet",
+        ],
+        "--genotype: genotype has 1 ops",
+    ),
     (["bench", "warmstart", "--objectives", "val_acc,speed"], "--objectives: expected two of"),
-    (["bench", "latency", "metanas/platform/demo_campaign.yaml", "--networks", "0"], "--networks: must be >= 1"),
+    (
+        ["bench", "latency", "metanas/platform/demo_campaign.yaml", "--networks", "0"],
+        "--networks: must be >= 1",
+    ),
 ]
 
 
-@pytest.mark.parametrize("argv, expected", CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "argv, expected", CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(CASES)]
+)
 def test_every_user_error_is_one_line_and_exit_2(capsys, files, argv, expected, monkeypatch):
     monkeypatch.chdir(REPO)
     _one_line_error(capsys, [a.format(**files) for a in argv], expected)
@@ -78,15 +100,23 @@ def memory(tmp_path):
     from metanas.searchers.space import Float, SearchSpace
 
     path = tmp_path / "mem"
-    metanas.search(lambda c: -c["x"] ** 2, SearchSpace((Float("x", -1.0, 1.0),)), task_id="t", memory=path, budget=4,
-                   warm_start="none")
+    metanas.search(
+        lambda c: -(c["x"] ** 2),
+        SearchSpace((Float("x", -1.0, 1.0),)),
+        task_id="t",
+        memory=path,
+        budget=4,
+        warm_start="none",
+    )
     return path
 
 
 def test_memory_commands_refuse_bad_arguments_in_one_line(capsys, memory, files):
     key = "search/t/optuna/none/0/b4"
     _one_line_error(capsys, ["memory", "query", str(memory), key, "-k", "-3"], "-k: must be >= 1, got -3")
-    _one_line_error(capsys, ["memory", "export", str(memory), files["dir"]], "already exists; name a new file")
+    _one_line_error(
+        capsys, ["memory", "export", str(memory), files["dir"]], "already exists; name a new file"
+    )
     _one_line_error(capsys, ["memory", "show", str(memory), "nope"], "no record with key 'nope'")
 
 
@@ -98,7 +128,9 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(memory):
 
     cmd = f"{sys.executable} -m metanas memory show {memory} search/t/optuna/none/0/b4 | true"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, (
+        done.stderr
+    )
 
 
 def _parsers(parser: argparse.ArgumentParser, path: str = "metanas"):
@@ -113,12 +145,16 @@ def test_help_explains_every_option():
     missing = []
     for path, parser in _parsers(build_parser()):
         for action in parser._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            if isinstance(
+                action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)
+            ):
                 continue
             if not action.help:
                 missing.append(f"{path} {action.dest}")
             # an option with a default the user may not guess names it
-            elif action.option_strings and action.default not in (None, False) and "default" not in action.help:
+            elif (
+                action.option_strings and action.default not in (None, False) and "default" not in action.help
+            ):
                 missing.append(f"{path} {action.option_strings[0]} (no default shown)")
     assert not missing, missing
 

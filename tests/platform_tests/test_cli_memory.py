@@ -62,8 +62,21 @@ def test_bad_memory_commands_fail_with_one_line(tmp_path, capsys):
 def test_bench_memory_small(capsys):
     assert main(["bench", "memory", "--records", "3000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"records", "dim", "insert_per_s", "query_p50_ms", "query_p99_ms", "recall_at_10", "reload_s",
-                           "nprobe", "warm_start_read_ms", "model_plan_ms", "surrogate_train_s", "surrogate_updates", "data"}
+    assert set(result) == {
+        "records",
+        "dim",
+        "insert_per_s",
+        "query_p50_ms",
+        "query_p99_ms",
+        "recall_at_10",
+        "reload_s",
+        "nprobe",
+        "warm_start_read_ms",
+        "model_plan_ms",
+        "surrogate_train_s",
+        "surrogate_updates",
+        "data",
+    }
     assert result["records"] == 3000 and result["recall_at_10"] >= 0.95
 
 
@@ -71,5 +84,5 @@ def test_an_approximate_index_is_calibrated_to_the_recall_target_on_overlapping_
     from metanas.bench.memory import bench_memory
 
     # 30,000 records: above the exact threshold, so an IVF index whose nprobe is calibrated
-    result = bench_memory(30_000, 32, data="overlapping", queries=100)
+    result = bench_memory(30_000, "overlapping", dim=32, queries=100)
     assert result["nprobe"] > 0 and result["recall_at_10"] >= 0.93  # (calibrated on other queries for 0.95)

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from metanas.platform.config import ConfigError, parse_campaign
 from metanas.cli.main import demo_config_path
+from metanas.platform.config import ConfigError, parse_campaign
 
 CHECK = """
 import sys
@@ -40,21 +40,34 @@ def _bad(campaign: dict, tmp_path, mutate) -> tuple[int, str, str]:
         (lambda c: c["episodes"].update(k_shot=-1), "episodes.k_shot"),
         (lambda c: c["meta_train"].pop("iterations"), "meta_train.iterations"),
         (lambda c: c["meta_train"].update(iteratons=3), "meta_train.iteratons"),
-        (lambda c: c["meta_test"].update(fixed_genotype=["conv_3x3", "skip_connect"]), "meta_test.fixed_genotype"),
+        (
+            lambda c: c["meta_test"].update(fixed_genotype=["conv_3x3", "skip_connect"]),
+            "meta_test.fixed_genotype",
+        ),
         # strict types: YAML's "125" and true are not numbers
         (lambda c: c["meta_train"].update(iterations="125"), "meta_train.iterations"),
         (lambda c: c["meta_train"].update(iterations=True), "meta_train.iterations"),
         (lambda c: c["space"].update(ops=[]), "space.ops"),
         (lambda c: c["space"].update(ops=["none"]), "space.ops"),
         # checked against the data, still before Ray
-        (lambda c: c["episodes"].update(n_way=50), "episodes.n_way: 50 classes per episode, but the meta-train split has"),
+        (
+            lambda c: c["episodes"].update(n_way=50),
+            "episodes.n_way: 50 classes per episode, but the meta-train split has",
+        ),
         (lambda c: c["episodes"].update(query=500), "episodes.k_shot + query: an episode takes 501 images"),
         (lambda c: c["episodes"].update(train_shots=500), "episodes.train_shots + train_query"),
         (lambda c: c["data"].update(rotations=[45]), "data.rotations: 45 is not a multiple of 90"),
         (lambda c: c["data"].update(test_classes=100), "data.test_classes"),
-        (lambda c: c.update(data={"source": "folders", "paths": ["/nonexistent"]}), "data: data path '/nonexistent' does not exist"),
-        (lambda c: c["meta_test"].update(evaluations=[{"n_way": 5, "k_shot": 1}, {"n_way": 30, "k_shot": 1}]),
-         "meta_test.evaluations.1.n_way: 30 classes per episode, but the meta-test split has 12"),
+        (
+            lambda c: c.update(data={"source": "folders", "paths": ["/nonexistent"]}),
+            "data: data path '/nonexistent' does not exist",
+        ),
+        (
+            lambda c: c["meta_test"].update(
+                evaluations=[{"n_way": 5, "k_shot": 1}, {"n_way": 30, "k_shot": 1}]
+            ),
+            "meta_test.evaluations.1.n_way: 30 classes per episode, but the meta-test split has 12",
+        ),
     ],
 )
 def test_malformed_campaign_fails_with_one_line_naming_the_field(tiny_campaign_dict, tmp_path, mutate, field):
@@ -88,7 +101,10 @@ def test_the_derived_network_takes_its_own_width_and_depth(tiny_campaign_dict):
     derived_channels and derived_cells shape the derived network only."""
     from metanas.cluster.schema import DERIVED
 
-    cfg = {**tiny_campaign_dict, "meta_test": {**tiny_campaign_dict["meta_test"], "derived_channels": 6, "derived_cells": 3}}
+    cfg = {
+        **tiny_campaign_dict,
+        "meta_test": {**tiny_campaign_dict["meta_test"], "derived_channels": 6, "derived_cells": 3},
+    }
     campaign = parse_campaign(cfg)
     genotype = ("conv_3x3",) * len(campaign.space.cell_space().edges)
     derived = campaign.model_spec(DERIVED, genotype).build(seed=0)

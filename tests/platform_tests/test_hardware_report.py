@@ -30,7 +30,11 @@ def _constrained(tiny: dict) -> dict:
     costs = sorted(cost.of((a, b, c)) for a in ops for b in ops for c in ops)
     # A binding budget (a third of the genotypes fit), and a latency limit no network reaches.
     cfg["constraints"] = {"max_params": int(costs[len(costs) // 3]), "max_latency_ms": 1000.0, "weight": 2.0}
-    cfg["meta_test"] = {**tiny["meta_test"], "baselines": ["metanas_derived", "scratch"], "derived_channels": 4}
+    cfg["meta_test"] = {
+        **tiny["meta_test"],
+        "baselines": ["metanas_derived", "scratch"],
+        "derived_channels": 4,
+    }
     cfg["meta_train"] = {**tiny["meta_train"], "updates": "async"}  # (the report's staleness histogram)
     return cfg
 
@@ -70,7 +74,7 @@ def test_load_derives_within_the_campaigns_limits(constrained_run):
     out, summary, cfg = constrained_run
     limits = load_limits(out)
     learner = metanas.load(out)
-    assert [l.to_dict() for l in learner.settings.limits] == [l.to_dict() for l in limits]
+    assert [lim.to_dict() for lim in learner.settings.limits] == [lim.to_dict() for lim in limits]
     digits = load_digits()
     pick = [list(digits.target).index(d) for d in range(5)]
     genotype = learner.adapt(digits.images[pick] / 16.0, digits.target[pick]).genotype
@@ -79,7 +83,10 @@ def test_load_derives_within_the_campaigns_limits(constrained_run):
 
 
 def test_a_missing_latency_table_is_one_line_before_ray(tiny_campaign_dict, tmp_path):
-    cfg = {**tiny_campaign_dict, "constraints": {"max_latency_ms": 1.0, "latency_table": "tables/none.parquet"}}
+    cfg = {
+        **tiny_campaign_dict,
+        "constraints": {"max_latency_ms": 1.0, "latency_table": "tables/none.parquet"},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps(cfg))
     campaign = load_campaign(path)  # the table is relative to the campaign file
@@ -120,14 +127,25 @@ def test_explain_report_renders_in_chromium_with_the_summarys_numbers(constraine
     out, summary, _ = constrained_run
     path = write_explain(out, tmp_path / "report.html")
     page = path.read_text()
-    assert "src=\"http" not in page and page.count("data:image/png;base64,") >= 7  # self-contained
+    assert 'src="http' not in page and page.count("data:image/png;base64,") >= 7  # self-contained
     assert _check_numbers(page, summary) >= 20
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
-        capture_output=True, text=True, timeout=90, check=True,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
     ).stdout
     body = re.search(r'<body data-images-total="(\d+)" data-images-rendered="(\d+)"', dom)
     assert body, "the page's render check did not run"

@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 BLOCKS = [(lang, body) for lang, body in FENCE.findall(README)]
-COMMANDS = [line.split("#")[0].strip() for lang, body in BLOCKS if lang == "bash" for line in body.splitlines()]
+COMMANDS = [
+    line.split("#")[0].strip() for lang, body in BLOCKS if lang == "bash" for line in body.splitlines()
+]
 SNIPPETS = [body for lang, body in BLOCKS if lang == "python"]
 # a path into the repository, as the README's commands name them
 REPO_PATH = re.compile(r"(?<![\w/.])((?:examples|docs|scripts|metanas|tests)/[\w./{}-]+)")
@@ -26,8 +28,16 @@ REPO_PATH = re.compile(r"(?<![\w/.])((?:examples|docs|scripts|metanas|tests)/[\w
 def test_the_readme_has_commands_and_snippets_to_check():
     assert len(COMMANDS) >= 10
     # each snippet has its test below: a new one needs one too
-    kinds = sorted(("metanas.search(" in s, "metanas.load(" in s, "MemoryCallback(" in s, "duckdb.sql(" in s) for s in SNIPPETS)
-    assert kinds == [(False, False, False, True), (False, False, True, False), (False, True, False, False), (True, False, False, False)]
+    kinds = sorted(
+        ("metanas.search(" in s, "metanas.load(" in s, "MemoryCallback(" in s, "duckdb.sql(" in s)
+        for s in SNIPPETS
+    )
+    assert kinds == [
+        (False, False, False, True),
+        (False, False, True, False),
+        (False, True, False, False),
+        (True, False, False, False),
+    ]
 
 
 def test_every_file_a_readme_command_names_exists():
@@ -48,7 +58,9 @@ def test_every_metanas_command_in_the_readme_is_one_the_cli_knows():
     assert used and not [c for c in used if c not in choices], used
 
 
-@pytest.mark.parametrize("campaign", sorted(str(p.relative_to(REPO)) for p in (REPO / "examples").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "campaign", sorted(str(p.relative_to(REPO)) for p in (REPO / "examples").glob("*.yaml"))
+)
 def test_every_example_campaign_validates_with_its_data(campaign, capsys):
     assert main(["run", str(REPO / campaign), "--check"]) == 0
     assert "a valid campaign" in capsys.readouterr().out
@@ -84,7 +96,10 @@ def test_the_optuna_snippet_runs_as_written_after_the_search_snippet(tmp_path, m
         _run_snippet(next(s for s in SNIPPETS if "MemoryCallback(" in s), namespace)
     study = namespace["study"]
     assert len(study.trials) == 8
-    assert study.trials[0].system_attrs["metanas:why"] == {"source": "memory model (portfolio)", "tasks": {"dataset-17": 1.0}}
+    assert study.trials[0].system_attrs["metanas:why"] == {
+        "source": "memory model (portfolio)",
+        "tasks": {"dataset-17": 1.0},
+    }
     assert any("drop (the memory does not know it)" in str(w.message) for w in caught)
     from metanas.memory.store import MemoryStore
 
@@ -92,7 +107,9 @@ def test_the_optuna_snippet_runs_as_written_after_the_search_snippet(tmp_path, m
 
     _run_snippet(next(s for s in SNIPPETS if "duckdb.sql(" in s), namespace)  # the query, over that memory
     rows = namespace["best"].fetchall()
-    assert {r[0] for r in rows} == {"dataset-17", "dataset-18"} and len(rows) == 16  # 8 trials each: all of them
+    assert {r[0] for r in rows} == {"dataset-17", "dataset-18"} and len(
+        rows
+    ) == 16  # 8 trials each: all of them
     scores = [r[2] for r in rows if r[0] == "dataset-18"]
     assert scores == sorted(scores, reverse=True) and scores[0] == study.best_value
 

@@ -26,7 +26,6 @@ import itertools
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +62,11 @@ REDUCE = CellSpace(nodes=2, channels=4, cells=2, reduction=True, input_cells=2)
 PARTIAL = CellSpace(nodes=2, channels=8, cells=2, partial_channels=2, edge_normalization=True, reduction=True)
 # REDUCE's 5 normal edges, then its 5 reduction edges (skip_connect there: FactorizedReduce)
 GENOTYPE = ("dil_conv_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "max_pool_3x3") + (
-    "skip_connect", "conv_3x3", "dil_conv_3x3", "skip_connect", "avg_pool_3x3"
+    "skip_connect",
+    "conv_3x3",
+    "dil_conv_3x3",
+    "skip_connect",
+    "avg_pool_3x3",
 )
 
 CASES = [
@@ -73,7 +76,13 @@ CASES = [
     Case("pass_batch_norm", CellSpace(nodes=2, channels=4, cells=2, norm="batch", reduction=True)),
     Case("pass_28px_own_group_norm", CellSpace(nodes=2, channels=8, cells=1), size=28, batch=4),
     Case("pass_derived_network", REDUCE, genotype=GENOTYPE),
-    Case("pass_derived_network_28px", CellSpace(nodes=2, channels=8, cells=2), size=28, batch=4, genotype=GENOTYPE[:3]),
+    Case(
+        "pass_derived_network_28px",
+        CellSpace(nodes=2, channels=8, cells=2),
+        size=28,
+        batch=4,
+        genotype=GENOTYPE[:3],
+    ),
     Case("adapt_joint", SMALL, adapt=_settings()),
     Case("adapt_split_alpha_fraction", SMALL, adapt=_settings(alpha_fraction=0.5), joint=False),
     Case("adapt_alpha_frozen", REDUCE, adapt=_settings(update_alpha=False)),
@@ -103,13 +112,18 @@ def _run(case: Case, speed: Speed) -> dict[str, torch.Tensor]:
     if case.adapt is None:
         out = net(x)
         F.cross_entropy(out, y).backward()
-        return {"output": out.detach(), **{f"grad:{n}": p.grad for n, p in net.named_parameters() if p.grad is not None}}
+        return {
+            "output": out.detach(),
+            **{f"grad:{n}": p.grad for n, p in net.named_parameters() if p.grad is not None},
+        }
     qx, qy = (x, y) if case.joint else _data(case, 2)
     adapt(net, x, y, qx, qy, case.adapt)
     return {n: p.detach().clone() for n, p in net.named_parameters()}
 
 
-def _worst(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: tuple[float, float]) -> tuple[float, str]:
+def _worst(
+    got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], tol: tuple[float, float]
+) -> tuple[float, str]:
     """The largest |got - want| / (atol + rtol |want|) over every tensor (<= 1 passes)."""
     if got.keys() != want.keys():
         return float("inf"), f"tensors differ: {sorted(got.keys() ^ want.keys())}"

@@ -65,8 +65,8 @@ def test_images_come_in_any_layout_the_learner_can_tell_apart():
     import numpy as np
     import torch
 
-    from metanas.searchers.darts.learner import prepare_images
     from metanas._util.threads import torch_threads
+    from metanas.searchers.darts.learner import prepare_images
 
     rgb = np.random.default_rng(0).random((5, 3, 8, 8)).astype(np.float32)
     first = prepare_images(rgb, (8, 8))

@@ -41,8 +41,15 @@ def test_edge_sites_cover_every_edge_of_every_cell_at_its_size():
 
 def _toy_cost(space: CellSpace) -> LinearCost:
     """Made-up latencies: convolutions dear, pools and skip cheap, per slot."""
-    price = {"none": 0.0, "skip_connect": 0.01, "conv_3x3": 1.0, "sep_conv_3x3": 0.6, "dil_conv_3x3": 0.7,
-             "max_pool_3x3": 0.1, "avg_pool_3x3": 0.12}
+    price = {
+        "none": 0.0,
+        "skip_connect": 0.01,
+        "conv_3x3": 1.0,
+        "sep_conv_3x3": 0.6,
+        "dil_conv_3x3": 0.7,
+        "max_pool_3x3": 0.1,
+        "avg_pool_3x3": 0.12,
+    }
     per_slot = np.array([[price[o] * (1 + 0.1 * s) for o in space.ops] for s in range(len(space.edge_names))])
     return LinearCost("latency_ms", space.ops, per_slot, 0.5)
 
@@ -69,10 +76,14 @@ def test_the_cost_penalty_lowers_the_expected_latency_of_alpha():
 def test_a_constrained_derivation_never_exceeds_the_limit(space):
     rng = np.random.default_rng(0)
     cost = _toy_cost(space)
-    cheapest = cost.constant + sum(min(row[o] for o, op in enumerate(space.ops) if op != "none") for row in cost.per_slot)
-    for trial in range(200):
-        alphas = [torch.as_tensor(rng.normal(size=(len(space.edges), len(space.ops))), dtype=torch.float32)
-                  for _ in range(2 if space.reduction else 1)]
+    cheapest = cost.constant + sum(
+        min(row[o] for o, op in enumerate(space.ops) if op != "none") for row in cost.per_slot
+    )
+    for _ in range(200):
+        alphas = [
+            torch.as_tensor(rng.normal(size=(len(space.edges), len(space.ops))), dtype=torch.float32)
+            for _ in range(2 if space.reduction else 1)
+        ]
         limit = cheapest + rng.uniform(0.0, 3.0)
         g = constrained_genotype(space, alphas, [CostLimit(cost, limit)])
         assert cost.of(g) <= limit + 1e-9 and "none" not in g
@@ -111,7 +122,9 @@ def test_latency_table_predicts_measured_networks_and_keeps_other_devices(tmp_pa
     cost = table.latency_cost(shape)
     assert cost.per_slot.shape == (3, len(space.ops)) and cost.per_slot[:, space.ops.index("none")].sum() == 0
     # A conv costs more than a skip connection wherever it sits (measured, with a wide margin).
-    assert (cost.per_slot[:, space.ops.index("conv_3x3")] > cost.per_slot[:, space.ops.index("skip_connect")]).all()
+    assert (
+        cost.per_slot[:, space.ops.index("conv_3x3")] > cost.per_slot[:, space.ops.index("skip_connect")]
+    ).all()
     path = table.save(tmp_path / "t.parquet")
     other = LatencyTable([{**r, "device": "cuda:Other|torch x"} for r in table.rows])
     other.save(path)

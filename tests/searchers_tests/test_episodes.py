@@ -48,7 +48,10 @@ def test_class_folders_flat_and_grouped(tmp_path):
     assert list(flat) == [""] and len(flat[""]) == 6 and flat[""]["c0"].shape == (4, 6, 6)
     train, test = folder_pools([tmp_path / "grouped"], 6, 0.34, [0, 90], seed=0)
     # whole groups are held out: no group on both sides
-    groups = lambda pool: {n.split("/")[0] for n in pool.names}
+
+    def groups(pool):
+        return {n.split("/")[0] for n in pool.names}
+
     assert groups(train) and groups(test) and not groups(train) & groups(test)
     assert len(train.names) + len(test.names) == 12  # 6 classes x 2 rotations
     (tmp_path / "empty").mkdir()
@@ -62,7 +65,10 @@ def test_omniglot_zips_load_as_a_task_source(omniglot_zips):
     train, test = folder_pools(omniglot_zips, 28, 0.25, [0], seed=0, invert=True)
     # 8 distinct alphabets, 242 characters (Greek and Latin appear in both zips)
     assert len(train.names) + len(test.names) == 242
-    alphabets = lambda pool: {n.split("/")[0] for n in pool.names}
+
+    def alphabets(pool):
+        return {n.split("/")[0] for n in pool.names}
+
     assert len(alphabets(train) | alphabets(test)) == 8 and not alphabets(train) & alphabets(test)
     ep = test.sample_episode(5, 1, 5, seed=0)
     assert ep.support_x.shape == (5, 1, 28, 28)

@@ -54,7 +54,9 @@ def test_warm_starts_go_first_and_failed_metrics_are_failed_trials():
 
     warm = [{"x": 0.9, "y": 0.0}, {"x": 0.1, "y": 0.0}]
     result = multi_objective_search(MultiObjective(flaky, OBJECTIVES), SPACE, 6, warm_start=warm, seed=0)
-    assert [t.config for t in result.trials[:2]] == warm and [t.source for t in result.trials[:2]] == ["warm_start"] * 2
+    assert [t.config for t in result.trials[:2]] == warm and [t.source for t in result.trials[:2]] == [
+        "warm_start"
+    ] * 2
     assert result.trials[1].metrics is None and result.trials[1].score == -math.inf
     assert result.trials[1] not in result.pareto
 
@@ -72,14 +74,18 @@ def test_bad_objectives_and_results_are_one_clear_error():
         MultiObjective(lambda c: {"acc": "0.5", "ms": 1.0}, OBJECTIVES)({"x": 0.1, "y": 0.2})
     impossible = MultiObjective(trade_off, OBJECTIVES, {"ms": 0.5})
     with pytest.raises(SearchFailed):
-        multi_objective_search(impossible, SPACE, 3).best
+        _ = multi_objective_search(impossible, SPACE, 3).best
 
 
 def test_pareto_warm_start_spreads_over_each_stored_front_round_robin():
     def stored(name: str, shift: float) -> PastTask:
-        trials = [{"config": {"x": x, "y": 0.0}, "score": 0.0, "metrics": {"acc": x + shift, "ms": 1.0 + x}}
-                  for x in np.linspace(0.0, 1.0, 9)]
-        trials.append({"config": {"x": 0.5, "y": 0.9}, "score": 0.0, "metrics": {"acc": 0.0, "ms": 9.0}})  # dominated
+        trials = [
+            {"config": {"x": x, "y": 0.0}, "score": 0.0, "metrics": {"acc": x + shift, "ms": 1.0 + x}}
+            for x in np.linspace(0.0, 1.0, 9)
+        ]
+        trials.append(
+            {"config": {"x": 0.5, "y": 0.9}, "score": 0.0, "metrics": {"acc": 0.0, "ms": 9.0}}
+        )  # dominated
         trials.append({"config": {"x": 0.3, "y": 0.3}, "score": 0.0})  # a single-objective trial: no metrics
         return PastTask(name, trials)
 

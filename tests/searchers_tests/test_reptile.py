@@ -48,13 +48,17 @@ def test_async_reptile_without_staleness_equals_the_sync_step():
     expected = reptile_step(_params(1.0, 2.0), deltas, *schedule.betas(0))
     stream = AsyncReptile(_params(1.0, 2.0), schedule, meta_batch=2, bound=StalenessBound(0))
     assert stream.submit(0, 0, deltas[0]) == ("applied", 0)
-    assert stream.version == 0 and torch.equal(stream.theta["w"], torch.tensor([1.0, 2.0]))  # buffered, not yet a step
+    assert stream.version == 0 and torch.equal(
+        stream.theta["w"], torch.tensor([1.0, 2.0])
+    )  # buffered, not yet a step
     assert stream.submit(1, 0, deltas[1]) == ("applied", 0)
     assert stream.version == 1 and torch.allclose(stream.theta["w"], expected["w"])
 
 
 def test_async_reptile_applies_a_key_once_and_bounds_staleness():
-    schedule = MetaSchedule(iterations=10, beta_w=1.0, beta_alpha=1.0, beta_final_fraction=1.0)  # constant betas
+    schedule = MetaSchedule(
+        iterations=10, beta_w=1.0, beta_alpha=1.0, beta_final_fraction=1.0
+    )  # constant betas
     drop = AsyncReptile(_params(0.0), schedule, meta_batch=1, bound=StalenessBound(1, "drop"))
     assert drop.submit(0, 0, _params(1.0))[0] == "applied"
     assert drop.submit(0, 0, _params(100.0)) == ("duplicate", 0)  # a retried call changes nothing
@@ -63,7 +67,9 @@ def test_async_reptile_applies_a_key_once_and_bounds_staleness():
     assert drop.submit(2, 0, _params(100.0)) == ("dropped", 2)  # 2 steps old > max_staleness 1
     assert drop.version == 2 and torch.allclose(drop.theta["w"], torch.tensor([2.0]))
 
-    down = AsyncReptile(_params(0.0), schedule, meta_batch=1, bound=StalenessBound(1, "downweight"), version=3)
+    down = AsyncReptile(
+        _params(0.0), schedule, meta_batch=1, bound=StalenessBound(1, "downweight"), version=3
+    )
     assert down.submit(0, 0, _params(8.0)) == ("downweighted", 3)
     assert torch.allclose(down.theta["w"], torch.tensor([4.0]))  # weight (1 + 1) / (3 + 1)
 

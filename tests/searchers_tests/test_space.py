@@ -7,13 +7,15 @@ import torch
 from torch import nn
 
 from metanas.searchers.darts.cell_space import ALL_OPS, CellSpace
-from metanas.searchers.space import Categorical, Float, Int, SearchSpace
 from metanas.searchers.darts.cpu_kernels import AvgPool3x3, DilatedDepthwiseConv, GroupNorm
 from metanas.searchers.darts.supernet import DiscreteNet, Supernet
+from metanas.searchers.space import Categorical, Float, Int, SearchSpace
 
 
 def _space() -> SearchSpace:
-    return SearchSpace((Categorical("op", ("a", "b")), Int("n", 1, 8), Float("lr", 1e-4, 1e-1, log=True)), name="s")
+    return SearchSpace(
+        (Categorical("op", ("a", "b")), Int("n", 1, 8), Float("lr", 1e-4, 1e-1, log=True)), name="s"
+    )
 
 
 def test_validate_names_the_bad_parameter():
@@ -35,7 +37,9 @@ def test_sample_encode_and_signature():
         vec = space.encode(cfg)
         assert len(vec) == 4 and all(0.0 <= v <= 1.0 for v in vec)
     assert space.signature == _space().signature
-    other = SearchSpace((Categorical("op", ("a", "b", "c")), Int("n", 1, 8), Float("lr", 1e-4, 1e-1, log=True)))
+    other = SearchSpace(
+        (Categorical("op", ("a", "b", "c")), Int("n", 1, 8), Float("lr", 1e-4, 1e-1, log=True))
+    )
     assert other.signature != space.signature
 
 
@@ -86,7 +90,10 @@ def test_the_speed_settings_change_nothing_but_rounding():
     space = CellSpace(nodes=3, channels=8, cells=2)
     x = torch.rand(6, 1, 12, 12)
     outs, grads = [], []
-    for speed in (Speed(channels_last=False, shared_relu=False, own_cpu_kernels=False, fused_sum=False), Speed()):
+    for speed in (
+        Speed(channels_last=False, shared_relu=False, own_cpu_kernels=False, fused_sum=False),
+        Speed(),
+    ):
         torch.manual_seed(0)
         net = Supernet(space, 1, 3, speed)
         loss = net(x).square().sum()
@@ -152,7 +159,9 @@ def test_bench_step_reports_both_variants():
     assert set(r["step_ms"]) == {"before", "channels_last", "after"} and r["speedup"] > 0
 
 
-@pytest.mark.parametrize("low, high, step", [(-10.2, 10.2, 0.1), (0.0, 1.0, 0.3), (1e-3, 0.1, 0.01), (3, 10, 2), (1, 100, 7)])
+@pytest.mark.parametrize(
+    "low, high, step", [(-10.2, 10.2, 0.1), (0.0, 1.0, 0.3), (1e-3, 0.1, 0.01), (3, 10, 2), (1, 100, 7)]
+)
 def test_a_stepped_range_is_optunas_distribution_of_it(low, high, step):
     """The grid ends where Optuna's ends (decimal arithmetic: -10.2..10.2 by 0.1 keeps
     10.2), so the memory's model answers for such a parameter, both ways round."""
@@ -164,7 +173,11 @@ def test_a_stepped_range_is_optunas_distribution_of_it(low, high, step):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (Optuna's note that it moved high)
-        dist = od.IntDistribution(low, high, step=step) if isinstance(step, int) else od.FloatDistribution(low, high, step=step)
+        dist = (
+            od.IntDistribution(low, high, step=step)
+            if isinstance(step, int)
+            else od.FloatDistribution(low, high, step=step)
+        )
     param = (Int if isinstance(step, int) else Float)("x", low, high, step=step)
     assert to_optuna(param) == dist and from_optuna("x", dist) == param
     assert all(dist._contains(dist.to_internal_repr(param.sample(random.Random(i)))) for i in range(50))

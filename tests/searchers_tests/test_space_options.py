@@ -12,10 +12,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metanas.searchers.darts.adaptation import AdaptSettings, adapt, evaluate, init_head_from_prototypes, prune_ops
+from metanas.searchers.darts.adaptation import (
+    AdaptSettings,
+    adapt,
+    evaluate,
+    init_head_from_prototypes,
+    prune_ops,
+)
 from metanas.searchers.darts.cell_space import ALL_OPS, CellSpace
 from metanas.searchers.darts.ops import drop_path, make_op
-from metanas.searchers.darts.reptile import AsyncReptile, MetaSchedule, StalenessBound, is_arch_param, reptile_step
+from metanas.searchers.darts.reptile import (
+    AsyncReptile,
+    MetaSchedule,
+    StalenessBound,
+    is_arch_param,
+    reptile_step,
+)
 from metanas.searchers.darts.supernet import DiscreteNet, Speed, Supernet
 
 COMBOS = list(itertools.product((False, True), (1, 2), (2, 3, 4)))  # reduction, input_cells, nodes
@@ -52,17 +64,23 @@ def test_defaults_give_the_outputs_they_gave_before_the_options():
     x = _x(5, 12)
     torch.manual_seed(0)
     out = Supernet(space, 1, 3)(x).detach().flatten()[:3]
-    assert torch.allclose(out, torch.tensor([0.2232101857662201, -0.1253974884748459, 0.25911980867385864]), atol=1e-4)
+    assert torch.allclose(
+        out, torch.tensor([0.2232101857662201, -0.1253974884748459, 0.25911980867385864]), atol=1e-4
+    )
     torch.manual_seed(0)
     out = DiscreteNet(space, ("conv_3x3", "skip_connect", "sep_conv_3x3"), 1, 3)(x).detach().flatten()[:3]
-    assert torch.allclose(out, torch.tensor([0.25843721628189087, -0.05084748566150665, -0.23163917660713196]), atol=1e-4)
+    assert torch.allclose(
+        out, torch.tensor([0.25843721628189087, -0.05084748566150665, -0.23163917660713196]), atol=1e-4
+    )
 
 
 # -- the space -------------------------------------------------------------------------------
 
 
 def test_options_are_validated_and_round_trip_through_to_dict():
-    space = CellSpace(nodes=3, channels=4, cells=3, reduction=True, input_cells=2, drop_path=0.3, feature_grid=2)
+    space = CellSpace(
+        nodes=3, channels=4, cells=3, reduction=True, input_cells=2, drop_path=0.3, feature_grid=2
+    )
     assert CellSpace(**space.to_dict()) == space
     for bad in (
         dict(feature_grid=0),
@@ -371,9 +389,13 @@ def _supernet(seed: int = 0, **space) -> Supernet:
 @pytest.mark.parametrize("reduction,input_cells", [(False, 1), (True, 1), (True, 2)])
 def test_partial_channels_1_is_exactly_the_default_network(reduction, input_cells):
     space = dict(nodes=2, channels=8, cells=2, reduction=reduction, input_cells=input_cells)
-    assert CellSpace(**space).partial_channels == 1 and CellSpace(**space, partial_channels=1) == CellSpace(**space)
+    assert CellSpace(**space).partial_channels == 1 and CellSpace(**space, partial_channels=1) == CellSpace(
+        **space
+    )
     default, k1 = _supernet(**space), _supernet(**space, partial_channels=1)
-    assert [(n, t.shape) for n, t in default.state_dict().items()] == [(n, t.shape) for n, t in k1.state_dict().items()]
+    assert [(n, t.shape) for n, t in default.state_dict().items()] == [
+        (n, t.shape) for n, t in k1.state_dict().items()
+    ]
     assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), k1.state_dict().values()))
     x = _x(5, 12)
     assert torch.equal(default(x), k1(x))
@@ -403,7 +425,10 @@ def test_partial_channels_shapes(k, reduction, input_cells):
     assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in full.parameters())
     for size in (28, 8):
         shapes = []
-        hooks = [cell.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))) for cell in net.cells]
+        hooks = [
+            cell.register_forward_hook(lambda m, i, o, shapes=shapes: shapes.append(tuple(o.shape)))
+            for cell in net.cells
+        ]
         out = net(_x(5, size))
         for h in hooks:
             h.remove()
@@ -413,7 +438,12 @@ def test_partial_channels_shapes(k, reduction, input_cells):
         assert shapes == [(5, c, size, size), (5, c, half, half), (5, c, half, half)][: len(net.cells)]
         if reduction:  # the stride-2 edges: every op and the bypass at ceil(n/2)
             edge = net.cells[1].edges[0]
-            assert edge(torch.rand(2, c, size, size), net.mix(net.alpha_reduce)[0]).shape == (2, c, half, half)
+            assert edge(torch.rand(2, c, size, size), net.mix(net.alpha_reduce)[0]).shape == (
+                2,
+                c,
+                half,
+                half,
+            )
 
 
 def test_partial_channels_gradients_reach_alpha_and_speed_changes_only_rounding():
@@ -464,11 +494,17 @@ def test_partial_channels_are_validated():
 
     from metanas.cluster.schema import SpaceSettings
 
-    for bad in (dict(channels=6, partial_channels=4), dict(channels=8, partial_channels=0),
-                dict(channels=8, partial_channels=3), dict(channels=4, partial_channels=4, reduction=True)):
+    for bad in (
+        dict(channels=6, partial_channels=4),
+        dict(channels=8, partial_channels=0),
+        dict(channels=8, partial_channels=3),
+        dict(channels=4, partial_channels=4, reduction=True),
+    ):
         with pytest.raises(ValueError, match="partial_channels"):
             CellSpace(**bad)
-    assert CellSpace(channels=4, partial_channels=4).partial_channels == 4  # c/K = 1 is fine without reduction
+    assert (
+        CellSpace(channels=4, partial_channels=4).partial_channels == 4
+    )  # c/K = 1 is fine without reduction
     assert SpaceSettings(channels=8, partial_channels=4).cell_space().partial_channels == 4
     assert SpaceSettings().cell_space() == CellSpace()
     for bad in (dict(channels=6, partial_channels=4), dict(partial_channels=0)):
@@ -481,7 +517,9 @@ def test_partial_channels_round_trip_and_leave_the_search_space_alone():
     assert space.to_dict()["partial_channels"] == 4 and CellSpace(**space.to_dict()) == space
     plain = CellSpace(nodes=3, channels=8, cells=3, reduction=True, input_cells=2)
     assert space.search_space.signature == plain.search_space.signature
-    assert CellSpace(nodes=2, partial_channels=2).search_space.signature == "0cc2322666a6b492"  # as without the option
+    assert (
+        CellSpace(nodes=2, partial_channels=2).search_space.signature == "0cc2322666a6b492"
+    )  # as without the option
 
 
 def test_a_derived_genotypes_network_is_the_same_with_and_without_partial_channels():
@@ -515,8 +553,15 @@ def test_edge_normalization_off_adds_nothing():
 
 @pytest.mark.parametrize("reduction,input_cells,k", [(False, 1, 1), (True, 2, 1), (True, 1, 2)])
 def test_edge_normalization_betas_are_architecture_parameters(reduction, input_cells, k):
-    space = CellSpace(nodes=3, channels=8, cells=2, reduction=reduction, input_cells=input_cells,
-                      edge_normalization=True, partial_channels=k)
+    space = CellSpace(
+        nodes=3,
+        channels=8,
+        cells=2,
+        reduction=reduction,
+        input_cells=input_cells,
+        edge_normalization=True,
+        partial_channels=k,
+    )
     assert CellSpace(**space.to_dict()) == space
     plain = CellSpace(nodes=3, reduction=reduction, input_cells=input_cells)
     assert space.search_space.signature == plain.search_space.signature
@@ -536,7 +581,9 @@ def test_edge_normalization_betas_are_architecture_parameters(reduction, input_c
         start = 0
         for i in range(space.nodes):
             n = space.input_cells + i
-            assert (scale[start : start + n] > 0).all() and scale[start : start + n].sum().item() == pytest.approx(1.0)
+            assert (scale[start : start + n] > 0).all() and scale[
+                start : start + n
+            ].sum().item() == pytest.approx(1.0)
             start += n
     F.cross_entropy(net(_x(5, 8)), torch.arange(5) % 3).backward()
     assert all(b.grad.abs().sum() > 0 for b in betas) and net.alpha.grad.abs().sum() > 0
@@ -572,7 +619,9 @@ def test_edge_normalization_scales_each_edge():
 def test_edge_normalization_with_adapt_prune_reptile_and_settings():
     from metanas.cluster.schema import SpaceSettings
 
-    space = SpaceSettings(nodes=2, channels=8, cells=2, reduction=True, edge_normalization=True, partial_channels=2)
+    space = SpaceSettings(
+        nodes=2, channels=8, cells=2, reduction=True, edge_normalization=True, partial_channels=2
+    )
     net = Supernet(space.cell_space(), 1, 3)
     before = [b.detach().clone() for b in net.betas()]
     x, y = _x(6, 8), torch.arange(6) % 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 
-import optuna
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,10 +31,14 @@ def test_a_sampled_config_validates_encodes_in_the_unit_box_and_decodes_back(spa
 
 @given(spaces(), st.data())
 def test_any_vector_decodes_to_a_valid_config(space, data):
-    vector = data.draw(st.lists(st.floats(-2.0, 3.0), min_size=space.encoded_dims, max_size=space.encoded_dims))
+    vector = data.draw(
+        st.lists(st.floats(-2.0, 3.0), min_size=space.encoded_dims, max_size=space.encoded_dims)
+    )
     config = space.decode(vector)
     assert space.validate(config) == config
-    assert space.decode(space.encode(config)) == config or _same(space, space.decode(space.encode(config)), config)
+    assert space.decode(space.encode(config)) == config or _same(
+        space, space.decode(space.encode(config)), config
+    )
 
 
 @given(spaces(), st.integers(0, 2**32), st.sampled_from([0.0, 1.0, 0.5]))

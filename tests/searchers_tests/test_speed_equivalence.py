@@ -25,12 +25,16 @@ from tests.searchers_tests.speed_equivalence import CASES
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _python(args: list[str], threads: int, isa: str | None, timeout: int = 600) -> subprocess.CompletedProcess:
+def _python(
+    args: list[str], threads: int, isa: str | None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MALLOC_CHECK_": "3", "PYTHONPATH": str(REPO)}
     env.pop("ONEDNN_MAX_CPU_ISA", None)
     if isa:
         env["ONEDNN_MAX_CPU_ISA"] = isa
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("isa", [None, "AVX2"], ids=["native_isa", "avx2"])
@@ -62,7 +66,8 @@ def test_the_guard_refuses_each_known_unsafe_pattern_before_it_runs(name):
     # and in a fresh interpreter at the risky settings: refused, so no crash
     guarded = (
         "from metanas.searchers.darts.unsafe_kernels import KernelGuard, UnsafeKernelCall, REPROS\n"
-        f"try:\n    with KernelGuard():\n        exec(REPROS[{name!r}], {{}})\nexcept UnsafeKernelCall:\n    print('refused')\n"
+        f"try:\n    with KernelGuard():\n        exec(REPROS[{name!r}], {{}})\nexcept UnsafeKernelCall:\n   "
+        " print('refused')\n"
     )
     proc = _python(["-c", guarded], threads=2, isa="AVX2", timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "refused", proc.stderr[-2000:]
@@ -101,7 +106,6 @@ def test_the_networks_route_around_the_unsafe_group_norm_and_strided_1x1_pattern
         assert torch.allclose(out, reduce.norm(torch.cat([a, b], 1)), atol=1e-5)
 
 
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_reduction_cells_write_nothing_outside_their_buffers_under_valgrind():
@@ -109,14 +113,29 @@ def test_the_reduction_cells_write_nothing_outside_their_buffers_under_valgrind(
     as on an AMD EPYC: the strided 1x1 kernel wrote outside its buffers here before the fix
     (valgrind itself then died). About 2 minutes; Debian's valgrind."""
     proc = subprocess.run(
-        ["valgrind", "-q", "--error-limit=no", sys.executable, "-m", "tests.searchers_tests.speed_equivalence",
-         "--cases", "pass_reduction_two_inputs,adapt_reduction_split"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        [
+            "valgrind",
+            "-q",
+            "--error-limit=no",
+            sys.executable,
+            "-m",
+            "tests.searchers_tests.speed_equivalence",
+            "--cases",
+            "pass_reduction_two_inputs,adapt_reduction_split",
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
         timeout=880,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count('"case"') == 2
     # (the interpreter's own start-up reads are not torch's: only errors inside torch count)
     reports = re.split(r"==\d+== *\n", proc.stderr)  # valgrind ends each report with an empty line
-    errors = [r for r in reports if "Invalid write" in r or ("Invalid read" in r and ("dnnl" in r or "at::native" in r))]
+    errors = [
+        r
+        for r in reports
+        if "Invalid write" in r or ("Invalid read" in r and ("dnnl" in r or "at::native" in r))
+    ]
     assert not errors, errors[:3]

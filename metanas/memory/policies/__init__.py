@@ -18,8 +18,10 @@ from metanas.memory.policies.none import NoWarmStart
 from metanas.memory.policies.pareto import ParetoWarmStart
 from metanas.memory.policies.portfolio import PortfolioWarmStart
 
-POLICIES: dict[str, WarmStartPolicy] = {p.name: p for p in (ModelWarmStart(), MemoryWarmStart(), PortfolioWarmStart(),
-                                                               ParetoWarmStart(), NoWarmStart())}
+POLICIES: dict[str, WarmStartPolicy] = {
+    p.name: p
+    for p in (ModelWarmStart(), MemoryWarmStart(), PortfolioWarmStart(), ParetoWarmStart(), NoWarmStart())
+}
 DEFAULT = "model"  # what `metanas bench warmstart` measures best across its tables
 MULTI_OBJECTIVE_DEFAULT = "pareto"
 SINGLE_OBJECTIVE = tuple(n for n, p in POLICIES.items() if not p.multi_objective or not p.uses_memory)
@@ -36,4 +38,12 @@ def get(name: str, multi_objective: bool = False) -> WarmStartPolicy:
     return POLICIES[name]
 
 
-__all__ = ["POLICIES", "DEFAULT", "MULTI_OBJECTIVE_DEFAULT", "Start", "WarmStartPlan", "WarmStartPolicy", "get"]
+__all__ = [
+    "POLICIES",
+    "DEFAULT",
+    "MULTI_OBJECTIVE_DEFAULT",
+    "Start",
+    "WarmStartPlan",
+    "WarmStartPolicy",
+    "get",
+]

@@ -5,11 +5,12 @@ through these objects; `metanas.memory.policies.get` names them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from metanas.memory.records import PastTask
 from metanas.memory.memory_model import MODEL_TASKS, MemoryModel
+from metanas.memory.records import PastTask
 from metanas.searchers.base import WarmStart
 from metanas.searchers.space import SearchSpace
 

@@ -14,6 +14,9 @@ class ModelWarmStart(WarmStartPolicy):
     needs_sampler = True
 
     def sampler(self, start: Start) -> Any:
-        from metanas.memory.sampler import MemorySampler, tuned_tpe  # (the sampler reads policies too: imported when used)
+        from metanas.memory.sampler import (
+            MemorySampler,
+            tuned_tpe,
+        )  # (the sampler reads policies too: imported when used)
 
         return MemorySampler(start.space, seed=start.seed, model=start.model, fallback=tuned_tpe(start.seed))

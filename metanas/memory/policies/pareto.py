@@ -9,9 +9,9 @@ so the first evaluations cover the whole trade-off where earlier tasks found it.
 
 from __future__ import annotations
 
-from metanas.memory.policies.base import Start, WarmStartPlan, WarmStartPolicy
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from metanas.memory.policies.base import Start, WarmStartPlan, WarmStartPolicy
 from metanas.memory.records import PastTask
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.pareto import feasible, pareto_front
@@ -20,9 +20,15 @@ from metanas.searchers.space import SearchSpace, config_key
 N_PARETO_WARM = 10  # measured on NAS-Bench-201 (val_acc, latency): 10 of 50 evaluations
 
 
-def stored_front(task: PastTask, objectives: Mapping[str, str], constraints: Mapping[str, float] | None) -> list[dict]:
+def stored_front(
+    task: PastTask, objectives: Mapping[str, str], constraints: Mapping[str, float] | None
+) -> list[dict]:
     """A stored search's feasible front, as trials, ordered by the first objective, best first."""
-    measured = [t for t in task.trials if isinstance(t.get("metrics"), dict) and all(k in t["metrics"] for k in objectives)]
+    measured = [
+        t
+        for t in task.trials
+        if isinstance(t.get("metrics"), dict) and all(k in t["metrics"] for k in objectives)
+    ]
     ok = [t for t in measured if feasible(t["metrics"], objectives, constraints)]
     front = [ok[i] for i in pareto_front([t["metrics"] for t in ok], objectives)]
     first = next(iter(objectives))

@@ -5,14 +5,15 @@ baseline for the others."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from metanas.memory.policies.base import Start, WarmStartPlan, WarmStartPolicy
-from metanas.memory.records import PastTask
 from metanas.memory.knn import finite_trials
 from metanas.memory.memory_model import MemoryModel
+from metanas.memory.policies.base import Start, WarmStartPlan, WarmStartPolicy
+from metanas.memory.records import PastTask
 from metanas.searchers.base import WarmStart, fit_warm_start
 from metanas.searchers.space import SearchSpace, config_key
 
@@ -23,11 +24,15 @@ class PortfolioWarmStart(WarmStartPolicy):
     def plan(self, start: Start) -> WarmStartPlan:
         plan = super().plan(start)
         if start.past:
-            plan.queued, plan.dropped = portfolio_warm_start(start.space, start.past, start.n_warm, start.model)
+            plan.queued, plan.dropped = portfolio_warm_start(
+                start.space, start.past, start.n_warm, start.model
+            )
         return plan
 
 
-def portfolio_warm_start(space: SearchSpace, past: Sequence[PastTask], n: int, model: MemoryModel | None = None) -> tuple[list[WarmStart], int]:
+def portfolio_warm_start(
+    space: SearchSpace, past: Sequence[PastTask], n: int, model: MemoryModel | None = None
+) -> tuple[list[WarmStart], int]:
     """`n` configs for the expected best over the stored tasks: the cross-task surrogate's
     greedy portfolio (`MemoryModel.portfolio`). Stored tasks of a single trial each (as a
     campaign's DARTS records) train no surrogate: then the configs good on most tasks."""
@@ -35,7 +40,9 @@ def portfolio_warm_start(space: SearchSpace, past: Sequence[PastTask], n: int, m
     if model.tasks:
         return [WarmStart(config, None, predicted) for config, predicted, _ in model.portfolio(n)], 0
     flat = [PastTask(t.task_id, t.trials, 0.0) for t in past]
-    return fit_warm_start(space, [WarmStart(config, None, score) for config, score in rank_configs(flat)], limit=n)
+    return fit_warm_start(
+        space, [WarmStart(config, None, score) for config, score in rank_configs(flat)], limit=n
+    )
 
 
 def normalised_scores(trials: Sequence[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], float]]:
@@ -56,7 +63,9 @@ def normalised_scores(trials: Sequence[dict[str, Any]]) -> dict[str, tuple[dict[
     return out
 
 
-def rank_configs(past: Sequence[PastTask], similarity_power: float = 2.0) -> list[tuple[dict[str, Any], float]]:
+def rank_configs(
+    past: Sequence[PastTask], similarity_power: float = 2.0
+) -> list[tuple[dict[str, Any], float]]:
     """Configs from every trial of `past`, ordered by similarity-weighted normalised score.
 
     A config evaluated on several tasks averages them (weights = similarity^power, plus a

@@ -93,14 +93,18 @@ class CellSpace:
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"drop_path: expected 0 <= drop_path < 1, got {self.drop_path}")
         if self.reduction and self.cells < 2:  # else alpha_reduce would exist and never act
-            raise ValueError(f"cells: reduction cells sit between cells, so they need cells >= 2, got {self.cells}")
+            raise ValueError(
+                f"cells: reduction cells sit between cells, so they need cells >= 2, got {self.cells}"
+            )
         if self.reduction and self.channels < 2:  # the factorized reduce splits channels in two
             raise ValueError(f"channels: reduction cells need at least 2, got {self.channels}")
         k = self.partial_channels
         if k < 1 or self.channels % k:
             raise ValueError(f"partial_channels: must be >= 1 and divide channels ({self.channels}), got {k}")
         if self.reduction and self.channels // k < 2:  # the mixed part's factorized reduce, too
-            raise ValueError(f"partial_channels: reduction cells need channels/K >= 2, got {self.channels}/{k}")
+            raise ValueError(
+                f"partial_channels: reduction cells need channels/K >= 2, got {self.channels}/{k}"
+            )
 
     @property
     def edges(self) -> list[tuple[int, int]]:
@@ -141,7 +145,9 @@ class CellSpace:
         of every op' rather than 'this op is best'."""
         if self.reduction != (alpha_reduce is not None):
             need = "both alpha and alpha_reduce" if self.reduction else "alpha only"
-            raise ValueError(f"this space {'has' if self.reduction else 'has no'} reduction cells: pass {need}")
+            raise ValueError(
+                f"this space {'has' if self.reduction else 'has no'} reduction cells: pass {need}"
+            )
         genotype = self._strongest(alpha)
         return genotype + self._strongest(alpha_reduce) if self.reduction else genotype
 
@@ -161,8 +167,15 @@ class CellSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "nodes": self.nodes, "ops": list(self.ops), "channels": self.channels, "cells": self.cells,
-            "norm": self.norm, "reduction": self.reduction, "input_cells": self.input_cells, "drop_path": self.drop_path,
-            "partial_channels": self.partial_channels, "edge_normalization": self.edge_normalization,
+            "nodes": self.nodes,
+            "ops": list(self.ops),
+            "channels": self.channels,
+            "cells": self.cells,
+            "norm": self.norm,
+            "reduction": self.reduction,
+            "input_cells": self.input_cells,
+            "drop_path": self.drop_path,
+            "partial_channels": self.partial_channels,
+            "edge_normalization": self.edge_normalization,
             "feature_grid": self.feature_grid,
         }

@@ -3,14 +3,21 @@ edges over its inputs and nodes), and the order of normal and reduction cells.""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metanas.searchers.darts.cell_space import CellSpace
-from metanas.searchers.darts.ops import FactorizedReduce, ReLUConvBN, drop_path, droppable, make_op, norm_layer
+from metanas.searchers.darts.ops import (
+    FactorizedReduce,
+    ReLUConvBN,
+    drop_path,
+    droppable,
+    make_op,
+    norm_layer,
+)
 
 # edge_module(k, reduction, stride): the module of edge k of a normal or reduction cell
 EdgeModule = Callable[[int, bool, int], nn.Module]
@@ -136,7 +143,9 @@ class Cell(nn.Module):
     cell inputs run at stride 2). Neither changes the channel count: our networks stay
     narrow, and doubling channels at each reduction is DARTS' choice for larger images."""
 
-    def __init__(self, space: CellSpace, edge_module: EdgeModule, reduction: bool = False, reduction_prev: bool = False) -> None:
+    def __init__(
+        self, space: CellSpace, edge_module: EdgeModule, reduction: bool = False, reduction_prev: bool = False
+    ) -> None:
         super().__init__()
         self.space = space
         self.reduction = reduction
@@ -145,7 +154,9 @@ class Cell(nn.Module):
             for k, (_, source) in enumerate(space.edges)
         )
         c = space.channels
-        self.combine = nn.Sequential(nn.ReLU(), nn.Conv2d(c * space.nodes, c, 1, bias=False), norm_layer(space.norm, c, affine=True))
+        self.combine = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(c * space.nodes, c, 1, bias=False), norm_layer(space.norm, c, affine=True)
+        )
         if space.input_cells == 2:  # DARTS' preprocessing; s0 is twice s1's size after a reduction cell
             self.pre0 = FactorizedReduce(c, space.norm) if reduction_prev else ReLUConvBN(c, 1, 0, space.norm)
             self.pre1 = ReLUConvBN(c, 1, 0, space.norm)

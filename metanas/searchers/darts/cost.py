@@ -14,8 +14,8 @@ slot stands for that edge in every cell of its kind, so a slot's cost sums over 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,7 +81,9 @@ class LinearCost:
     def of(self, genotype: Sequence[str]) -> float:
         if len(genotype) != len(self.per_slot):
             raise ValueError(f"genotype has {len(genotype)} ops, the cost has {len(self.per_slot)} slots")
-        return self.constant + float(sum(self.per_slot[s, self.ops.index(op)] for s, op in enumerate(genotype)))
+        return self.constant + float(
+            sum(self.per_slot[s, self.ops.index(op)] for s, op in enumerate(genotype))
+        )
 
     def expected(self, model: Supernet) -> torch.Tensor:
         """The cost's expectation when each slot's op is drawn from the supernet's edge
@@ -91,18 +93,27 @@ class LinearCost:
         return self.constant + (weights * table).sum()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "ops": list(self.ops), "per_slot": self.per_slot.tolist(), "constant": self.constant}
+        return {
+            "name": self.name,
+            "ops": list(self.ops),
+            "per_slot": self.per_slot.tolist(),
+            "constant": self.constant,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LinearCost":
-        return cls(d["name"], tuple(d["ops"]), np.asarray(d["per_slot"], dtype=np.float64), float(d["constant"]))
+    def from_dict(cls, d: dict) -> LinearCost:
+        return cls(
+            d["name"], tuple(d["ops"]), np.asarray(d["per_slot"], dtype=np.float64), float(d["constant"])
+        )
 
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def params_cost(space: CellSpace, image_size: tuple[int, int], in_channels: int = 1, n_classes: int = 5) -> LinearCost:
+def params_cost(
+    space: CellSpace, image_size: tuple[int, int], in_channels: int = 1, n_classes: int = 5
+) -> LinearCost:
     """The exact parameter count of a genotype's network for `n_classes`, head included."""
     space = replace(space, partial_channels=1)
     n_slots = len(space.edge_names)
@@ -140,7 +151,7 @@ class CostLimit:
         return {"cost": self.cost.to_dict(), "limit": self.limit, "weight": self.weight}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CostLimit":
+    def from_dict(cls, d: dict) -> CostLimit:
         return cls(LinearCost.from_dict(d["cost"]), float(d["limit"]), float(d["weight"]))
 
 
@@ -151,7 +162,9 @@ def cost_penalty(model: nn.Module, limits: Sequence[CostLimit]) -> torch.Tensor 
     return sum(limit.penalty(model) for limit in limits)
 
 
-def constrained_genotype(space: CellSpace, alphas: Sequence[torch.Tensor], limits: Sequence[CostLimit]) -> Genotype:
+def constrained_genotype(
+    space: CellSpace, alphas: Sequence[torch.Tensor], limits: Sequence[CostLimit]
+) -> Genotype:
     """The strongest op per slot (as `CellSpace.derive_genotype`), then, while the genotype
     is over a limit, the swap that gives up the least `alpha` per unit of excess removed.
     When no genotype of the space is within the limits, the one with the least excess."""

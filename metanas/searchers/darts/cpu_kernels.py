@@ -125,7 +125,12 @@ class GroupNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        if _use_own(self, x) and not self.affine and x.shape[-2] * x.shape[-1] >= GROUP_NORM_MIN_PIXELS and channels_last:
+        if (
+            _use_own(self, x)
+            and not self.affine
+            and x.shape[-2] * x.shape[-1] >= GROUP_NORM_MIN_PIXELS
+            and channels_last
+        ):
             return _ChannelsLastGroupNorm.apply(x, self.num_groups, self.eps)
         if channels_last and x.device.type == "cpu" and self._affine_grad_only(x):
             return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)

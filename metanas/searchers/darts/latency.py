@@ -18,9 +18,10 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,14 +31,27 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from metanas._util.atomic import atomic_write_bytes
+from metanas._util.threads import torch_threads
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import LinearCost, count_params, edge_sites
 from metanas.searchers.darts.ops import make_op
 from metanas.searchers.darts.supernet import DiscreteNet
-from metanas._util.threads import torch_threads
 
-COLUMNS = ("device", "kind", "op", "channels", "height", "width", "stride", "batch", "skeleton", "genotype",
-           "latency_ms", "params", "flops")
+COLUMNS = (
+    "device",
+    "kind",
+    "op",
+    "channels",
+    "height",
+    "width",
+    "stride",
+    "batch",
+    "skeleton",
+    "genotype",
+    "latency_ms",
+    "params",
+    "flops",
+)
 
 
 def device_fingerprint(device: str = "cpu", threads: int = 1) -> str:
@@ -106,11 +120,22 @@ def _inference(module: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
 
 def skeleton_key(space: CellSpace, image_size: tuple[int, int], n_classes: int) -> str:
     """What a network's latency depends on besides its genotype."""
-    return json.dumps({
-        "cells": space.cells, "nodes": space.nodes, "channels": space.channels, "input_cells": space.input_cells,
-        "reduction": space.reduction, "norm": space.norm, "image": list(image_size), "classes": n_classes,
-        **({"feature_grid": space.feature_grid} if space.feature_grid != 4 else {}),  # (keys of older tables stay valid)
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "cells": space.cells,
+            "nodes": space.nodes,
+            "channels": space.channels,
+            "input_cells": space.input_cells,
+            "reduction": space.reduction,
+            "norm": space.norm,
+            "image": list(image_size),
+            "classes": n_classes,
+            **(
+                {"feature_grid": space.feature_grid} if space.feature_grid != 4 else {}
+            ),  # (keys of older tables stay valid)
+        },
+        sort_keys=True,
+    )
 
 
 def random_genotypes(space: CellSpace, n: int, seed: int = 0) -> list[Genotype]:
@@ -150,7 +175,42 @@ class NetworkShape:
         """Measured latency (ms), parameters and FLOPs of one genotype's network."""
         net = self.network(genotype).to(device)
         x = torch.zeros(batch, self.in_channels, *self.image_size, device=device)
-        return {"latency_ms": time_ms(_inference(net, x), device), "params": count_params(net), "flops": count_flops(net, x)}
+        return {
+            "latency_ms": time_ms(_inference(net, x), device),
+            "params": count_params(net),
+            "flops": count_flops(net, x),
+        }
+
+
+def _op_rows(
+    shape: NetworkShape, device: str, batch: int, fingerprint: str, progress: Callable[[str], None] | None
+) -> list[dict[str, Any]]:
+    """Every op of the space measured at every place (channels, size, stride) it runs."""
+    rows = []
+    sites = edge_sites(shape.space, shape.image_size, shape.in_channels)
+    for c, h, w, stride in sorted({(s.channels, s.height, s.width, s.stride) for s in sites}):
+        x = torch.randn(batch, c, h, w, device=device).contiguous(memory_format=torch.channels_last)
+        for op in shape.space.ops:
+            if op == "none":
+                continue
+            module = make_op(op, c, shape.space.norm, stride).to(device, memory_format=torch.channels_last)
+            place = {"channels": c, "height": h, "width": w, "stride": stride, "batch": batch}
+            rows.append(
+                {
+                    "device": fingerprint,
+                    "kind": "op",
+                    "op": op,
+                    **place,
+                    "skeleton": "",
+                    "genotype": "",
+                    "latency_ms": time_ms(_inference(module, x), device),
+                    "params": count_params(module),
+                    "flops": count_flops(module, x),
+                }
+            )
+        if progress:
+            progress(f"ops at {c} channels, {h}x{w}, stride {stride}")
+    return rows
 
 
 def profile(
@@ -161,32 +221,28 @@ def profile(
     networks: int = 8,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> "LatencyTable":
+) -> LatencyTable:
     """Measure every op at every place it runs in the shape's networks, and `networks`
     random derived networks (for the constant). Sets torch's thread count while it runs."""
     fingerprint = device_fingerprint(device, threads)
     with torch_threads(threads):
-        rows = []
-        places = sorted({(s.channels, s.height, s.width, s.stride) for s in edge_sites(shape.space, shape.image_size, shape.in_channels)})
-        for c, h, w, stride in places:
-            x = torch.randn(batch, c, h, w, device=device).contiguous(memory_format=torch.channels_last)
-            for op in shape.space.ops:
-                if op == "none":
-                    continue
-                module = make_op(op, c, shape.space.norm, stride).to(device, memory_format=torch.channels_last)
-                rows.append({
-                    "device": fingerprint, "kind": "op", "op": op, "channels": c, "height": h, "width": w, "stride": stride,
-                    "batch": batch, "skeleton": "", "genotype": "", "latency_ms": time_ms(_inference(module, x), device),
-                    "params": count_params(module), "flops": count_flops(module, x),
-                })
-            if progress:
-                progress(f"ops at {c} channels, {h}x{w}, stride {stride}")
+        rows = _op_rows(shape, device, batch, fingerprint, progress)
         for g in random_genotypes(shape.space, networks, seed):
-            rows.append({
-                "device": fingerprint, "kind": "network", "op": "", "channels": shape.space.channels,
-                "height": shape.image_size[0], "width": shape.image_size[1], "stride": 1, "batch": batch,
-                "skeleton": shape.skeleton, "genotype": ",".join(g), **shape.measure(g, device, batch),
-            })
+            rows.append(
+                {
+                    "device": fingerprint,
+                    "kind": "network",
+                    "op": "",
+                    "channels": shape.space.channels,
+                    "height": shape.image_size[0],
+                    "width": shape.image_size[1],
+                    "stride": 1,
+                    "batch": batch,
+                    "skeleton": shape.skeleton,
+                    "genotype": ",".join(g),
+                    **shape.measure(g, device, batch),
+                }
+            )
         if progress:
             progress(f"{networks} whole networks")
         return LatencyTable(rows)
@@ -202,7 +258,7 @@ class LatencyTable:
     def devices(self) -> list[str]:
         return sorted({r["device"] for r in self.rows})
 
-    def for_device(self, device: str | None = None) -> "LatencyTable":
+    def for_device(self, device: str | None = None) -> LatencyTable:
         """The rows of one device fingerprint (or of the only one, when None)."""
         devices = self.devices
         if device is None:
@@ -225,10 +281,12 @@ class LatencyTable:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path) -> LatencyTable:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"latency table {path} does not exist; write one with `metanas hw profile`")
+            raise FileNotFoundError(
+                f"latency table {path} does not exist; write one with `metanas hw profile`"
+            )
         try:
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as err:
@@ -244,8 +302,11 @@ class LatencyTable:
         networks of this shape."""
         rows = self.for_device().rows
         batch = batch if batch is not None else rows[0]["batch"]
-        ops = {(r["op"], r["channels"], r["height"], r["width"], r["stride"]): r["latency_ms"]
-               for r in rows if r["kind"] == "op" and r["batch"] == batch}
+        ops = {
+            (r["op"], r["channels"], r["height"], r["width"], r["stride"]): r["latency_ms"]
+            for r in rows
+            if r["kind"] == "op" and r["batch"] == batch
+        }
         space = shape.space
         per_slot = np.zeros((len(space.edge_names), len(space.ops)))
         for site in edge_sites(space, shape.image_size, shape.in_channels):
@@ -254,13 +315,22 @@ class LatencyTable:
                     continue  # never in a derived genotype; costs nothing in a supernet
                 key = (op, site.channels, site.height, site.width, site.stride)
                 if key not in ops:
-                    raise ValueError(f"the latency table has no {op} at {site.channels} channels, {site.height}x{site.width}, "
-                                     f"stride {site.stride}, batch {batch}: profile this space with `metanas hw profile`")
+                    raise ValueError(
+                        f"the latency table has no {op} at {site.channels} channels, "
+                        f"{site.height}x{site.width}, "
+                        f"stride {site.stride}, batch {batch}: profile this space with `metanas hw profile`"
+                    )
                 per_slot[site.slot, o] += ops[key]
         cost = LinearCost("latency_ms", space.ops, per_slot, 0.0)
-        nets = [r for r in rows if r["kind"] == "network" and r["skeleton"] == shape.skeleton and r["batch"] == batch]
+        nets = [
+            r
+            for r in rows
+            if r["kind"] == "network" and r["skeleton"] == shape.skeleton and r["batch"] == batch
+        ]
         if not nets:
-            raise ValueError("the latency table has no whole networks of this campaign's shape to fit the constant; "
-                             "profile this space with `metanas hw profile`")
+            raise ValueError(
+                "the latency table has no whole networks of this campaign's shape to fit the constant; "
+                "profile this space with `metanas hw profile`"
+            )
         residuals = [r["latency_ms"] - cost.of(r["genotype"].split(",")) for r in nets]
         return replace(cost, constant=float(np.median(residuals)))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metanas._util.threads import torch_threads
 from metanas.searchers.darts.adaptation import (
     AdaptSettings,
     ModelSpec,
@@ -27,7 +28,6 @@ from metanas.searchers.darts.adaptation import (
 )
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import CostLimit, constrained_genotype
-from metanas._util.threads import torch_threads
 
 
 def prepare_images(images: Any, image_size: tuple[int, int], invert: bool = False) -> torch.Tensor:
@@ -77,7 +77,9 @@ class AdaptedModel:
         """The architecture the adapted network derives; a supernet's is projected within
         the campaign's hardware limits, if it has any."""
         if self.limits and hasattr(self.network, "alphas"):
-            return constrained_genotype(self.network.space, [a.detach() for a in self.network.alphas()], self.limits)
+            return constrained_genotype(
+                self.network.space, [a.detach() for a in self.network.alphas()], self.limits
+            )
         return self.network.genotype()
 
     @torch.no_grad()
@@ -131,9 +133,17 @@ class Learner:
         device: Any = "cpu",
         invert: bool = False,
         threads: int | None = None,
-    ) -> "Learner":
+    ) -> Learner:
         return cls(
-            spec.space, params, settings, image_size, spec.genotype, device, spec.conv4_channels, spec.temperature, invert,
+            spec.space,
+            params,
+            settings,
+            image_size,
+            spec.genotype,
+            device,
+            spec.conv4_channels,
+            spec.temperature,
+            invert,
             threads,
         )
 
@@ -145,7 +155,9 @@ class Learner:
         x = prepare_images(images, self.image_size, self.invert).to(self.device)
         labels = np.asarray(labels)
         if labels.ndim != 1 or len(labels) != len(x):
-            raise ValueError(f"labels must be a vector with one label per image ({len(x)}), got shape {labels.shape}")
+            raise ValueError(
+                f"labels must be a vector with one label per image ({len(x)}), got shape {labels.shape}"
+            )
         classes, y = np.unique(labels, return_inverse=True)
         if len(classes) < 2:
             raise ValueError("adaptation needs at least two classes in the support set")
@@ -155,4 +167,6 @@ class Learner:
             set_params(network, {k: v.to(self.device) for k, v in self.params.items()})
         init_head_from_prototypes(network, x, y_t)
         adapt(network, x, y_t, x, y_t, self.settings, seed=seed)
-        return AdaptedModel(network, classes, self.image_size, self.device, self.invert, self.settings.limits, self.threads)
+        return AdaptedModel(
+            network, classes, self.image_size, self.device, self.invert, self.settings.limits, self.threads
+        )

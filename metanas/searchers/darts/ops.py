@@ -23,7 +23,6 @@ from torch import nn
 
 from metanas.searchers.darts.cpu_kernels import AvgPool3x3, DilatedDepthwiseConv, GroupNorm
 
-
 NORMS = ("batch", "group")
 
 
@@ -61,7 +60,9 @@ class _ReLUFirst(nn.Sequential):
 class ReLUConvBN(_ReLUFirst):
     def __init__(self, c: int, kernel: int, padding: int, norm: str, stride: int = 1) -> None:
         super().__init__(
-            nn.ReLU(), nn.Conv2d(c, c, kernel, stride=stride, padding=padding, bias=False), norm_layer(norm, c)
+            nn.ReLU(),
+            nn.Conv2d(c, c, kernel, stride=stride, padding=padding, bias=False),
+            norm_layer(norm, c),
         )
 
 

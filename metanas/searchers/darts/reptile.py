@@ -11,9 +11,9 @@ the mixed edges sharpen towards the discrete architecture as meta-training goes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence
 
 import torch
 
@@ -41,7 +41,9 @@ class MetaSchedule:
 
     def __post_init__(self) -> None:
         if self.temperature_start <= 0 or self.temperature_end <= 0:
-            raise ValueError(f"temperatures must be > 0, got {self.temperature_start} -> {self.temperature_end}")
+            raise ValueError(
+                f"temperatures must be > 0, got {self.temperature_start} -> {self.temperature_end}"
+            )
 
     def betas(self, iteration: int) -> tuple[float, float]:
         frac = min(iteration / max(self.iterations, 1), 1.0)
@@ -113,7 +115,7 @@ class KeySet:
         return {"below": self.below, "above": sorted(self.above)}
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "KeySet":
+    def from_json(cls, data: dict | None) -> KeySet:
         data = data or {}
         return cls(int(data.get("below", 0)), [int(k) for k in data.get("above", [])])
 

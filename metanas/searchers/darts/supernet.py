@@ -36,7 +36,6 @@ ops in one autograd node (`cells._WeightedSum`); three ops run kernels of our ow
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +46,7 @@ from metanas.searchers.darts.cells import Cell, EdgeModule, MixedOp, cell_kinds
 from metanas.searchers.darts.ops import make_op, norm_layer
 
 # reduction cell? -> (edge weights, which ops are live, or None when unknown)
-EdgeWeights = dict[bool, tuple[torch.Tensor, Optional[list[list[bool]]]]]
+EdgeWeights = dict[bool, tuple[torch.Tensor, list[list[bool]] | None]]
 # reduction cell? -> one factor per edge (edge normalisation)
 EdgeScales = dict[bool, torch.Tensor]
 
@@ -61,13 +60,17 @@ class Speed:
 
 
 class _Network(nn.Module):
-    def __init__(self, space: CellSpace, in_channels: int, n_classes: int, edge_module: EdgeModule, speed: Speed) -> None:
+    def __init__(
+        self, space: CellSpace, in_channels: int, n_classes: int, edge_module: EdgeModule, speed: Speed
+    ) -> None:
         super().__init__()
         self.space = space
         self.speed = speed
         self.drop_path_active = False
         c = space.channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1, bias=False), norm_layer(space.norm, c, affine=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c, 3, padding=1, bias=False), norm_layer(space.norm, c, affine=True)
+        )
         kinds = cell_kinds(space)
         self.cells = nn.ModuleList(
             Cell(space, edge_module, reduction, i > 0 and kinds[i - 1]) for i, reduction in enumerate(kinds)
@@ -111,7 +114,13 @@ class Supernet(_Network):
     def __init__(self, space: CellSpace, in_channels: int, n_classes: int, speed: Speed = Speed()) -> None:
         def edge(k: int, reduction: bool, stride: int) -> nn.Module:
             return MixedOp(
-                space.ops, space.channels, space.norm, speed.shared_relu, stride, space.partial_channels, speed.fused_sum
+                space.ops,
+                space.channels,
+                space.norm,
+                speed.shared_relu,
+                stride,
+                space.partial_channels,
+                speed.fused_sum,
             )
 
         super().__init__(space, in_channels, n_classes, edge, speed)
@@ -174,7 +183,9 @@ class Supernet(_Network):
 class DiscreteNet(_Network):
     """The network of one genotype: each edge runs the single op the genotype names."""
 
-    def __init__(self, space: CellSpace, genotype: Genotype, in_channels: int, n_classes: int, speed: Speed = Speed()) -> None:
+    def __init__(
+        self, space: CellSpace, genotype: Genotype, in_channels: int, n_classes: int, speed: Speed = Speed()
+    ) -> None:
         space.genotype_to_config(genotype)  # validates length and op names
         n = len(space.edges)
 

@@ -24,8 +24,9 @@ see whether an installed torch still has the defect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -41,7 +42,9 @@ def _conv_1x1_stride2_weight_grad(func: Any, args: tuple) -> bool:
     if func is not aten.convolution_backward.default:
         return False
     _, x, weight, _, stride, *_, output_mask = args
-    return x.device.type == "cpu" and tuple(weight.shape[-2:]) == (1, 1) and max(stride) > 1 and output_mask[1]
+    return (
+        x.device.type == "cpu" and tuple(weight.shape[-2:]) == (1, 1) and max(stride) > 1 and output_mask[1]
+    )
 
 
 def _group_norm_backward_affine_without_input_grad(func: Any, args: tuple) -> bool:
@@ -60,7 +63,9 @@ class UnsafePattern:
 
 PATTERNS = (
     UnsafePattern("conv_1x1_stride2_weight_grad", _conv_1x1_stride2_weight_grad),
-    UnsafePattern("group_norm_backward_affine_without_input_grad", _group_norm_backward_affine_without_input_grad),
+    UnsafePattern(
+        "group_norm_backward_affine_without_input_grad", _group_norm_backward_affine_without_input_grad
+    ),
 )
 
 # The shortest plain-torch program that takes each pattern (for a fresh interpreter).
