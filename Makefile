@@ -1,7 +1,7 @@
 # Two entry points, each doing all of its own setup on a fresh machine:
 #   make demo   runs the demo campaign on an embedded local Ray
 #   make test   runs the test suite (slow end-to-end tests: make test-slow)
-#   make test-fast  the edit loop: every test that starts no Ray (about four minutes)
+#   make test-fast  the edit loop: ruff, then every test that starts no Ray (about four minutes)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -39,6 +39,8 @@ test: setup chromium
 	$(PY) -m pytest -q
 
 test-fast: setup
+	$(PY) -m ruff check metanas tests scripts
+	$(PY) -m ruff format --check metanas tests scripts
 	$(PY) -m pytest -q -m "not ray and not slow"
 
 test-slow: setup

@@ -246,3 +246,32 @@ def test_the_readme_layout_lists_every_module_with_its_job():
     assert set(listed) == modules, (sorted(modules - set(listed)), sorted(set(listed) - modules))
     assert all(len(job) > 10 for job in listed.values())
     assert "THE DEFAULT" in listed["metanas/memory/policies/model.py"]
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(
+                        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)"
+                    )
+    assert long == []
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_is_clean(command):
+    """The settings are pyproject.toml's [tool.ruff] (line length 110)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "metanas", "tests", "scripts"],
+        cwd=PACKAGE.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

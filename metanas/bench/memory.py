@@ -79,11 +79,12 @@ def _records(start: int, embeddings: np.ndarray, total: int) -> list[TaskRecord]
     return out
 
 
+# noise around each family's centre (centres ~ N(0, 1))
 SPREAD = {
     "clustered": 0.35,
     "overlapping": 1.25,
     "hard": 1.5,
-}  # noise around each family's centre (centres ~ N(0, 1))
+}
 
 
 def bench_memory(

@@ -158,9 +158,8 @@ def held_out_memory(stored: MemoryStore, task: TableTask, directory: str) -> Mem
 
 def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
     """One table and seed: every method on every held-out task (a process of its own)."""
-    logging.getLogger("metanas.platform.search").setLevel(
-        logging.WARNING
-    )  # (a line per search buries the bar)
+    # (a line per search buries the bar)
+    logging.getLogger("metanas.platform.search").setLevel(logging.WARNING)
     tasks, keys, full_ranks = table_ranks(table)
     space = tasks[0].space
     pick = np.random.default_rng(0).permutation(len(keys))[:SPEARMAN_SAMPLE]
@@ -187,9 +186,8 @@ def _table_unit(table: str, seed: int, budget: int) -> dict[str, Any]:
             held_out = held_out_memory(stored, t, f"{tmp}/{i}")
             for method, policy in POLICIES.items():
                 curves[method][t.name] = _curve(t, warm_search(t, f"{tmp}/{i}", policy, budget, seed))
-            _, model = memory_model(
-                held_out, space, None, t.name, seed, None
-            )  # (the surrogate the searches kept)
+            # (the surrogate the searches kept)
+            _, model = memory_model(held_out, space, None, t.name, seed, None)
             X = model.encode([dict(zip(space.names, keys[j])) for j in pick])
             rho.append(spearman(model.surrogate.predict(X)[0], [t.scores[keys[j]] for j in pick]))
             curves["optuna_sampler"][t.name] = _curve(

@@ -53,9 +53,8 @@ class MemoryTuneCallback(Callback):
         self.memory, self.task_id, self.metric, self.mode = Path(memory), task_id, metric, mode
         self.name, self.family, self.embedding = name or task_id, family, embedding
         self.finished: dict[str, Any] = {}  # Tune trial id -> (params, value or None: an error)
-        self.store = MemoryStore(
-            self.memory
-        )  # (opened once, here: a path that is no memory fails before any trial)
+        # (opened once, here: a path that is no memory fails before any trial)
+        self.store = MemoryStore(self.memory)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         value = (trial.last_result or {}).get(self.metric)

@@ -112,9 +112,8 @@ class MemoryCallback:
             campaign_id,
         )
         self.stored = 0  # records written by this callback
-        self._store = MemoryStore(
-            self.memory
-        )  # (opened once, here: a path that is no memory fails before any trial)
+        # (opened once, here: a path that is no memory fails before any trial)
+        self._store = MemoryStore(self.memory)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_store": None}  # (opened again where it is unpickled)

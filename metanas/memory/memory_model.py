@@ -161,9 +161,8 @@ def train_surrogate(
             new = sum(t.task_id not in saved.task_ids for t in tasks)
             if saved.fingerprint == fingerprint(tasks) or new <= STALE * len(tasks):
                 return saved
-            model = saved.fit(
-                _with_more(tasks, more, dims), steps=STEPS // 3
-            )  # enough new records: an incremental update
+            # enough new records: an incremental update
+            model = saved.fit(_with_more(tasks, more, dims), steps=STEPS // 3)
             file.save(model, space.signature, embedder)
             return model
     model = CrossTaskSurrogate(config_dims, dims, seed).fit(_with_more(tasks, more, dims))

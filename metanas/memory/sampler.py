@@ -377,9 +377,8 @@ class MemorySampler(BaseSampler):
             if self.past is not None:
                 past = [PastTask(t.task_id, projected(t.trials, space), t.similarity) for t in self.past]
             else:
-                past = list(
-                    reversed(past_tasks(self._memory(), space, self.family, self.task_id))
-                )  # the newest first
+                # the newest first
+                past = list(reversed(past_tasks(self._memory(), space, self.family, self.task_id)))
             plan = ParetoWarmStart().plan(Start(space, past, objectives=objectives))
             self._fronts = (space.params, list(zip(plan.queued, plan.origins)))
         taken = set()

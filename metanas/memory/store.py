@@ -173,9 +173,8 @@ class MemoryStore:
     def _load(self) -> None:
         for part in sorted((self.path / "parts").glob("part-*.parquet")):
             try:
-                table = upgrade(
-                    pq.read_table(part)
-                )  # (a part of an earlier schema version: read as this one)
+                # (a part of an earlier schema version: read as this one)
+                table = upgrade(pq.read_table(part))
             except FileNotFoundError:
                 continue  # another reader set it aside a moment ago
             except NewerSchema as err:
@@ -342,9 +341,8 @@ class MemoryStore:
         atomic_write_bytes(self.path / "parts" / name, buf.getvalue())
         for part in old:
             (self.path / "parts" / part).unlink(missing_ok=True)
-        self.__init__(
-            self.path, self.exact_threshold, self.nprobe, self.recall_target
-        )  # (reload: one part now)
+        # (reload: one part now)
+        self.__init__(self.path, self.exact_threshold, self.nprobe, self.recall_target)
         return len(old)
 
     def _check_dims(self, records: Sequence[TaskRecord]) -> None:

@@ -166,9 +166,8 @@ class _Search:
 
     def single_objective(self) -> SearchResult:
         policy = self._checked_policy()
-        obj = Objective(
-            self.objective, self.fail_fast
-        )  # an evaluation that raises is a failed trial unless fail_fast
+        # an evaluation that raises is a failed trial unless fail_fast
+        obj = Objective(self.objective, self.fail_fast)
         store = open_memory(self.memory)
         task_embedding, told = self._task_embedding(obj)
         start = self._start(policy, store, obj, told)
@@ -356,7 +355,7 @@ class _Search:
 
     def _remember(
         self,
-        store: TaskMemory | None,
+        store: TaskMemory,
         key: str,
         trials: Sequence[Trial],
         searcher: str,
@@ -461,8 +460,7 @@ def explained(
                 "tasks": top_tasks(dict(zip(task_ids, p.weights.tolist()))),
             }
         else:
-            why = {
-                "source": "tpe" if policy.needs_sampler else searcher
-            }  # (the model's sampler hands over to TPE)
+            # (the model's sampler hands over to TPE)
+            why = {"source": "tpe" if policy.needs_sampler else searcher}
         out.append(replace(t, why=why))
     return out

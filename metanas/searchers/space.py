@@ -325,10 +325,11 @@ class SearchSpace:
     @property
     def signature(self) -> str:
         """Stable hash of the parameter definitions (not of the space's display name)."""
+        # (a range without a step hashes as before steps existed)
         spec = [
             [type(p).__name__, *(_jsonable(v) for k, v in vars(p).items() if not (k == "step" and v is None))]
             for p in self.params
-        ]  # (a range without a step hashes as before steps existed)
+        ]
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_spec(self) -> list[dict[str, Any]]:

@@ -41,9 +41,8 @@ def test_every_learner_of_the_campaign_trains_and_tests_without_an_unsafe_kernel
     runner = TaskWorkerCore(campaign)
     edges = len(campaign.space.cell_space().edges) * (2 if campaign.space.reduction else 1)
     genotype = ("skip_connect", "dil_conv_3x3", "avg_pool_3x3", "sep_conv_3x3", "conv_3x3")
-    derived = tuple(
-        genotype[i % len(genotype)] for i in range(edges)
-    )  # skip_connect reduces in a reduction cell
+    # skip_connect reduces in a reduction cell
+    derived = tuple(genotype[i % len(genotype)] for i in range(edges))
     learners = list(campaign.first_stage()) + (
         ["metanas_derived"] if "metanas_derived" in campaign.meta_trained() else []
     )

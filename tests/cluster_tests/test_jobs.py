@@ -30,11 +30,12 @@ def _start_head(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Pop
     `extra_env` (e.g. a token) its node is 127.0.0.1 too, for a driver that joins it."""
     port, dashboard = _free_port(), _free_port()
     ray_bin = Path(sys.executable).parent
+    # jobs run `python -m metanas`
     env = {
         **os.environ,
         "PATH": f"{ray_bin}:{os.environ['PATH']}",
         **(extra_env or {}),
-    }  # jobs run `python -m metanas`
+    }
     node = ["--node-ip-address=127.0.0.1"] if extra_env else []
     head = subprocess.Popen(
         [

@@ -146,9 +146,8 @@ def test_enqueued_trials_keep_their_values_and_pruned_trials_are_no_evidence(mem
     study.optimize(objective_for(0.0, extra=False), n_trials=1)
     configs, _, taken, finished = sampler._history(study, study.trials[-1], sampler.model.space)
     assert finished == 4 and len(configs) == 3 and taken == [{"lr": 0.01, "layers": 16, "act": "gelu"}]
-    assert (
-        study.trials[-1].params != taken[0]
-    )  # (a pruned trial: its config taken, its partial value no evidence)
+    # (a pruned trial: its config taken, its partial value no evidence)
+    assert study.trials[-1].params != taken[0]
 
 
 def _two_objectives(trial: optuna.Trial) -> tuple[float, float]:
@@ -178,17 +177,17 @@ def test_a_multi_objective_study_starts_from_the_stored_pareto_sets(tmp_path):
     warm = [t for t in study.trials if t.system_attrs.get(WHY_ATTR, {}).get("source") == "pareto set"]
     assert 2 <= len(warm) <= 10 and [t.number for t in warm] == list(range(len(warm)))  # the first trials
     assert all(t.params in fronts for t in warm)  # each a point of a stored front
+    # round-robin over the stored tasks
     assert {t.system_attrs[WHY_ATTR]["task"] for t in warm} == {
         "mo0",
         "mo1",
-    }  # round-robin over the stored tasks
+    }
     assert len(study.trials) == 14 and len(sampler.history) == len(warm)
 
 
 def test_a_multi_objective_study_without_stored_fronts_is_the_fallbacks(memory):
-    sampler = MemorySampler(
-        memory=memory, task_id="new", seed=0
-    )  # (single-objective records: no metrics to front)
+    # (single-objective records: no metrics to front)
+    sampler = MemorySampler(memory=memory, task_id="new", seed=0)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     study.optimize(lambda t: (objective_for(0.0, extra=False)(t), t.params["layers"]), n_trials=6)
     assert len(study.trials) == 6 and not sampler.history

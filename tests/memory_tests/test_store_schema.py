@@ -53,9 +53,8 @@ def _as_written(r: TaskRecord) -> dict:
 def test_a_schema_1_part_reads_without_loss(tmp_path):
     store = MemoryStore(_old_memory(tmp_path))
     got = sorted((_as_written(r) for r in store.records()), key=lambda d: d["key"])
-    assert got == sorted(
-        _expected(), key=lambda d: d["key"]
-    )  # every field, -inf and None and why and metrics included
+    # every field, -inf and None and why and metrics included
+    assert got == sorted(_expected(), key=lambda d: d["key"])
     assert not store.problems and store.records(space_signature="s2")[0].space is None
 
 
@@ -92,9 +91,8 @@ def test_compaction_rewrites_a_mixed_memory_in_version_2(tmp_path):
     store.append([_record("new", revision=2, score=2.0)])  # replaces it
     before = {r.key: _as_written(r) | {"space": r.space, "revision": r.revision} for r in store.records()}
     assert len(before) == 4 and before["new"]["best_score"] == 2.0
-    assert (
-        store.compact() == 2
-    )  # the schema-1 part and the live revision's part (the replaced one went at append)
+    # the schema-1 part and the live revision's part (the replaced one went at append)
+    assert store.compact() == 2
     parts = list((path / "parts").glob("*.parquet"))
     assert len(parts) == 1 and pq.read_schema(parts[0]).metadata[VERSION_KEY] == str(SCHEMA_VERSION).encode()
     assert pq.read_table(parts[0]).schema.field("trials").type == ARROW_SCHEMA.field("trials").type

@@ -104,23 +104,20 @@ def test_the_surrogate_is_kept_next_to_the_memory_and_retrained_only_when_needed
     files = list((tmp_path / "models").glob("surrogate-*.safetensors"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    again = MemoryModel(
-        SPACE, list(reversed(past)), directory=tmp_path, embedder="meta"
-    )  # same records: loaded
+    # same records: loaded
+    again = MemoryModel(SPACE, list(reversed(past)), directory=tmp_path, embedder="meta")
     assert files[0].stat().st_mtime_ns == stamp
     assert np.allclose(first.predict_stored(first.X[:20]), again.predict_stored(first.X[:20]), atol=1e-6)
     more = MemoryModel(SPACE, _past(5), directory=tmp_path, embedder="meta")  # a new record of five: updated
     assert files[0].stat().st_mtime_ns != stamp and more.surrogate.fingerprint != first.surrogate.fingerprint
     stamp = files[0].stat().st_mtime_ns
-    subset = MemoryModel(
-        SPACE, _past(5)[1:], directory=tmp_path, embedder="meta"
-    )  # tasks it knows: used as it is
+    # tasks it knows: used as it is
+    subset = MemoryModel(SPACE, _past(5)[1:], directory=tmp_path, embedder="meta")
     assert files[0].stat().st_mtime_ns == stamp and subset.surrogate.fingerprint == more.surrogate.fingerprint
     MemoryModel(SPACE, _past(10), directory=tmp_path, embedder="meta")  # half of them new: updated
     stamp = files[0].stat().st_mtime_ns
-    MemoryModel(
-        SPACE, _past(11), directory=tmp_path, embedder="meta"
-    )  # one in 11 new (under STALE): used as it is
+    # one in 11 new (under STALE): used as it is
+    MemoryModel(SPACE, _past(11), directory=tmp_path, embedder="meta")
     assert files[0].stat().st_mtime_ns == stamp
     files[0].write_bytes(b"not safetensors")  # corrupt: retrained with a warning, never used
     with caplog.at_level(logging.WARNING):

@@ -83,9 +83,8 @@ def test_pareto_warm_start_spreads_over_each_stored_front_round_robin():
             {"config": {"x": x, "y": 0.0}, "score": 0.0, "metrics": {"acc": x + shift, "ms": 1.0 + x}}
             for x in np.linspace(0.0, 1.0, 9)
         ]
-        trials.append(
-            {"config": {"x": 0.5, "y": 0.9}, "score": 0.0, "metrics": {"acc": 0.0, "ms": 9.0}}
-        )  # dominated
+        # dominated
+        trials.append({"config": {"x": 0.5, "y": 0.9}, "score": 0.0, "metrics": {"acc": 0.0, "ms": 9.0}})
         trials.append({"config": {"x": 0.3, "y": 0.3}, "score": 0.0})  # a single-objective trial: no metrics
         return PastTask(name, trials)
 

@@ -48,17 +48,15 @@ def test_async_reptile_without_staleness_equals_the_sync_step():
     expected = reptile_step(_params(1.0, 2.0), deltas, *schedule.betas(0))
     stream = AsyncReptile(_params(1.0, 2.0), schedule, meta_batch=2, bound=StalenessBound(0))
     assert stream.submit(0, 0, deltas[0]) == ("applied", 0)
-    assert stream.version == 0 and torch.equal(
-        stream.theta["w"], torch.tensor([1.0, 2.0])
-    )  # buffered, not yet a step
+    # buffered, not yet a step
+    assert stream.version == 0 and torch.equal(stream.theta["w"], torch.tensor([1.0, 2.0]))
     assert stream.submit(1, 0, deltas[1]) == ("applied", 0)
     assert stream.version == 1 and torch.allclose(stream.theta["w"], expected["w"])
 
 
 def test_async_reptile_applies_a_key_once_and_bounds_staleness():
-    schedule = MetaSchedule(
-        iterations=10, beta_w=1.0, beta_alpha=1.0, beta_final_fraction=1.0
-    )  # constant betas
+    # constant betas
+    schedule = MetaSchedule(iterations=10, beta_w=1.0, beta_alpha=1.0, beta_final_fraction=1.0)
     drop = AsyncReptile(_params(0.0), schedule, meta_batch=1, bound=StalenessBound(1, "drop"))
     assert drop.submit(0, 0, _params(1.0))[0] == "applied"
     assert drop.submit(0, 0, _params(100.0)) == ("duplicate", 0)  # a retried call changes nothing

@@ -502,9 +502,8 @@ def test_partial_channels_are_validated():
     ):
         with pytest.raises(ValueError, match="partial_channels"):
             CellSpace(**bad)
-    assert (
-        CellSpace(channels=4, partial_channels=4).partial_channels == 4
-    )  # c/K = 1 is fine without reduction
+    # c/K = 1 is fine without reduction
+    assert CellSpace(channels=4, partial_channels=4).partial_channels == 4
     assert SpaceSettings(channels=8, partial_channels=4).cell_space().partial_channels == 4
     assert SpaceSettings().cell_space() == CellSpace()
     for bad in (dict(channels=6, partial_channels=4), dict(partial_channels=0)):
@@ -517,9 +516,8 @@ def test_partial_channels_round_trip_and_leave_the_search_space_alone():
     assert space.to_dict()["partial_channels"] == 4 and CellSpace(**space.to_dict()) == space
     plain = CellSpace(nodes=3, channels=8, cells=3, reduction=True, input_cells=2)
     assert space.search_space.signature == plain.search_space.signature
-    assert (
-        CellSpace(nodes=2, partial_channels=2).search_space.signature == "0cc2322666a6b492"
-    )  # as without the option
+    # as without the option
+    assert CellSpace(nodes=2, partial_channels=2).search_space.signature == "0cc2322666a6b492"
 
 
 def test_a_derived_genotypes_network_is_the_same_with_and_without_partial_channels():

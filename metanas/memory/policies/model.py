@@ -14,9 +14,10 @@ class ModelWarmStart(WarmStartPolicy):
     needs_sampler = True
 
     def sampler(self, start: Start) -> Any:
+        # (the sampler reads policies too: imported when used)
         from metanas.memory.sampler import (
             MemorySampler,
             tuned_tpe,
-        )  # (the sampler reads policies too: imported when used)
+        )
 
         return MemorySampler(start.space, seed=start.seed, model=start.model, fallback=tuned_tpe(start.seed))

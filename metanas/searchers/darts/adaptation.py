@@ -165,9 +165,8 @@ def _steps(model, w_x, w_y, alpha_x, alpha_y, settings: AdaptSettings, seed: int
             idx = next(a_batches)
             a_opt.zero_grad(set_to_none=True)
             a_loss = _check(F.cross_entropy(model(alpha_x[idx]), alpha_y[idx]))
-            (a_loss + cost_penalty(model, settings.limits)).backward(
-                inputs=arch
-            )  # w's gradients from this pass are not kept
+            # w's gradients from this pass are not kept
+            (a_loss + cost_penalty(model, settings.limits)).backward(inputs=arch)
             a_opt.step()
         step_params = w_params + arch if alpha_now and joint else w_params
         optimizers = [w_opt, a_opt] if alpha_now and joint else [w_opt]
@@ -175,9 +174,8 @@ def _steps(model, w_x, w_y, alpha_x, alpha_y, settings: AdaptSettings, seed: int
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss = _check(F.cross_entropy(model(w_x[idx]), w_y[idx]))
-        penalty = (
-            cost_penalty(model, settings.limits) if alpha_now and joint else 0.0
-        )  # (it depends on alpha only)
+        # (it depends on alpha only)
+        penalty = cost_penalty(model, settings.limits) if alpha_now and joint else 0.0
         (loss + penalty).backward(inputs=step_params)
         for opt in optimizers:
             opt.step()

@@ -130,9 +130,8 @@ def skeleton_key(space: CellSpace, image_size: tuple[int, int], n_classes: int) 
             "norm": space.norm,
             "image": list(image_size),
             "classes": n_classes,
-            **(
-                {"feature_grid": space.feature_grid} if space.feature_grid != 4 else {}
-            ),  # (keys of older tables stay valid)
+            # (keys of older tables stay valid)
+            **({"feature_grid": space.feature_grid} if space.feature_grid != 4 else {}),
         },
         sort_keys=True,
     )
