@@ -16,6 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks (numbers for the README)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     _add_cluster_benches(bench_sub)
+    _add_learner(bench_sub)
     _add_step(bench_sub)
     _add_warmstart(bench_sub)
     _add_memory_benches(bench_sub)
@@ -50,6 +51,34 @@ def _add_cluster_benches(bench_sub: argparse._SubParsersAction) -> None:
     driver.add_argument("--tasks", type=int, default=10_000, help="meta-training tasks (default 10000)")
     _json_flag(driver)
     driver.set_defaults(run=_driver_memory)
+
+
+def _add_learner(bench_sub: argparse._SubParsersAction) -> None:
+    from metanas.bench.learner import SIZES
+
+    learner = bench_sub.add_parser(
+        "learner", help="updates per second one MetaLearner absorbs, against the limit"
+    )
+    learner.add_argument("--sizes", default=",".join(SIZES), help=f"supernets (default {','.join(SIZES)})")
+    learner.add_argument("--modes", default="async,sync", help="update modes (default async,sync)")
+    learner.add_argument(
+        "--seconds", type=float, default=4.0, help="measured seconds per size and mode (default 4)"
+    )
+    _json_flag(learner)
+    learner.set_defaults(run=_learner)
+
+
+def _learner(args: argparse.Namespace) -> int:
+    from metanas.bench.learner import SIZES, bench_learner
+
+    sizes, modes = tuple(args.sizes.split(",")), tuple(args.modes.split(","))
+    if unknown := [s for s in sizes if s not in SIZES]:
+        raise ConfigError(f"--sizes: unknown {unknown}; choose from {', '.join(SIZES)}")
+    if unknown := [m for m in modes if m not in ("async", "sync")]:
+        raise ConfigError(f"--modes: unknown {unknown}; choose from async, sync")
+    if args.seconds <= 0:
+        raise ConfigError(f"--seconds: must be > 0, got {args.seconds}")
+    return _print(bench_learner(sizes, modes, args.seconds), args.json)
 
 
 def _scaling(args: argparse.Namespace) -> int:

@@ -3,8 +3,9 @@
 TaskWorker: runs inner loops (meta-training) and held-out evaluations (meta-test).
 MetaLearner: owns the meta-parameters of every learner and applies Reptile updates.
 MemoryWriter: the single writer of a task memory.
-Tensors travel as ObjectRefs of numpy arrays: the driver hands a worker's update ref
-straight to the MetaLearner and never copies the tensors itself.
+Parameters and updates travel packed (`metanas.cluster.wire`: one float32 array each) as
+ObjectRefs: the driver hands a worker's update ref straight to the MetaLearner and never
+copies the tensors itself; the MetaLearner reads an update in place.
 """
 
 from __future__ import annotations
@@ -27,23 +28,17 @@ from metanas.cluster.messages import (
     ValidationTask,
     WorkerInfo,
 )
+from metanas.cluster.wire import Packed, mean_update, pack, unpack
 
 log = logging.getLogger(__name__)
 
 
-def to_wire(params: dict) -> dict:
-    """Parameters travel between actors as numpy arrays: Ray serializes those about 5x
-    faster than torch tensors (1 ms vs 5.7 ms for the demo supernet's 40 tensors), which
-    matters for tasks of 30 ms."""
-    return {k: v.detach().cpu().numpy() for k, v in params.items()}
-
-
-def from_wire(arrays: dict) -> dict:
-    import numpy as np
-    import torch
-
-    # A copy: arrays read from Ray's object store are read-only.
-    return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+def read_update(delta: Packed | dict, layout: tuple[str, ...]) -> Any:
+    """An update as the MetaLearner adds it, read in place: one flat tensor when it is
+    packed in the learner's order, named views otherwise."""
+    if isinstance(delta, Packed) and delta.names == layout:
+        return delta.tensor()
+    return unpack(delta)
 
 
 @ray.remote(max_restarts=3, max_task_retries=0)
@@ -89,8 +84,8 @@ class TaskWorker:
         """Returns (update, TrainResult). `base_version` is the MetaLearner's version of
         `theta`, passed through so the MetaLearner can tell how stale the update is."""
         start = time.perf_counter()
-        delta, result = self.runner.meta_train_task(task, from_wire(theta))
-        delta = to_wire(delta)
+        delta, result = self.runner.meta_train_task(task, unpack(theta))
+        delta = pack(delta)
         if self.slowdown > 1.0:
             time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
         # task_seconds: all of the task's own work; the rest of the wall time is Ray's and
@@ -103,11 +98,11 @@ class TaskWorker:
         """`params`: every meta-trained learner's, in `Campaign.meta_trained()` order (refs
         are resolved only as top-level arguments)."""
         names = self.runner.campaign.meta_trained()
-        result = self.runner.meta_test_task(task, {name: from_wire(p) for name, p in zip(names, params)})
+        result = self.runner.meta_test_task(task, {name: unpack(p) for name, p in zip(names, params)})
         return dataclasses.replace(result, worker=self.info_)
 
     def validate(self, task: ValidationTask, params: dict) -> ValidationResult:
-        return dataclasses.replace(self.runner.validation_task(task, from_wire(params)), worker=self.info_)
+        return dataclasses.replace(self.runner.validation_task(task, unpack(params)), worker=self.info_)
 
 
 @ray.remote(max_restarts=3, max_task_retries=3)
@@ -142,13 +137,14 @@ class MetaLearner:
     def get_incarnation(self) -> str:
         return self.core.incarnation
 
-    def get(self, learner: str) -> dict:
-        return to_wire(self.core.params[learner])
+    def get(self, learner: str) -> Packed:
+        return pack(self.core.params[learner])
 
     @ray.method(num_returns=2)
     def snapshot(self, learner: str):
-        """(version, parameters): what an async task starts from."""
-        return self.core.current_version(learner), to_wire(self.core.params[learner])
+        """(version, parameters): what async tasks start from (the driver asks once per
+        version, `ParameterCache`)."""
+        return self.core.current_version(learner), pack(self.core.params[learner])
 
     def arch(self, learner: str) -> dict:
         """The learner's architecture parameters ('alpha', and 'alpha_reduce' with reduction cells)."""
@@ -156,11 +152,15 @@ class MetaLearner:
 
         return {k: v for k, v in self.core.params[learner].items() if is_arch_param(k)}
 
-    def apply(self, learner: str, iteration: int, *deltas: dict) -> int:
-        return self.core.apply(learner, iteration, [from_wire(d) for d in deltas])
+    def apply(self, learner: str, iteration: int, *deltas: Packed) -> int:
+        return self.core.apply(learner, iteration, [mean_update(list(deltas))] if deltas else [])
 
-    def submit(self, learner: str, key: int, base_version: int, delta: dict, incarnation: str) -> SubmitReply:
-        return self.core.submit(learner, key, base_version, from_wire(delta), incarnation)
+    def submit(
+        self, learner: str, key: int, base_version: int, delta: Packed, incarnation: str
+    ) -> SubmitReply:
+        return self.core.submit(
+            learner, key, base_version, read_update(delta, self.core.layout(learner)), incarnation
+        )
 
     def flush(self) -> dict[str, int]:
         return self.core.flush()

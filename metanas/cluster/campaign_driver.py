@@ -28,7 +28,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from metanas._util.stats import mean_ci95
-from metanas.cluster.actors import MemoryWriter, MetaLearner, to_wire
+from metanas.cluster.actors import MemoryWriter, MetaLearner
 from metanas.cluster.checkpointer import Checkpointer, write_initial_checkpoint
 from metanas.cluster.connect import connect
 from metanas.cluster.events import EventLog
@@ -39,6 +39,7 @@ from metanas.cluster.remote import RemoteMemory, RemoteMetaLearner
 from metanas.cluster.run_dir import Checkpoint, RunDir
 from metanas.cluster.schema import DERIVED, Campaign
 from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally, meta_train_summary
+from metanas.cluster.wire import pack
 from metanas.cluster.worker_pool import WorkerPool
 from metanas.searchers.darts.cost import genotype_within
 
@@ -203,7 +204,7 @@ class CampaignDriver:
                 if checkpoint.iteration % every and checkpoint.iteration != stage.plan.iterations:
                     continue
                 for name in stage.plan.learners:
-                    refs[name, checkpoint.iteration] = ray.put(to_wire(checkpoint.params(name)))
+                    refs[name, checkpoint.iteration] = ray.put(pack(checkpoint.params(name)))
                     queue.extend(
                         ValidationTask(name, checkpoint.iteration, e, stage.plan.derived)
                         for e in range(v.episodes)

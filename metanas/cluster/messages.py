@@ -112,6 +112,7 @@ class SubmitReply:
     outcome: UpdateOutcome
     incarnation: str
     staleness: int = 0
+    version: int | None = None  # the learner's version after it (None: refused)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from metanas._util.atomic import save_tensors
 from metanas.cluster.messages import SaveReply, SubmitReply
 from metanas.cluster.run_dir import RunDir
@@ -64,7 +66,10 @@ class MetaLearnerCore:
         if checkpoint is None:
             raise RuntimeError(f"{self.run_dir.root}: no checkpoint to start the MetaLearner from")
         self.incarnation = uuid.uuid4().hex
-        self.params: dict[str, Params] = {name: checkpoint.params(name) for name in self.learners}
+        # (own copies: async steps update them in place)
+        self.params: dict[str, Params] = {
+            name: {k: v.clone() for k, v in checkpoint.params(name).items()} for name in self.learners
+        }
         self.version = {name: checkpoint.iteration for name in self.learners}
         self.streams: dict[str, AsyncReptile] = {}
         if self.async_settings is not None:
@@ -103,12 +108,19 @@ class MetaLearnerCore:
         return self.version[learner]
 
     def submit(
-        self, learner: str, key: int, base_version: int, delta: Params, incarnation: str
+        self, learner: str, key: int, base_version: int, delta: Params | torch.Tensor, incarnation: str
     ) -> SubmitReply:
+        """One task's update (named tensors, or one flat tensor in the order of the
+        learner's parameters); the reply says the learner's version after it."""
         if incarnation != self.incarnation:
             return SubmitReply(UpdateOutcome.REFUSED, self.incarnation)
-        outcome, staleness = self.streams[learner].submit(key, base_version, delta)
-        return SubmitReply(outcome, self.incarnation, staleness)
+        stream = self.streams[learner]
+        outcome, staleness = stream.submit(key, base_version, delta)
+        return SubmitReply(outcome, self.incarnation, staleness, stream.version)
+
+    def layout(self, learner: str) -> tuple[str, ...]:
+        """The order of the learner's parameters: an update packed in it is added flat."""
+        return tuple(self.params[learner])
 
     def flush(self) -> dict[str, int]:
         """End of meta-training: partially filled async buffers become a last meta-step."""

@@ -177,20 +177,34 @@ class AsyncReptile:
         self.bound = bound
         self.version = version
         self.seen = seen or KeySet()
-        self.buffer = buffer if buffer is not None else {k: torch.zeros_like(v) for k, v in theta.items()}
+        # The running sum: one flat tensor, a view of it per name, so an update laid out
+        # flat in theta's order (`submit` with a tensor) is added in one step.
+        self.names = tuple(theta)
+        self.flat_buffer = torch.cat(
+            [(buffer[k] if buffer is not None else torch.zeros_like(v)).reshape(-1) for k, v in theta.items()]
+        )
+        self.buffer: Params = {}
+        start = 0
+        for k, v in theta.items():
+            self.buffer[k] = self.flat_buffer[start : start + v.numel()].view(v.shape)
+            start += v.numel()
         self.buffered = buffered
 
-    def submit(self, key: int, base_version: int, delta: Params) -> tuple[UpdateOutcome, int]:
-        """Take the update of task `key`, computed from version `base_version`; return
-        (outcome, staleness)."""
+    def submit(self, key: int, base_version: int, delta: Params | torch.Tensor) -> tuple[UpdateOutcome, int]:
+        """Take the update of task `key`, computed from version `base_version`: named
+        tensors, or one flat tensor in the order of `names`; return (outcome, staleness).
+        The update is only read (it may lie in read-only shared memory)."""
         if not self.seen.add(key):
             return UpdateOutcome.DUPLICATE, 0
         staleness = max(0, self.version - base_version)
         weight = self.bound.weight(staleness)
         if weight == 0.0:
             return UpdateOutcome.DROPPED, staleness
-        for name, value in delta.items():
-            self.buffer[name] += weight * value.to(self.buffer[name].dtype)
+        if isinstance(delta, torch.Tensor):
+            self.flat_buffer.add_(delta.to(self.flat_buffer.dtype), alpha=weight)
+        else:
+            for name, value in delta.items():
+                self.buffer[name].add_(value.to(self.buffer[name].dtype), alpha=weight)
         self.buffered += 1
         if self.buffered >= self.meta_batch:
             self.flush()
@@ -203,8 +217,10 @@ class AsyncReptile:
         beta_w, beta_alpha = self.schedule.betas(self.version)
         for name, value in self.theta.items():
             beta = beta_alpha if is_arch_param(name) else beta_w
-            self.theta[name] = value + beta * self.buffer[name] / self.buffered
-            self.buffer[name].zero_()
+            value.add_(
+                self.buffer[name].to(value.dtype), alpha=beta / self.buffered
+            )  # (in place: theta is shared)
+        self.flat_buffer.zero_()
         self.buffered = 0
         self.version += 1
 

@@ -1,0 +1,94 @@
+"""`metanas bench learner`: how many updates per second one MetaLearner absorbs, for
+supernets of the demo's size (about 25k parameters), 250k and 2.5M, async and sync, fed by
+zero-cost producers (`metanas.cluster.learner_load`) so that nothing but the MetaLearner
+limits the rate. Beside each rate: the bytes copied per update (stage by stage), and the
+physical limit of this machine, the memory bandwidth measured in the same run divided by
+the bytes an update must touch at least (written once into shared memory by its producer,
+read once by the MetaLearner, and the running sum it joins read and written: 4 x 4P
+bytes for P float32 parameters)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from metanas.platform.config import demo_config_path, load_campaign
+
+SIZES = {"demo_25k": 16, "250k": 58, "2.5M": 188}  # supernet channels -> about that many parameters
+MIN_TOUCHED_PASSES = 4  # update written, update read, sum read, sum written
+
+
+def supernet_params(channels: int) -> dict[str, np.ndarray]:
+    """The demo campaign's supernet with `channels` channels, as float32 arrays."""
+    campaign = load_campaign(demo_config_path())
+    space = campaign.space.model_copy(update={"channels": channels})
+    campaign = campaign.model_copy(update={"space": space})
+    network = campaign.model_spec("metanas").build(seed=0)
+    return {
+        k: v.detach().numpy().astype(np.float32)
+        for k, v in network.state_dict().items()
+        if v.is_floating_point()
+    }
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second one core moves adding one large array into another (the access
+    pattern of a Reptile step: two reads and a write per element), best of `repeats`."""
+    n = megabytes * (1 << 20) // 4
+    a, b = np.ones(n, dtype=np.float32), np.ones(n, dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.add(a, b, out=a)
+        best = min(best, time.perf_counter() - start)
+    return 3 * a.nbytes / best
+
+
+def bench_learner(
+    sizes: tuple[str, ...] = tuple(SIZES), modes: tuple[str, ...] = ("async", "sync"), seconds: float = 4.0
+) -> dict[str, Any]:
+    """For each supernet size and mode: updates per second, bytes copied per update, the
+    bandwidth limit and the ratio of the two, with the CPU the MetaLearner, the producers
+    and the driver spent. Starts (and stops) an embedded Ray unless one is running."""
+    from metanas.cluster.connect import connect, is_connected, shutdown
+    from metanas.cluster.learner_load import copies_per_update, load_learner
+
+    bandwidth = memory_bandwidth()
+    ours = not is_connected()
+    connect(num_cpus=2)
+    rows = []
+    try:
+        for size in sizes:
+            params = supernet_params(SIZES[size])
+            parameters = int(sum(v.size for v in params.values()))
+            limit = bandwidth / (MIN_TOUCHED_PASSES * 4 * parameters)
+            for mode in modes:
+                probe = load_learner(params, mode, updates=64)
+                updates = int(max(64, min(20_000, probe["updates_per_s"] * seconds)))
+                run = load_learner(params, mode, updates=updates)
+                copies = copies_per_update(params, mode, 16, run["parameter_objects_per_update"])
+                rows.append(_row(size, parameters, mode, run, copies, limit))
+    finally:
+        if ours:
+            shutdown()
+    return {"memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "results": rows}
+
+
+def _row(
+    size: str, parameters: int, mode: str, run: dict[str, Any], copies: dict[str, int], limit: float
+) -> dict:
+    wall = run["wall_s"]
+    return {
+        "supernet": size,
+        "parameters": parameters,
+        "mode": mode,
+        "updates": run["updates"],
+        "updates_per_s": round(run["updates_per_s"], 1),
+        "bytes_copied_per_update": sum(copies.values()),
+        "copies": copies,
+        "limit_updates_per_s": round(limit, 1),
+        "ratio_to_limit": round(run["updates_per_s"] / limit, 3),
+        "cpu_share": {who: round(s / wall, 3) for who, s in run["cpu_s"].items()},
+    }

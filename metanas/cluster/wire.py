@@ -1,0 +1,105 @@
+"""Parameters and updates as they cross Ray: one float32 array and where each named tensor
+lies in it (no Ray here). One array, not one per tensor, because the MetaLearner's cost per
+update was per tensor: a supernet has about 40 of them, and a flat update is read in place
+from the object store and added to the running sum in one step.
+
+Copies on the way of an update (`metanas bench learner` probes them): the worker packs
+its update (one copy, on the worker), Ray writes it into the object store (one copy);
+the MetaLearner reads it in place and adds it into its running sum (no copy). Parameters
+go out packed once per version, not once per task (`ParameterCache`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Named float tensors laid end to end in one float32 array."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    flat: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.flat.nbytes)
+
+    def tensor(self) -> torch.Tensor:
+        """The flat array as a tensor over the same memory (read only, when it lies in
+        Ray's object store: nothing may write to it)."""
+        with warnings.catch_warnings():  # (torch warns that a read-only array stays read-only)
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(self.flat)
+
+    def views(self) -> dict[str, torch.Tensor]:
+        """Each named tensor as a view of the flat array (no copy)."""
+        flat, out, start = self.tensor(), {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = int(np.prod(shape, dtype=np.int64))
+            out[name] = flat[start : start + size].view(shape)
+            start += size
+        return out
+
+
+def pack(params: Mapping[str, torch.Tensor]) -> Packed:
+    """`params` (float tensors on any device) laid end to end, in their order."""
+    names = tuple(params)
+    flat = torch.cat([params[n].detach().reshape(-1).to("cpu", torch.float32) for n in names])
+    return Packed(names, tuple(tuple(params[n].shape) for n in names), flat.numpy())
+
+
+def unpack(packed: Any) -> dict[str, torch.Tensor]:
+    """Views of a `Packed`'s tensors; a dict of arrays (a checkpoint's, or an older
+    caller's) as tensors over the same memory."""
+    if isinstance(packed, Packed):
+        return packed.views()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return {k: torch.from_numpy(np.asarray(v)) for k, v in packed.items()}
+
+
+class ParameterCache:
+    """The driver's (or a producer's) references to a learner's newest parameters: asked
+    for again only when a reply shows a newer version or another incarnation, so the
+    MetaLearner writes its parameters into the object store once per version, not once
+    per task."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[str | None, int | None]] = {}  # learner -> (incarnation, version)
+        self.refs: dict[str, tuple[Any, Any]] = {}  # learner -> (version ref, parameters ref)
+
+    def get(self, learner: str) -> tuple[Any, Any] | None:
+        return self.refs.get(learner)
+
+    def put(self, learner: str, refs: tuple[Any, Any]) -> None:
+        self.refs[learner] = refs
+
+    def saw(self, learner: str, incarnation: str, version: int) -> None:
+        """A reply from the MetaLearner: the learner is now at `version`."""
+        if self.known.get(learner) != (incarnation, version):
+            self.known[learner] = (incarnation, version)
+            self.refs.pop(learner, None)
+
+    def clear(self) -> None:
+        self.known.clear()
+        self.refs.clear()
+
+
+def mean_update(updates: list[Any]) -> dict[str, torch.Tensor]:
+    """The mean of a sync iteration's updates: summed into one new array when they are all
+    packed alike (no copy per update), name by name otherwise."""
+    if updates and all(isinstance(u, Packed) and u.names == updates[0].names for u in updates):
+        total = updates[0].tensor().clone()
+        for u in updates[1:]:
+            total.add_(u.tensor())
+        first = updates[0]
+        return Packed(first.names, first.shapes, total.div_(len(updates)).numpy()).views()
+    views = [unpack(u) for u in updates]
+    return {k: torch.stack([v[k] for v in views]).mean(0) for k in views[0]} if views else {}
