@@ -18,6 +18,7 @@ from metanas.platform.config import demo_config_path, load_campaign
 
 SIZES = {"demo_25k": 16, "250k": 58, "2.5M": 188}  # supernet channels -> about that many parameters
 MIN_TOUCHED_PASSES = 4  # update written, update read, sum read, sum written
+META_BATCH = 16  # updates per meta-step (a sync iteration's)
 
 
 def supernet_params(channels: int) -> dict[str, np.ndarray]:
@@ -47,43 +48,47 @@ def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
 
 
 def bench_learner(
-    sizes: tuple[str, ...] = tuple(SIZES), modes: tuple[str, ...] = ("async", "sync"), seconds: float = 4.0
+    sizes: tuple[str, ...] = tuple(SIZES),
+    modes: tuple[str, ...] = ("async", "sync"),
+    seconds: float = 4.0,
+    per_call: tuple[int, ...] = (1, 8),
 ) -> dict[str, Any]:
     """For each supernet size and mode: updates per second, bytes copied per update, the
     bandwidth limit and the ratio of the two, with the CPU the MetaLearner, the producers
-    and the driver spent. Starts (and stops) an embedded Ray unless one is running."""
+    and the driver spent. Async runs once per `per_call`: updates one per call as workers
+    send them, and stacked several per call as a node's aggregator would. Starts (and
+    stops) an embedded Ray unless one is running."""
     from metanas.cluster.connect import connect, is_connected, shutdown
-    from metanas.cluster.learner_load import copies_per_update, load_learner
 
     bandwidth = memory_bandwidth()
     ours = not is_connected()
     connect(num_cpus=2)
-    rows = []
+    runs = [(m, k) for m in modes for k in (per_call if m == "async" else (META_BATCH,))]
     try:
-        for size in sizes:
-            params = supernet_params(SIZES[size])
-            parameters = int(sum(v.size for v in params.values()))
-            limit = bandwidth / (MIN_TOUCHED_PASSES * 4 * parameters)
-            for mode in modes:
-                probe = load_learner(params, mode, updates=64)
-                updates = int(max(64, min(20_000, probe["updates_per_s"] * seconds)))
-                run = load_learner(params, mode, updates=updates)
-                copies = copies_per_update(params, mode, 16, run["parameter_objects_per_update"])
-                rows.append(_row(size, parameters, mode, run, copies, limit))
+        rows = [_measure(size, mode, k, seconds, bandwidth) for size in sizes for mode, k in runs]
     finally:
         if ours:
             shutdown()
-    return {"memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "results": rows}
+    return {"memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "meta_batch": META_BATCH, "results": rows}
 
 
-def _row(
-    size: str, parameters: int, mode: str, run: dict[str, Any], copies: dict[str, int], limit: float
-) -> dict:
+def _measure(size: str, mode: str, per_call: int, seconds: float, bandwidth: float) -> dict[str, Any]:
+    from metanas.cluster.learner_load import copies_per_update, load_learner
+
+    params = supernet_params(SIZES[size])
+    parameters = int(sum(v.size for v in params.values()))
+    limit = bandwidth / (MIN_TOUCHED_PASSES * 4 * parameters)
+    extra = {"per_call": per_call} if mode == "async" else {}
+    probe = load_learner(params, mode, updates=64, meta_batch=META_BATCH, **extra)
+    updates = int(max(64, min(20_000, probe["updates_per_s"] * seconds)))
+    run = load_learner(params, mode, updates=updates, meta_batch=META_BATCH, **extra)
+    copies = copies_per_update(params, mode, META_BATCH, run["parameter_objects_per_update"])
     wall = run["wall_s"]
     return {
         "supernet": size,
         "parameters": parameters,
         "mode": mode,
+        "updates_per_call": per_call,
         "updates": run["updates"],
         "updates_per_s": round(run["updates_per_s"], 1),
         "bytes_copied_per_update": sum(copies.values()),
@@ -91,4 +96,7 @@ def _row(
         "limit_updates_per_s": round(limit, 1),
         "ratio_to_limit": round(run["updates_per_s"] / limit, 3),
         "cpu_share": {who: round(s / wall, 3) for who, s in run["cpu_s"].items()},
+        # what it would take with a core to itself and the producers on other machines (an
+        # estimate: on 2 cores the producers' copies compete with it)
+        "learner_bound_updates_per_s": round(run["updates"] / max(run["cpu_s"]["learner"], 1e-9), 1),
     }

@@ -64,6 +64,11 @@ def _add_learner(bench_sub: argparse._SubParsersAction) -> None:
     learner.add_argument(
         "--seconds", type=float, default=4.0, help="measured seconds per size and mode (default 4)"
     )
+    learner.add_argument(
+        "--per-call",
+        default="1,8",
+        help="async updates per call: 1 as workers send them, K as a node aggregates K (default 1,8)",
+    )
     _json_flag(learner)
     learner.set_defaults(run=_learner)
 
@@ -78,7 +83,13 @@ def _learner(args: argparse.Namespace) -> int:
         raise ConfigError(f"--modes: unknown {unknown}; choose from async, sync")
     if args.seconds <= 0:
         raise ConfigError(f"--seconds: must be > 0, got {args.seconds}")
-    return _print(bench_learner(sizes, modes, args.seconds), args.json)
+    try:
+        per_call = tuple(int(k) for k in args.per_call.split(","))
+    except ValueError:
+        per_call = ()
+    if not per_call or min(per_call) < 1:
+        raise ConfigError(f"--per-call: comma-separated whole numbers >= 1, got {args.per_call!r}")
+    return _print(bench_learner(sizes, modes, args.seconds, per_call), args.json)
 
 
 def _scaling(args: argparse.Namespace) -> int:

@@ -162,6 +162,19 @@ class MetaLearner:
             learner, key, base_version, read_update(delta, self.core.layout(learner)), incarnation
         )
 
+    def layout(self, learner: str) -> tuple[str, ...]:
+        """The order of the learner's parameters, in which its updates are packed."""
+        return self.core.layout(learner)
+
+    def submit_stack(
+        self, learner: str, keys: list[int], base_versions: list[int], stack: Packed, incarnation: str
+    ) -> list[SubmitReply]:
+        """Updates stacked into one object (`stack_updates`), as a node's aggregator sends them."""
+        if stack.names != self.core.layout(learner):
+            raise ValueError(f"{learner}: a stack must be packed in the learner's order")
+        rows = stack.tensor().view(len(keys), -1)
+        return self.core.submit_stack(learner, keys, base_versions, rows, incarnation)
+
     def flush(self) -> dict[str, int]:
         return self.core.flush()
 

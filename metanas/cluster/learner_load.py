@@ -7,6 +7,7 @@ runs it; tests run it small."""
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -20,7 +21,7 @@ import ray
 from metanas.cluster.actors import MetaLearner
 from metanas.cluster.checkpointer import write_initial_checkpoint
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.wire import ParameterCache, pack
+from metanas.cluster.wire import ParameterCache, pack, stack_updates
 from metanas.searchers.darts.reptile import MetaSchedule
 
 LEARNER = "metanas"
@@ -37,8 +38,11 @@ class UpdateProducer:
     def pid(self) -> int:
         return os.getpid()
 
-    def run_async(self, learner: Any, keys: list[int], incarnation: str, window: int) -> tuple[int, int]:
-        """Submit one update per key, keeping `window` in flight; how many counted, and how
+    def run_async(
+        self, learner: Any, keys: list[int], incarnation: str, window: int, per_call: int = 1
+    ) -> tuple[int, int]:
+        """Submit one update per key, keeping `window` calls in flight, `per_call` updates
+        stacked in each (as a node's aggregator would send them); how many counted, and how
         many parameter objects the tasks were handed (the driver's rule: `ParameterCache`)."""
         cache, counted, in_flight, snapshots = ParameterCache(), 0, [], 0
 
@@ -48,22 +52,38 @@ class UpdateProducer:
                     cache.saw(LEARNER, reply.incarnation, reply.version)
             return sum(reply.outcome.counts for reply in replies)
 
-        for key in keys:
+        stacked = stack_updates([self.delta] * per_call) if per_call > 1 else None
+        for start in range(0, len(keys), per_call):
             if cache.get(LEARNER) is None:  # (what a task is handed: a snapshot per version)
                 cache.put(LEARNER, learner.snapshot.remote(LEARNER))
                 snapshots += 1
             version, _params = cache.get(LEARNER)
             # By value, as a worker's returned update travels: inlined under Ray's 100 KiB
             # limit, written into the object store above it (a fresh copy each time).
-            in_flight.append(learner.submit.remote(LEARNER, key, version, self.delta, incarnation))
+            if stacked is None:
+                in_flight.append(
+                    learner.submit.remote(LEARNER, keys[start], version, self.delta, incarnation)
+                )
+            else:
+                chunk = keys[start : start + per_call]
+                base = ray.get(version)
+                update = stacked if len(chunk) == per_call else stack_updates([self.delta] * len(chunk))
+                in_flight.append(
+                    learner.submit_stack.remote(LEARNER, chunk, [base] * len(chunk), update, incarnation)
+                )
             if len(in_flight) >= window:
                 done, in_flight = ray.wait(in_flight, num_returns=1)
-                counted += take(ray.get(done))
-        return counted + take(ray.get(in_flight)), snapshots
+                counted += take(_flat(ray.get(done)))
+        return counted + take(_flat(ray.get(in_flight))), snapshots
 
     def put_updates(self, n: int) -> list[Any]:
         """`n` fresh update objects (a sync iteration's share), by reference."""
         return [ray.put(self.delta) for _ in range(n)]
+
+
+def _flat(replies: list[Any]) -> list[Any]:
+    """Replies of single and stacked submits, one per update."""
+    return [r for reply in replies for r in (reply if isinstance(reply, list) else [reply])]
 
 
 def start_learner(params: dict[str, Any], mode: str, meta_batch: int, root: str) -> Any:
@@ -86,22 +106,28 @@ def load_learner(
     producers: int = 2,
     meta_batch: int = 16,
     window: int = 8,
+    per_call: int = 1,
 ) -> dict[str, Any]:
     """Updates applied per second by one MetaLearner fed by `producers` zero-cost producers
     (`updates` in all, after a warm-up), with the CPU seconds the MetaLearner, the producers
     and this driver spent meanwhile. Ray must be running."""
     import torch
 
-    delta = pack({k: torch.full(v.shape, 1e-3) for k, v in params.items()})
     with tempfile.TemporaryDirectory(prefix="metanas-learner-load-") as root:
         learner = start_learner(params, mode, meta_batch, root)
         incarnation = ray.get(learner.get_incarnation.remote())
+        # packed in the learner's order, as a worker packs the parameters it was handed
+        layout = ray.get(learner.layout.remote(LEARNER))
+        delta = pack({k: torch.full(params[k].shape, 1e-3) for k in layout})
         feeders = [UpdateProducer.remote(delta) for _ in range(producers)]
         pids = {
             "learner": ray.get(learner.pid.remote()),
             "producers": ray.get([f.pid.remote() for f in feeders]),
         }
-        feed = _feed_async if mode == "async" else _feed_sync
+        if mode == "async":
+            feed = functools.partial(_feed_async, per_call=per_call)
+        else:
+            feed = _feed_sync
         feed(learner, feeders, incarnation, 0, max(meta_batch, updates // 10), meta_batch, window)  # warm-up
         cpu_before = _cpu_seconds(pids)
         start = time.perf_counter()
@@ -119,10 +145,15 @@ def load_learner(
     }
 
 
-def _feed_async(learner, feeders, incarnation, first_key, n, meta_batch, window) -> tuple[int, int]:
+def _feed_async(
+    learner, feeders, incarnation, first_key, n, meta_batch, window, per_call=1
+) -> tuple[int, int]:
     shares = np.array_split(np.arange(first_key, first_key + n), len(feeders))
     runs = ray.get(
-        [f.run_async.remote(learner, s.tolist(), incarnation, window) for f, s in zip(feeders, shares)]
+        [
+            f.run_async.remote(learner, s.tolist(), incarnation, window, per_call)
+            for f, s in zip(feeders, shares)
+        ]
     )
     return sum(r[0] for r in runs), sum(r[1] for r in runs)
 

@@ -118,6 +118,20 @@ class MetaLearnerCore:
         outcome, staleness = stream.submit(key, base_version, delta)
         return SubmitReply(outcome, self.incarnation, staleness, stream.version)
 
+    def submit_stack(
+        self, learner: str, keys: list[int], base_versions: list[int], stack: torch.Tensor, incarnation: str
+    ) -> list[SubmitReply]:
+        """Several tasks' updates in one call (row i of `stack`, flat, is task `keys[i]`'s):
+        what submitting them one by one gives, in one step per run of rows."""
+        if incarnation != self.incarnation:
+            return [SubmitReply(UpdateOutcome.REFUSED, self.incarnation)] * len(keys)
+        stream = self.streams[learner]
+        outcomes = stream.submit_stack(keys, base_versions, stack)
+        return [
+            SubmitReply(outcome, self.incarnation, staleness, stream.version)
+            for outcome, staleness in outcomes
+        ]
+
     def layout(self, learner: str) -> tuple[str, ...]:
         """The order of the learner's parameters: an update packed in it is added flat."""
         return tuple(self.params[learner])

@@ -103,3 +103,12 @@ def mean_update(updates: list[Any]) -> dict[str, torch.Tensor]:
         return Packed(first.names, first.shapes, total.div_(len(updates)).numpy()).views()
     views = [unpack(u) for u in updates]
     return {k: torch.stack([v[k] for v in views]).mean(0) for k in views[0]} if views else {}
+
+
+def stack_updates(updates: list[Packed]) -> Packed:
+    """Updates packed alike, laid one after another in one array (row i: update i): what
+    an aggregator forwards, so the MetaLearner takes several updates in one call."""
+    first = updates[0]
+    if any(u.names != first.names for u in updates):
+        raise ValueError("updates of different layouts cannot be stacked")
+    return Packed(first.names, first.shapes, np.concatenate([u.flat for u in updates]))

@@ -29,13 +29,19 @@ PARAMS = {
 def test_producers_feed_the_learner_and_every_update_lands_once(ray_session):
     import torch
 
-    delta = pack({k: torch.full(v.shape, 0.5) for k, v in PARAMS.items()})
     with tempfile.TemporaryDirectory() as root:
         learner = start_learner(PARAMS, "async", meta_batch=4, root=root)
+        layout = ray.get(learner.layout.remote(LEARNER))
+        assert layout == ("alpha", "w")  # (the checkpoint's order, which updates are packed in)
+        delta = pack({k: torch.full(PARAMS[k].shape, 0.5) for k in layout})
         incarnation = ray.get(learner.get_incarnation.remote())
         producers = [UpdateProducer.remote(delta) for _ in range(2)]
         keys = [list(range(0, 20)), list(range(20, 40))]
-        runs = ray.get([p.run_async.remote(learner, k, incarnation, 4) for p, k in zip(producers, keys)])
+        runs = ray.get(
+            [p.run_async.remote(learner, k, incarnation, 4) for p, k in zip(producers[:1], keys[:1])]
+        )
+        # the other 20 stacked 3 to a call, as a node's aggregator would send them
+        runs += ray.get([producers[1].run_async.remote(learner, keys[1], incarnation, 4, 3)])
         again = ray.get(producers[0].run_async.remote(learner, [3, 25], incarnation, 4))  # retried tasks
         final = unpack(ray.get(learner.get.remote(LEARNER)))
         version = ray.get(learner.snapshot.remote(LEARNER)[0])
@@ -48,9 +54,10 @@ def test_producers_feed_the_learner_and_every_update_lands_once(ray_session):
     assert np.allclose(final["w"].numpy(), 10 * 0.5) and np.allclose(final["alpha"].numpy(), 10 * 0.5)
 
 
-@pytest.mark.parametrize("mode", ["async", "sync"])
-def test_the_load_run_and_its_copy_probe(ray_session, mode):
-    run = load_learner(PARAMS, mode, updates=32, producers=2, meta_batch=4)
+@pytest.mark.parametrize("mode, per_call", [("async", 1), ("async", 3), ("sync", 1)])
+def test_the_load_run_and_its_copy_probe(ray_session, mode, per_call):
+    extra = {"per_call": per_call} if mode == "async" else {}
+    run = load_learner(PARAMS, mode, updates=32, producers=2, meta_batch=4, **extra)
     assert (
         run["updates"] == 32
         and run["updates_per_s"] > 0

@@ -83,3 +83,33 @@ def test_the_mean_of_packed_updates_is_the_mean(n):
     mean = mean_update([pack(d) for d in deltas])
     for k in deltas[0]:
         assert torch.allclose(mean[k], torch.stack([d[k] for d in deltas]).mean(0), atol=1e-6)
+
+
+def test_a_stack_of_updates_steps_as_submitting_them_one_by_one():
+    """Rows across a step boundary, a repeated key, a stale one: the same outcomes, the same
+    staleness and the same meta-parameters as one by one (as a node's aggregator sends them)."""
+    theta = params(2)
+    updates = [params(20 + i) for i in range(7)]
+    keys, bases = [0, 1, 2, 1, 3, 4, 5], [0, 0, 0, 0, 0, 0, 1]
+    schedule = MetaSchedule(iterations=10, beta_w=0.5, beta_alpha=0.25)
+    one = AsyncReptile({k: v.clone() for k, v in theta.items()}, schedule, 3, StalenessBound(0))
+    stacked = AsyncReptile({k: v.clone() for k, v in theta.items()}, schedule, 3, StalenessBound(0))
+    singles = [one.submit(k, b, pack(u).tensor()) for k, b, u in zip(keys, bases, updates)]
+    rows = torch.stack([pack(u).tensor() for u in updates])
+    together = stacked.submit_stack(keys, bases, rows)
+    assert together == singles and one.version == stacked.version == 2 and one.buffered == stacked.buffered
+    assert [o.value for o, _ in together].count("duplicate") == 1 and any(s > 0 for _, s in together)
+    for k in theta:
+        assert torch.allclose(one.theta[k], stacked.theta[k], atol=1e-6)
+    assert torch.allclose(one.flat_buffer, stacked.flat_buffer, atol=1e-6)
+
+
+def test_stacked_updates_lie_one_after_another():
+    from metanas.cluster.wire import stack_updates
+
+    a, b = pack(params(0)), pack(params(1))
+    stack = stack_updates([a, b])
+    assert stack.names == a.names and stack.tensor().view(2, -1).shape == (2, 31)
+    assert torch.equal(stack.tensor().view(2, -1)[1], b.tensor())
+    with pytest.raises(ValueError, match="different layouts"):
+        stack_updates([a, pack({"w": torch.zeros(31)})])

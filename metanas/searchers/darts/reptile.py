@@ -194,12 +194,9 @@ class AsyncReptile:
         """Take the update of task `key`, computed from version `base_version`: named
         tensors, or one flat tensor in the order of `names`; return (outcome, staleness).
         The update is only read (it may lie in read-only shared memory)."""
-        if not self.seen.add(key):
-            return UpdateOutcome.DUPLICATE, 0
-        staleness = max(0, self.version - base_version)
-        weight = self.bound.weight(staleness)
+        outcome, staleness, weight = self._admit(key, base_version)
         if weight == 0.0:
-            return UpdateOutcome.DROPPED, staleness
+            return outcome, staleness
         if isinstance(delta, torch.Tensor):
             self.flat_buffer.add_(delta.to(self.flat_buffer.dtype), alpha=weight)
         else:
@@ -208,7 +205,42 @@ class AsyncReptile:
         self.buffered += 1
         if self.buffered >= self.meta_batch:
             self.flush()
-        return (UpdateOutcome.APPLIED if weight == 1.0 else UpdateOutcome.DOWNWEIGHTED), staleness
+        return outcome, staleness
+
+    def submit_stack(
+        self, keys: Sequence[int], base_versions: Sequence[int], stack: torch.Tensor
+    ) -> list[tuple[UpdateOutcome, int]]:
+        """Several tasks' updates at once, row i of `stack` (flat, in the order of `names`)
+        being task `keys[i]`'s: the same outcomes, staleness weights and steps as submitting
+        them one by one in that order, each run of rows up to a step added in one product."""
+        outcomes, weights, first = [], [], 0
+        for i, (key, base) in enumerate(zip(keys, base_versions)):
+            outcome, staleness, weight = self._admit(key, base)
+            outcomes.append((outcome, staleness))
+            weights.append(weight)
+            if weight > 0.0:
+                self.buffered += 1
+            if self.buffered >= self.meta_batch:  # a step here: add the rows so far, then step
+                self._add_rows(stack[first : i + 1], weights[first : i + 1])
+                first = i + 1
+                self.flush()
+        self._add_rows(stack[first:], weights[first:])
+        return outcomes
+
+    def _admit(self, key: int, base_version: int) -> tuple[UpdateOutcome, int, float]:
+        """An update's outcome, staleness and weight, its key remembered (no sum yet)."""
+        if not self.seen.add(key):
+            return UpdateOutcome.DUPLICATE, 0, 0.0
+        staleness = max(0, self.version - base_version)
+        weight = self.bound.weight(staleness)
+        if weight == 0.0:
+            return UpdateOutcome.DROPPED, staleness, 0.0
+        return (UpdateOutcome.APPLIED if weight == 1.0 else UpdateOutcome.DOWNWEIGHTED), staleness, weight
+
+    def _add_rows(self, rows: torch.Tensor, weights: list[float]) -> None:
+        if any(weights):  # buffer += rows^T w, in place
+            w = torch.as_tensor(weights, dtype=self.flat_buffer.dtype)
+            self.flat_buffer.addmv_(rows.to(self.flat_buffer.dtype).t(), w)
 
     def flush(self) -> None:
         """Turn whatever is buffered into a meta-step (the campaign's last one may be partial)."""
