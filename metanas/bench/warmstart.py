@@ -84,7 +84,6 @@ def optuna_study(task: TableTask, others: dict[str, Any], budget: int, seed: int
     surrogate trained on the held-out task is ever at hand), then a define-by-run study of
     `task` with `MemorySampler(memory=..., task_id=...)`; its scores in trial order."""
     import shutil
-    import tempfile
 
     import optuna
 

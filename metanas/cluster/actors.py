@@ -74,7 +74,8 @@ class TaskWorker:
         self.slowdown = slowdown
         limits = tuple(CostLimit.from_dict(d) for d in limits or ())
         self.runner = TaskWorkerCore(Campaign.model_validate(campaign), device=device, limits=limits)
-        self.info_ = WorkerInfo(worker_id, ray.get_runtime_context().get_node_id(), os.getpid(), device)
+        node = ray.get_runtime_context().get_node_id()
+        self.info_ = WorkerInfo(worker_id, node, os.getpid(), device, tuple(str(g) for g in gpu_ids))
 
     def info(self) -> WorkerInfo:
         return self.info_

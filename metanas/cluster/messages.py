@@ -22,6 +22,7 @@ class WorkerInfo:
     node_id: str
     pid: int
     device: str  # "cpu" or "cuda"
+    gpu_ids: tuple[str, ...] = ()  # the GPUs Ray gave it (a fraction of one, with gpus_per_worker < 1)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 
 def auto_worker_count(cpus: float, gpus: float, cluster: dict[str, float]) -> int:
     """workers.count: auto -- as many workers as the cluster's CPUs (and GPUs, when each
@@ -28,3 +31,9 @@ def missing_resources(count: int, cpus: float, gpus: float, cluster: dict[str, f
             + ". Lower workers.count or the per-worker resources, or add nodes."
         )
     return f"the cluster has {cluster} in all, but not free: other jobs may hold it (see `ray status`)."
+
+
+def workers_per_gpu(workers: list[Any]) -> dict[str, int]:
+    """How many workers share each GPU, as `node:gpu` -> count (with `gpus_per_worker`
+    below 1, several small workers share one GPU)."""
+    return dict(Counter(f"{w.node_id}:{gpu}" for w in workers for gpu in w.gpu_ids))

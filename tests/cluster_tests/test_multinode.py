@@ -63,3 +63,22 @@ def test_bench_scaling_runs_on_a_simulated_multinode_cluster(tiny_campaign_dict)
     r = _run_multinode(parse_campaign(tiny_campaign_dict), iterations=2, workers=2, updates="async")
     assert r["workers"] == 2 and r["nodes"] == 2  # one worker per simulated node
     assert r["tasks_per_s"] > 0 and 0 <= r["ray_overhead_fraction"] < 1
+
+
+def test_half_a_gpu_each_puts_two_workers_on_every_gpu_spread_over_the_nodes():
+    """workers.gpus_per_worker 0.5 on two nodes of one (declared) GPU each: four workers,
+    two to a GPU, none on the GPU-less head; with no real GPU they use the CPU."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.cluster_tests.gpu_share_scenario"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1])
+    assert len(result["workers"]) == 4
+    assert {w["node"] for w in result["workers"]} == set(result["gpu_nodes"])  # spread, none on the head
+    assert all(len(w["gpu_ids"]) == 1 and w["device"] == "cpu" for w in result["workers"])
+    assert sorted(result["per_gpu"].values()) == [2, 2]
