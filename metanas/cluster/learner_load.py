@@ -1,9 +1,9 @@
 """The MetaLearner under load: zero-cost producers send precomputed updates as fast as it
-takes them, through the calls and messages a campaign's tasks use (async: a snapshot of
-the parameters per task, the update put into the object store, `submit` by reference;
-sync: one parameter object per iteration, `apply` with the iteration's update
-references), so what limits the rate is the MetaLearner alone. `metanas bench learner`
-runs it; tests run it small."""
+takes them, through the calls and messages a campaign's tasks use (async: the parameters
+handed out once per version, each update sent as a worker's returned one travels,
+`submit`, or `submit_stack` with several per call as a node's aggregator would; sync: one
+parameter object per iteration, `apply` with the iteration's update references), so what
+limits the rate is the MetaLearner. `metanas bench learner` runs it; tests run it small."""
 
 from __future__ import annotations
 

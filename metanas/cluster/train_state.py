@@ -175,7 +175,9 @@ class WorkerTally:
         are refreshed."""
         kept = [w for w in previous if w["pid"] not in self.info]
         return kept + [
-            {**dataclasses.asdict(w), "tasks": self.tasks.get(pid, 0)} for pid, w in self.info.items()
+            # (gpu_ids as a list: the summary reads back from JSON as it was written)
+            {**dataclasses.asdict(w), "gpu_ids": list(w.gpu_ids), "tasks": self.tasks.get(pid, 0)}
+            for pid, w in self.info.items()
         ]
 
 
