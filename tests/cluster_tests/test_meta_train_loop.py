@@ -159,7 +159,9 @@ def test_every_task_runs_once_and_every_update_is_applied(tmp_path, updates):
     assert float(learner.core.params["metanas"]["w"][0]) == pytest.approx(
         0.5 * sum(1 - i / 8 for i in range(8))
     )
-    assert final.workers == [{"worker_id": 0, "node_id": "node", "pid": 1234, "device": "cpu", "tasks": 32}]
+    assert final.workers == [
+        {"worker_id": 0, "node_id": "node", "pid": 1234, "device": "cpu", "gpu_ids": [], "tasks": 32}
+    ]
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])
