@@ -145,11 +145,11 @@ def _search(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget: must be >= 1, got {args.budget}")
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
-    from metanas.memory.store import MemoryStore
+    from metanas.memory.store import check_memory_dir
 
     task, table = _table_task(args.task)
     try:
-        MemoryStore(args.memory)  # (a file, or a folder of other things, is refused before any work)
+        check_memory_dir(args.memory)  # (a file, or a folder of other things, is refused before any work)
     except ValueError as err:
         raise ConfigError(f"--{err}") from None
     result = search(

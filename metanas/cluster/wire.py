@@ -34,9 +34,7 @@ class Packed:
     def tensor(self) -> torch.Tensor:
         """The flat array as a tensor over the same memory (read only, when it lies in
         Ray's object store: nothing may write to it)."""
-        with warnings.catch_warnings():  # (torch warns that a read-only array stays read-only)
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(self.flat)
+        return _over(self.flat)
 
     def views(self) -> dict[str, torch.Tensor]:
         """Each named tensor as a view of the flat array (no copy)."""
@@ -60,9 +58,14 @@ def unpack(packed: Any) -> dict[str, torch.Tensor]:
     caller's) as tensors over the same memory."""
     if isinstance(packed, Packed):
         return packed.views()
-    with warnings.catch_warnings():
+    return {k: _over(np.asarray(v)) for k, v in packed.items()}
+
+
+def _over(array: np.ndarray) -> torch.Tensor:
+    """A tensor over `array`'s memory, without a copy, even when it is read only."""
+    with warnings.catch_warnings():  # (torch warns that a read-only array stays read-only)
         warnings.simplefilter("ignore", UserWarning)
-        return {k: torch.from_numpy(np.asarray(v)) for k, v in packed.items()}
+        return torch.from_numpy(array)
 
 
 class ParameterCache:

@@ -130,6 +130,19 @@ class _Group:
         self.nprobe = 0  # lists an approximate index probes: calibrated for the recall target
 
 
+def check_memory_dir(path: str | Path) -> None:
+    """A one-line ValueError when `path` cannot be a memory (a file, or a folder of other
+    things); reads nothing else, so callers check before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"memory: {str(path)!r} is a file, not a memory directory")
+    if path.is_dir() and not (path / "parts").is_dir() and any(path.iterdir()):
+        raise ValueError(
+            f"memory: {str(path)!r} is a directory with other things in it, not a memory "
+            "(no parts/); name a new or empty directory"
+        )
+
+
 class MemoryStore:
     def __init__(
         self,
@@ -145,13 +158,7 @@ class MemoryStore:
         self.nprobe = nprobe
         self.recall_target = recall_target
         self.problems: list[str] = []
-        if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"memory: {str(self.path)!r} is a file, not a memory directory")
-        if self.path.is_dir() and not (self.path / "parts").is_dir() and any(self.path.iterdir()):
-            raise ValueError(
-                f"memory: {str(self.path)!r} is a directory with other things in it, not a memory "
-                "(no parts/); name a new or empty directory"
-            )
+        check_memory_dir(self.path)
         for sub in ("parts", "index"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         self._cleaned = False

@@ -13,24 +13,23 @@ from tests.conftest import REPO
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 
-def _scenario(tmp_path, mode: str, updates: str) -> dict:
+def _run_scenario(module: str, *args: str, timeout: int = 550) -> dict:
+    """A scenario script run in a process of its own (it joins its own Ray cluster); its
+    last JSON line."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.cluster_tests.multinode_scenario",
-            str(tmp_path / "run"),
-            mode,
-            updates,
-        ],
+        [sys.executable, "-m", f"tests.cluster_tests.{module}", *args],
         capture_output=True,
         text=True,
-        timeout=550,
+        timeout=timeout,
         cwd=REPO,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     return json.loads(lines[-1])
+
+
+def _scenario(tmp_path, mode: str, updates: str) -> dict:
+    return _run_scenario("multinode_scenario", str(tmp_path / "run"), mode, updates)
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])
@@ -68,16 +67,7 @@ def test_bench_scaling_runs_on_a_simulated_multinode_cluster(tiny_campaign_dict)
 def test_half_a_gpu_each_puts_two_workers_on_every_gpu_spread_over_the_nodes():
     """workers.gpus_per_worker 0.5 on two nodes of one (declared) GPU each: four workers,
     two to a GPU, none on the GPU-less head; with no real GPU they use the CPU."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.cluster_tests.gpu_share_scenario"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[-1])
+    result = _run_scenario("gpu_share_scenario", timeout=300)
     assert len(result["workers"]) == 4
     assert {w["node"] for w in result["workers"]} == set(result["gpu_nodes"])  # spread, none on the head
     assert all(len(w["gpu_ids"]) == 1 and w["device"] == "cpu" for w in result["workers"])
