@@ -169,8 +169,8 @@ def _multinode_main(spec: dict[str, Any]) -> None:
     from metanas.cluster.connect import simulated_cluster
 
     campaign = Campaign.model_validate(spec["campaign"])
-    with simulated_cluster(nodes=campaign.workers.count) as address:
-        print(json.dumps(measure(campaign, address=address)), flush=True)
+    with simulated_cluster(nodes=campaign.workers.count) as cluster:
+        print(json.dumps(measure(campaign, address=cluster.address)), flush=True)
 
 
 if __name__ == "__main__":

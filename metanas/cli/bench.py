@@ -39,9 +39,23 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
 
 
 def _add_cluster_benches(bench_sub: argparse._SubParsersAction) -> None:
-    scaling = bench_sub.add_parser("scaling", help="meta-training throughput with 1 and 2 workers")
+    scaling = bench_sub.add_parser(
+        "scaling",
+        help="meta-training throughput with 1 and 2 workers; with --nodes, the MetaLearner's load on "
+        "simulated clusters",
+    )
     scaling.add_argument(
-        "--iterations", type=int, default=12, help="meta-iterations per measurement (default 12)"
+        "--iterations",
+        type=int,
+        default=None,
+        help="meta-iterations per measurement (default 12; with --nodes 40, zero-cost tasks)",
+    )
+    scaling.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="simulated nodes (2 workers each): runs at 1, 2, 4, ... N nodes, flat against node "
+        "aggregation, a node removed at N, and the capacity model checked",
     )
     _json_flag(scaling)
     scaling.set_defaults(run=_scaling)
@@ -93,10 +107,17 @@ def _learner(args: argparse.Namespace) -> int:
 
 
 def _scaling(args: argparse.Namespace) -> int:
-    _positive(args, "iterations")
+    for name in ("iterations", "nodes"):
+        if getattr(args, name) is not None:
+            _positive(args, name)
+    campaign = load_campaign(demo_config_path())
+    if args.nodes is not None:
+        from metanas.bench.nodes import bench_nodes
+
+        return _print(bench_nodes(campaign, args.nodes, args.iterations or 40), args.json)
     from metanas.bench.scaling import bench_scaling
 
-    return _print(bench_scaling(load_campaign(demo_config_path()), args.iterations), args.json)
+    return _print(bench_scaling(campaign, args.iterations or 12), args.json)
 
 
 def _driver_memory(args: argparse.Namespace) -> int:

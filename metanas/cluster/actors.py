@@ -16,6 +16,7 @@ import os
 import time
 from typing import Any
 
+import numpy as np
 import ray
 
 from metanas.cluster.messages import (
@@ -23,6 +24,7 @@ from metanas.cluster.messages import (
     SubmitReply,
     TestResult,
     TestTask,
+    TrainResult,
     TrainTask,
     ValidationResult,
     ValidationTask,
@@ -41,6 +43,11 @@ def read_update(delta: Packed | dict, layout: tuple[str, ...]) -> Any:
     return unpack(delta)
 
 
+def _constant_update(theta: Packed) -> Packed:
+    """A small update laid out as `theta` (what a zero-cost task returns)."""
+    return Packed(theta.names, theta.shapes, np.full_like(theta.flat, 1e-6))
+
+
 @ray.remote(max_restarts=3, max_task_retries=0)
 class TaskWorker:
     """One per worker slot. Restarted by Ray if its process dies; the pool re-submits the
@@ -53,9 +60,12 @@ class TaskWorker:
         cpus: float,
         slowdown: float = 1.0,
         limits: list[dict] | None = None,
+        zero_cost: bool = False,
     ) -> None:
         """`slowdown` > 1 (benchmarks only) makes every meta-training task take that many
         times as long, as on a slower device: the straggler that async updates tolerate.
+        `zero_cost` (benchmarks only): a meta-training task skips its inner loop and returns
+        a precomputed update through the same messages, the most a worker could send.
         `limits`: the campaign's hardware limits, as `CostLimit.to_dict` wrote them."""
         import torch
 
@@ -72,6 +82,7 @@ class TaskWorker:
                 "TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids
             )
         self.slowdown = slowdown
+        self.zero_cost = zero_cost
         limits = tuple(CostLimit.from_dict(d) for d in limits or ())
         self.runner = TaskWorkerCore(Campaign.model_validate(campaign), device=device, limits=limits)
         node = ray.get_runtime_context().get_node_id()
@@ -84,6 +95,10 @@ class TaskWorker:
     def meta_train(self, task: TrainTask, theta: dict, base_version: int = 0):
         """Returns (update, TrainResult). `base_version` is the MetaLearner's version of
         `theta`, passed through so the MetaLearner can tell how stale the update is."""
+        if self.zero_cost:
+            return _constant_update(theta), TrainResult(
+                task, 0.0, 0.0, 0.0, base_version=base_version, worker=self.info_
+            )
         start = time.perf_counter()
         delta, result = self.runner.meta_train_task(task, unpack(theta))
         delta = pack(delta)
@@ -125,6 +140,24 @@ class MetaLearner:
 
         settings = AsyncSettings(**async_settings) if async_settings else None
         self.core = MetaLearnerCore(MetaSchedule(**schedule), run_dir, settings, learners)
+        self.calls = self.arrays = self.updates = 0
+
+    def _received(self, arrays: int, updates: int) -> None:
+        self.calls += 1
+        self.arrays += arrays
+        self.updates += updates
+
+    def load(self) -> dict[str, float]:
+        """What this process has received so far (calls carrying updates; arrays in them: a
+        task's update, a node's sum or a node's stack; the tasks' updates in those) and the
+        CPU seconds it has used: its utilisation over a span is the CPU seconds it used in
+        it over the span (`metanas bench scaling`)."""
+        return {
+            "calls": self.calls,
+            "arrays": self.arrays,
+            "updates": self.updates,
+            "cpu_s": time.process_time(),
+        }
 
     def pid(self) -> int:
         return os.getpid()
@@ -153,12 +186,17 @@ class MetaLearner:
 
         return {k: v for k, v in self.core.params[learner].items() if is_arch_param(k)}
 
-    def apply(self, learner: str, iteration: int, *deltas: Packed) -> int:
-        return self.core.apply(learner, iteration, [mean_update(list(deltas))] if deltas else [])
+    def apply(self, learner: str, iteration: int, counts: list[int], *deltas: Packed) -> int:
+        """One sync step on the mean of `deltas`; `counts[i]` tasks' updates are summed in
+        `deltas[i]` (1 for a task's own; more for a node aggregator's sum)."""
+        self._received(len(deltas), sum(counts))
+        mean = [mean_update(list(deltas), counts)] if deltas else []
+        return self.core.apply(learner, iteration, mean)
 
     def submit(
         self, learner: str, key: int, base_version: int, delta: Packed, incarnation: str
     ) -> SubmitReply:
+        self._received(1, 1)
         return self.core.submit(
             learner, key, base_version, read_update(delta, self.core.layout(learner)), incarnation
         )
@@ -173,6 +211,7 @@ class MetaLearner:
         """Updates stacked into one object (`stack_updates`), as a node's aggregator sends them."""
         if stack.names != self.core.layout(learner):
             raise ValueError(f"{learner}: a stack must be packed in the learner's order")
+        self._received(1, len(keys))
         rows = stack.tensor().view(len(keys), -1)
         return self.core.submit_stack(learner, keys, base_versions, rows, incarnation)
 

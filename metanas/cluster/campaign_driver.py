@@ -20,7 +20,8 @@ and each worker's update ref goes straight back to it.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict, deque
+import uuid
+from collections import Counter, defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,12 +36,13 @@ from metanas.cluster.events import EventLog
 from metanas.cluster.hardware import campaign_limits
 from metanas.cluster.messages import Outcome, TestResult, TestTask, ValidationTask, WorkerInfo
 from metanas.cluster.meta_train_loop import MetaTrainLoop
+from metanas.cluster.node_aggregator import NodeAggregator
 from metanas.cluster.remote import RemoteMemory, RemoteMetaLearner
 from metanas.cluster.run_dir import Checkpoint, RunDir
 from metanas.cluster.schema import DERIVED, Campaign
 from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally, meta_train_summary
 from metanas.cluster.wire import pack
-from metanas.cluster.worker_pool import WorkerPool
+from metanas.cluster.worker_pool import WAIT_TIMEOUT_S, WorkerPool
 from metanas.searchers.darts.cost import genotype_within
 
 log = logging.getLogger(__name__)
@@ -79,15 +81,17 @@ class CampaignDriver:
         address: str | None = None,
         progress: bool = True,
         slowdown: dict[int, float] | None = None,
+        zero_cost: bool = False,
     ) -> None:
-        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device."""
+        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device;
+        `zero_cost` (benchmarks only): meta-training tasks cost nothing (`TaskWorker`)."""
         self.campaign = campaign
         self.run_dir = run_dir
         self.progress = progress
         self.plan = TrainPlan.from_campaign(campaign)
         self.limits = campaign_limits(campaign, run_dir.root)  # (before Ray: profiling wants a quiet machine)
         connect(address)
-        self.pool = WorkerPool(campaign, slowdown, [limit.to_dict() for limit in self.limits])
+        self.pool = WorkerPool(campaign, slowdown, [limit.to_dict() for limit in self.limits], zero_cost)
         # The central actors live on the driver's node: a worker node that dies does not
         # take them along, and their checkpoint and memory files land on the driver's disk.
         self.home = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -111,6 +115,22 @@ class CampaignDriver:
         self.pool.close()
         for actor in [self.memory.actor] + [stage.learner.actor for stage in self.stages]:
             ray.kill(actor)
+        for stage in self.stages:
+            for aggregator in stage.learner.aggregators.values():
+                ray.kill(aggregator)
+
+    def _start_aggregators(self, learner: RemoteMetaLearner) -> None:
+        """`aggregation: node`: one aggregator on each node with workers, batching up to
+        that node's worker count."""
+        workers_on = Counter(info.node_id for info in self.worker_info)
+        linger = self.campaign.meta_train.aggregation_linger_s
+        learner.aggregators = {
+            node: NodeAggregator.options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+            ).remote(learner.name, count, linger)
+            for node, count in workers_on.items()
+        }
+        ray.get([a.node_id.remote() for a in learner.aggregators.values()], timeout=WAIT_TIMEOUT_S)
 
     def _start_stage(self, plan: TrainPlan, run_dir: RunDir, checkpoint: Checkpoint | None) -> Stage:
         """Start a stage's MetaLearner from `checkpoint`, or from a fresh iteration-0 one."""
@@ -128,10 +148,12 @@ class CampaignDriver:
                 "max_staleness": mt.max_staleness,
                 "stale_policy": mt.stale_policy,
             }
-        actor = MetaLearner.options(num_cpus=0, scheduling_strategy=self.home).remote(
+        # (named: a node's aggregator finds it again after either of them restarted)
+        name = f"metanas-meta-learner-{uuid.uuid4().hex[:12]}"
+        actor = MetaLearner.options(name=name, num_cpus=0, scheduling_strategy=self.home).remote(
             asdict(plan.schedule), str(run_dir.root), settings, plan.learners
         )
-        stage = Stage(plan, run_dir, RemoteMetaLearner(actor, plan.learners), state)
+        stage = Stage(plan, run_dir, RemoteMetaLearner(actor, plan.learners, name=name), state)
         self.stages.append(stage)
         return stage
 
@@ -143,6 +165,8 @@ class CampaignDriver:
             return
         self._start_stage(self.plan, self.run_dir, checkpoint)
         self.worker_info = self.pool.wait_started()
+        if self.campaign.meta_train.aggregation == "node":
+            self._start_aggregators(self.learner)
         # The MetaLearner and the memory are up too (a memory that cannot be opened fails now).
         self.learner.incarnation()
         self.memory.count()
@@ -154,6 +178,8 @@ class CampaignDriver:
         return get_params(self.campaign.model_spec(learner, derived).build(seed=self.campaign.seed))
 
     def _train(self, stage: Stage, desc: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
+        if self.campaign.meta_train.aggregation == "node" and not stage.learner.aggregators:
+            self._start_aggregators(stage.learner)
         state = stage.state
         resumed_from = state.iteration
         checkpointer = Checkpointer(stage.run_dir, stage.learner, self.memory, wall_before=state.wall_s)
@@ -166,9 +192,10 @@ class CampaignDriver:
             stage.state = scheduler.run(state)
         finally:
             bar.close()
-        return meta_train_summary(
-            stage.plan, stage.state, scheduler.restarts, resumed_from
-        ), stage.state.curve
+        summary = meta_train_summary(stage.plan, stage.state, scheduler.restarts, resumed_from)
+        load = stage.learner.load()  # (since the MetaLearner last started)
+        summary["meta_learner_received"] = {k: load[k] for k in ("calls", "arrays", "updates")}
+        return summary, stage.state.curve
 
     def meta_train(
         self, checkpoint: Checkpoint | None = None

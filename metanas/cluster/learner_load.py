@@ -170,7 +170,7 @@ def _feed_sync(learner, feeders, incarnation, first_key, n, meta_batch, window) 
         if i + 1 < iterations:
             upcoming = [f.put_updates.remote(k) for f, k in zip(feeders, per_feeder)]
         _params = learner.get.remote(LEARNER)  # (one parameter object per iteration, as the driver reads it)
-        version = ray.get(learner.apply.remote(LEARNER, version, *refs))
+        version = ray.get(learner.apply.remote(LEARNER, version, [1] * len(refs), *refs))
     return iterations * meta_batch, iterations
 
 

@@ -107,6 +107,15 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class NodeUpdate:
+    """A finished task's update (still where its worker left it) and the node it lies on:
+    with node aggregation, that node's aggregator combines it with its neighbours'."""
+
+    node: str
+    update: Any
+
+
+@dataclass(frozen=True)
 class SubmitReply:
     """The MetaLearner's answer to one async update."""
 

@@ -4,8 +4,10 @@ and what happens when the MetaLearner restarts. Tested against an in-process poo
 - sync: an iteration's `meta_batch` tasks per learner, a barrier, one Reptile step.
 - async: every task of the campaign streams through the workers with no barrier; each
   update goes to the MetaLearner as it arrives (staleness-weighted, at most once per task
-  key). Tasks keep their sync numbering (iteration, learner, slot), so a task has the same
-  episode in both modes, and checkpoints keep the set of finished tasks.
+  key), without waiting for the reply; a task is finished when its reply is in, and all
+  are in before a checkpoint. Tasks keep their sync numbering (iteration, learner, slot),
+  so a task has the same episode in both modes, and checkpoints keep the set of finished
+  tasks.
 - rewinds: when the MetaLearner restarted (or lost an update), it and the scheduler both go
   back to the newest complete checkpoint and re-run the tasks since; the MetaLearner reloads
   it even if it restarted from it already, because it may have applied updates since (a
@@ -24,6 +26,7 @@ from metanas.cluster.checkpointer import Checkpointer
 from metanas.cluster.messages import (
     Attempt,
     MetaLearnerRestarted,
+    NodeUpdate,
     Outcome,
     SaveReply,
     SubmitReply,
@@ -49,10 +52,14 @@ class MetaLearnerHandle(Protocol):
 
     def params(self, learner: str) -> Any: ...
     def snapshot(self, learner: str) -> tuple[Any, Any]: ...
-    def apply(self, iteration: int, updates: dict[str, list]) -> list[int]: ...
-    def submit(
-        self, learner: str, key: int, base_version: int, update: Any, incarnation: str
-    ) -> SubmitReply: ...
+    def apply(self, iteration: int, updates: dict[str, list[NodeUpdate]]) -> list[int]: ...
+    def send(self, learner: str, key: int, base_version: int, update: NodeUpdate, incarnation: str) -> Any:
+        """Hand one task's update on without waiting; returns a ticket for `replies`."""
+
+    def replies(self, tickets: list, wait: bool) -> list[tuple[Any, SubmitReply | UpdateLost]]:
+        """The replies in among `tickets` (with `wait`: all of them), each a `SubmitReply`
+        or an `UpdateLost` when the update was lost on the way."""
+
     def flush(self) -> None: ...
     def save(self, path: str, incarnation: str) -> SaveReply: ...
     def reload(self) -> str: ...
@@ -150,13 +157,14 @@ class MetaTrainLoop:
             theta = {name: self.learner.params(name) for name in plan.learners}
             # Longest tasks first (the supernet's), so the iteration does not end on one.
             queue = deque(plan.task(iteration * plan.per_iteration + k) for k in range(plan.per_iteration))
-            updates: dict[str, list] = defaultdict(list)
+            updates: dict[str, list[NodeUpdate]] = defaultdict(list)
             accs: dict[str, list[float]] = defaultdict(list)
             for attempt in self.pool.run(
                 queue, lambda t, theta=theta: (theta[t.learner],), f"meta-train iteration {iteration}"
             ):
                 if self._count(attempt) and attempt.outcome is Outcome.COMPLETED:
-                    updates[attempt.task.learner].append(attempt.update)
+                    node = attempt.result.worker.node_id if attempt.result.worker else ""
+                    updates[attempt.task.learner].append(NodeUpdate(node, attempt.update))
                     accs[attempt.task.learner].append(attempt.result.query_accuracy)
             try:
                 versions = self.learner.apply(iteration, updates)
@@ -176,69 +184,117 @@ class MetaTrainLoop:
         return state
 
     def _async(self, state: TrainState) -> TrainState:
-        plan = self.plan
-        total = plan.iterations * plan.per_iteration
-        finished, open_accs, curve = state.finished, state.open_accs, list(state.curve)
-        queue = deque(plan.task(n) for n in finished.missing(total))
+        return _AsyncPass(self, state).run()
 
-        def args_for(task: TrainTask) -> tuple:
-            # Read when the task is handed out; the version travels with the task so the
-            # MetaLearner can measure its staleness.
-            version, theta = self.learner.snapshot(task.learner)
-            return theta, version
 
-        every = plan.checkpoint_every
-        next_checkpoint = (len(finished) // plan.per_iteration // every + 1) * every
-        for attempt in self.pool.run(queue, args_for, "meta-train"):
-            task = attempt.task
-            if not self._count(attempt):
-                continue
-            if attempt.outcome is Outcome.COMPLETED:
-                if not self._submit(task, attempt):
-                    self.counts.completed -= 1  # its update was lost with its node: run it again
-                    self.counts.retried += 1
-                    queue.appendleft(task)
-                    continue
-                open_accs.setdefault(task.iteration, {}).setdefault(task.learner, []).append(
-                    attempt.result.query_accuracy
-                )
-            finished.add(plan.number(task))
-            first = task.iteration * plan.per_iteration
-            if all(n in finished for n in range(first, first + plan.per_iteration)):
-                curve.append(curve_row(task.iteration, open_accs.pop(task.iteration, {}), plan.learners))
-                self._show(curve[-1])
-                curve.sort(key=lambda r: r["iteration"])
-            progress = len(finished) // plan.per_iteration
-            self.bar.update(progress - self.bar.n)
-            if progress >= next_checkpoint or len(finished) == total:
-                if len(finished) == total:
-                    self.learner.flush()
-                state = self._checkpoint(
-                    dataclasses.replace(
-                        state, iteration=progress, curve=curve, finished=finished, open_accs=open_accs
-                    )
-                )
-                next_checkpoint = (progress // every + 1) * every
-        return state
+class _AsyncPass:
+    """Async meta-training from `state` to the end (or to a rewind). Updates go out without
+    waiting for their replies, so the workers never wait on the MetaLearner and a node's
+    aggregator can combine several. A task counts as finished when its reply is in, and
+    every reply is in before a checkpoint: a checkpoint holds exactly the updates of its
+    finished tasks."""
 
-    def _submit(self, task: TrainTask, attempt: Attempt) -> bool:
-        """Hand one task's update to the MetaLearner; False if it was lost with its node."""
+    def __init__(self, loop: MetaTrainLoop, state: TrainState) -> None:
+        self.loop, self.plan, self.state = loop, loop.plan, state
+        self.total = self.plan.iterations * self.plan.per_iteration
+        self.finished, self.open_accs, self.curve = state.finished, state.open_accs, list(state.curve)
+        self.queue = deque(self.plan.task(n) for n in self.finished.missing(self.total))
+        self.pending: dict[Any, tuple[TrainTask, Attempt]] = {}  # sent, no reply yet
+        self.next_checkpoint = self._checkpoint_after(len(self.finished) // self.plan.per_iteration)
+
+    def run(self) -> TrainState:
+        loop = self.loop
+        while True:
+            for attempt in loop.pool.run(self.queue, self._args_for, "meta-train"):
+                if loop._count(attempt):
+                    if attempt.outcome is Outcome.COMPLETED:
+                        self._send(attempt)
+                    else:
+                        self._finish(attempt.task)
+                self._take_replies(wait=False)
+                self._checkpoint_if_due()
+            self._take_replies(wait=True)  # a lost update puts its task back in the queue
+            self._checkpoint_if_due()
+            if not self.queue:
+                return self.state
+
+    def _args_for(self, task: TrainTask) -> tuple:
+        # Read when the task is handed out; the version travels with the task so the
+        # MetaLearner can measure its staleness.
+        version, theta = self.loop.learner.snapshot(task.learner)
+        return theta, version
+
+    def _checkpoint_after(self, progress: int) -> int:
+        every = self.plan.checkpoint_every
+        return (progress // every + 1) * every
+
+    def _send(self, attempt: Attempt) -> None:
+        task, result = attempt.task, attempt.result
         key = task.iteration * self.plan.meta_batch + task.slot
-        try:
-            reply = self.learner.submit(
-                task.learner, key, attempt.result.base_version, attempt.update, self.incarnation
-            )
-        except UpdateLost:
-            return False
-        if reply.incarnation != self.incarnation:
-            raise MetaLearnerRestarted()
-        self.counts.count_update(reply)
-        self.events(
-            {
-                "kind": "update",
-                "learner": task.learner,
-                "staleness": reply.staleness,
-                "outcome": reply.outcome.value,
-            }
+        node = result.worker.node_id if result.worker else ""
+        ticket = self.loop.learner.send(
+            task.learner, key, result.base_version, NodeUpdate(node, attempt.update), self.loop.incarnation
         )
-        return True
+        self.pending[ticket] = (task, attempt)
+
+    def _take_replies(self, wait: bool) -> None:
+        """Count the replies that are in (with `wait`: all of them)."""
+        if not self.pending:
+            return
+        loop = self.loop
+        for ticket, reply in loop.learner.replies(list(self.pending), wait):
+            task, attempt = self.pending.pop(ticket)
+            if isinstance(reply, UpdateLost):  # lost with its node (or its aggregator): run it again
+                loop.counts.completed -= 1
+                loop.counts.retried += 1
+                self.queue.appendleft(task)
+                continue
+            if reply.incarnation != loop.incarnation:
+                raise MetaLearnerRestarted()
+            loop.counts.count_update(reply)
+            loop.events(
+                {
+                    "kind": "update",
+                    "learner": task.learner,
+                    "staleness": reply.staleness,
+                    "outcome": reply.outcome.value,
+                }
+            )
+            accs = self.open_accs.setdefault(task.iteration, {}).setdefault(task.learner, [])
+            accs.append(attempt.result.query_accuracy)
+            self._finish(task)
+
+    def _finish(self, task: TrainTask) -> None:
+        """`task` is done: its update is in (or it failed); its iteration may be complete."""
+        plan = self.plan
+        self.finished.add(plan.number(task))
+        first = task.iteration * plan.per_iteration
+        if all(n in self.finished for n in range(first, first + plan.per_iteration)):
+            accs = self.open_accs.pop(task.iteration, {})
+            self.curve.append(curve_row(task.iteration, accs, plan.learners))
+            self.loop._show(self.curve[-1])
+            self.curve.sort(key=lambda r: r["iteration"])
+        bar = self.loop.bar
+        bar.update(len(self.finished) // plan.per_iteration - bar.n)
+
+    def _checkpoint_if_due(self) -> None:
+        per, done = self.plan.per_iteration, len(self.finished)
+        if (done + len(self.pending)) // per < self.next_checkpoint and done + len(self.pending) < self.total:
+            return
+        self._take_replies(wait=True)  # then the MetaLearner holds exactly the finished tasks' updates
+        done = len(self.finished)
+        progress = done // per
+        if progress < self.next_checkpoint and done < self.total:
+            return  # an update was lost: its task runs again first
+        if done == self.total:
+            self.loop.learner.flush()
+        self.state = self.loop._checkpoint(
+            dataclasses.replace(
+                self.state,
+                iteration=progress,
+                curve=self.curve,
+                finished=self.finished,
+                open_accs=self.open_accs,
+            )
+        )
+        self.next_checkpoint = self._checkpoint_after(progress)

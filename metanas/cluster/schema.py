@@ -152,6 +152,12 @@ class MetaTrainSettings(_Strict):
     updates: Literal["sync", "async"] = "sync"
     max_staleness: NonNegativeInt = 2
     stale_policy: Literal["downweight", "drop"] = "downweight"
+    # flat: every update goes straight to the MetaLearner. node: one aggregator per node
+    # combines its workers' updates (sync: summed; async: up to one per worker, or what came
+    # within aggregation_linger_s, in one call), so the MetaLearner's load falls by about the
+    # workers per node (README: "How many updates one MetaLearner takes").
+    aggregation: Literal["flat", "node"] = "flat"
+    aggregation_linger_s: PositiveFloat = 0.02
     validation: ValidationSettings | None = None
 
     @model_validator(mode="after")

@@ -95,17 +95,31 @@ class ParameterCache:
         self.refs.clear()
 
 
-def mean_update(updates: list[Any]) -> dict[str, torch.Tensor]:
-    """The mean of a sync iteration's updates: summed into one new array when they are all
-    packed alike (no copy per update), name by name otherwise."""
-    if updates and all(isinstance(u, Packed) and u.names == updates[0].names for u in updates):
-        total = updates[0].tensor().clone()
-        for u in updates[1:]:
-            total.add_(u.tensor())
-        first = updates[0]
-        return Packed(first.names, first.shapes, total.div_(len(updates)).numpy()).views()
+def mean_update(updates: list[Any], counts: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """The mean of a sync iteration's updates; `counts[i]` is how many tasks' updates
+    `updates[i]` sums (a node aggregator's sum; 1 each by default). Summed into one new
+    array when they are all packed alike (no copy per update), name by name otherwise."""
+    if not updates:
+        return {}
+    tasks = sum(counts) if counts else len(updates)
+    if all(isinstance(u, Packed) and u.names == updates[0].names for u in updates):
+        return sum_updates(updates, divide_by=tasks).views()
     views = [unpack(u) for u in updates]
-    return {k: torch.stack([v[k] for v in views]).mean(0) for k in views[0]} if views else {}
+    return {k: torch.stack([v[k] for v in views]).sum(0) / tasks for k in views[0]}
+
+
+def sum_updates(updates: list[Packed], divide_by: int = 1) -> Packed:
+    """Updates packed alike, added into one new array (divided by `divide_by`): what a
+    node's aggregator forwards in sync mode, one array for all of its node's tasks."""
+    first = updates[0]
+    if any(u.names != first.names for u in updates):
+        raise ValueError("updates of different layouts cannot be summed")
+    total = first.tensor().clone()
+    for u in updates[1:]:
+        total.add_(u.tensor())
+    if divide_by != 1:
+        total.div_(divide_by)
+    return Packed(first.names, first.shapes, total.numpy())
 
 
 def stack_updates(updates: list[Packed]) -> Packed:

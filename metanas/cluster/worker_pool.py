@@ -31,9 +31,14 @@ WAIT_TIMEOUT_S = 600.0  # no task may take longer, and no lost worker stay away 
 
 class WorkerPool:
     def __init__(
-        self, campaign: Campaign, slowdown: dict[int, float] | None = None, limits: Sequence[dict] = ()
+        self,
+        campaign: Campaign,
+        slowdown: dict[int, float] | None = None,
+        limits: Sequence[dict] = (),
+        zero_cost: bool = False,
     ) -> None:
-        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device.
+        """`slowdown` (benchmarks only): worker index -> factor, to simulate a slower device;
+        `zero_cost` (benchmarks only): tasks return a precomputed update at once.
         `limits`: the campaign's hardware limits (`CostLimit.to_dict`), built on the driver."""
         w = campaign.workers
         self.settings = w
@@ -50,7 +55,7 @@ class WorkerPool:
         self.workers = [
             TaskWorker.options(
                 num_cpus=w.cpus_per_worker, num_gpus=w.gpus_per_worker, scheduling_strategy=strategy
-            ).remote(config, i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0), list(limits))
+            ).remote(config, i, w.cpus_per_worker, (slowdown or {}).get(i, 1.0), list(limits), zero_cost)
             for i in range(self.count)
         ]
         self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task

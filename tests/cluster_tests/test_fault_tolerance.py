@@ -104,3 +104,28 @@ def test_a_killed_meta_learner_restarts_from_its_checkpoint(
     if updates == "async":  # updates flow after every task, so the restart was always noticed
         assert summary["meta_train"]["meta_learner_restarts"] == 1
     _check_accounted_for(summary, out)
+
+
+def test_a_killed_node_aggregator_loses_no_update(ray_session, tiny_campaign_dict, tmp_path):
+    """Killed while it holds an update (async, `aggregation: node`): Ray restarts it, the
+    task whose update it held runs again, and every update is applied exactly once."""
+    campaign = _slow_tiny(tiny_campaign_dict, "async")
+    campaign["meta_train"].update(aggregation="node", aggregation_linger_s=0.5)
+    out = tmp_path / "run"
+    runner, thread, result = _start(campaign, out)
+    _wait_for_checkpoint(out, 2)
+    (aggregator,) = runner.learner.aggregators.values()  # one node here
+    deadline = time.time() + 60
+    while ray.get(aggregator.held.remote()) == 0:
+        assert time.time() < deadline, "the aggregator never held an update"
+        time.sleep(0.01)
+    old_pid = ray.get(aggregator.pid.remote())
+    os.kill(old_pid, signal.SIGKILL)
+    thread.join(timeout=240)
+    assert "error" not in result, result.get("error")
+    mt = result["summary"]["meta_train"]
+    assert mt["tasks_retried"] >= 1  # the held update's task ran again
+    _check_accounted_for(result["summary"], out)
+    received = mt["meta_learner_received"]
+    # aggregated all along, also after its restart (without it no update would get through)
+    assert received["calls"] < received["updates"]

@@ -15,7 +15,7 @@ from metanas.cluster.messages import Attempt, Outcome, TrainResult, UpdateLost, 
 from metanas.cluster.meta_learner import AsyncSettings, MetaLearnerCore
 from metanas.cluster.meta_train_loop import MAX_REWINDS, MetaTrainLoop
 from metanas.cluster.run_dir import RunDir
-from metanas.cluster.train_state import TrainPlan, WorkerTally
+from metanas.cluster.train_state import TrainPlan, TrainState, WorkerTally
 from metanas.searchers.darts.reptile import MetaSchedule
 
 WORKER = WorkerInfo(0, "node", 1234, "cpu")
@@ -59,10 +59,15 @@ class LocalLearner:
     """The MetaLearner actor's logic, called in process; `restart()` is what Ray does after
     its process dies (a new instance from the newest checkpoint)."""
 
-    def __init__(self, core: MetaLearnerCore, lose_updates=()):
+    def __init__(self, core: MetaLearnerCore, lose_updates=(), hold_replies=False):
+        """`hold_replies`: a reply is given only when the loop waits for all of them, as
+        when the MetaLearner (or an aggregator) is slow to answer."""
         self.core = core
         self.lose_updates = set(lose_updates)
+        self.hold_replies = hold_replies
         self.reloads = 0
+        self.answers: dict[int, object] = {}
+        self.most_waiting = 0
 
     def restart(self):
         self.core.reload()
@@ -75,14 +80,24 @@ class LocalLearner:
 
     def apply(self, iteration, updates):
         return [
-            self.core.apply(name, iteration, updates.get(name, [])) for name in ("metanas", "reptile_fixed")
+            self.core.apply(name, iteration, [u.update for u in updates.get(name, [])])
+            for name in ("metanas", "reptile_fixed")
         ]
 
-    def submit(self, learner, key, base_version, update, incarnation):
+    def send(self, learner, key, base_version, update, incarnation):
+        ticket = len(self.answers)
         if (learner, key) in self.lose_updates:
             self.lose_updates.discard((learner, key))
-            raise UpdateLost(f"update {key} lost")
-        return self.core.submit(learner, key, base_version, update, incarnation)
+            self.answers[ticket] = UpdateLost(f"update {key} lost")
+        else:
+            self.answers[ticket] = self.core.submit(learner, key, base_version, update.update, incarnation)
+        return ticket
+
+    def replies(self, tickets, wait):
+        self.most_waiting = max(self.most_waiting, len(tickets))
+        if self.hold_replies and not wait:
+            return []
+        return [(ticket, self.answers[ticket]) for ticket in tickets]
 
     def flush(self):
         self.core.flush()
@@ -119,13 +134,15 @@ class Memory:
         self.records += records
 
 
-def _setup(tmp_path, updates="sync", iterations=8, meta_batch=2, every=2, pool=None, lose_updates=()):
+def _setup(
+    tmp_path, updates="sync", iterations=8, meta_batch=2, every=2, pool=None, lose_updates=(), hold=False
+):
     plan = TrainPlan(iterations, meta_batch, every, updates, MetaSchedule(iterations, 1.0, 0.5))
     run = RunDir(tmp_path)
     params = {"w": torch.zeros(3), "alpha": torch.zeros(2, 2)}
     state = write_initial_checkpoint(run, {"metanas": params, "reptile_fixed": {"w": torch.zeros(3)}})
     settings = AsyncSettings(meta_batch, 2, "downweight") if updates == "async" else None
-    learner = LocalLearner(MetaLearnerCore(plan.schedule, str(tmp_path), settings), lose_updates)
+    learner = LocalLearner(MetaLearnerCore(plan.schedule, str(tmp_path), settings), lose_updates, hold)
     memory = Memory()
     checkpointer = Checkpointer(run, learner, memory, wall_before=0.0)
     pool = pool or FakePool()
@@ -177,12 +194,33 @@ def test_lost_tasks_are_retried_and_failed_ones_never_reach_the_meta_parameters(
     assert c.completed + c.failed == 32
 
 
-def test_an_async_update_lost_with_its_node_reruns_its_task(tmp_path):
-    scheduler, state, learner, memory, pool = _setup(tmp_path, "async", lose_updates={("metanas", 5)})
+@pytest.mark.parametrize("hold", [False, True])
+def test_an_async_update_lost_with_its_node_reruns_its_task(tmp_path, hold):
+    scheduler, state, learner, memory, pool = _setup(
+        tmp_path, "async", lose_updates={("metanas", 5)}, hold=hold
+    )
     final = scheduler.run(state)
     assert pool.runs[("metanas", 2, 1)] == 2  # key 5 = iteration 2, slot 1
     assert final.counts.retried == 1 and final.counts.completed == final.counts.applied == 32
     _all_accounted_for(final, memory)
+
+
+def test_async_updates_go_out_without_waiting_and_every_reply_is_in_before_a_checkpoint(tmp_path):
+    """Replies held until the loop waits: updates pile up unanswered (what lets an
+    aggregator combine them), yet every checkpoint holds exactly its finished tasks."""
+    scheduler, state, learner, memory, pool = _setup(tmp_path, "async", hold=True)
+    final = scheduler.run(state)
+    assert learner.most_waiting >= 8  # a whole checkpoint's worth of updates went out unanswered
+    assert final.counts.applied == final.counts.completed == 32 and set(pool.runs.values()) == {1}
+    _all_accounted_for(final, memory)
+    for checkpoint in RunDir(tmp_path).checkpoints_list()[1:]:
+        stream = checkpoint.state["meta_learner"]["streams"]["metanas"]
+        finished = TrainState.from_json(checkpoint.state).finished
+        supernet_done = sum(n in finished for n in range(32) if scheduler.plan.task(n).learner == "metanas")
+        assert stream["version"] * 2 + stream["buffered"] == supernet_done  # meta_batch 2 per step
+    assert float(learner.core.params["metanas"]["w"][0]) == pytest.approx(
+        0.5 * sum(1 - i / 8 for i in range(8))
+    )
 
 
 @pytest.mark.parametrize("updates", ["sync", "async"])

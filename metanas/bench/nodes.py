@@ -1,0 +1,260 @@
+"""`metanas bench scaling --nodes N`: one campaign's MetaLearner on simulated clusters of 1,
+2, 4, ... N nodes (`ray.cluster_utils.Cluster`, 2 workers per node; each node declares one
+GPU, none real, and workers ask for half of one, so two share it), flat against node
+aggregation:
+
+- async, zero-cost tasks (each returns a constant update through a real task's messages:
+  the most a cluster could send): updates the MetaLearner took per second, the arrays it
+  received per update, its utilisation (its CPU seconds over the wall time), and where
+  the workers landed; at N nodes a node is also removed mid-run (every task accounted for
+  once, every update applied once);
+- sync at N nodes, one iteration of real tasks, `meta_batch` = workers (so each node runs
+  about two of a learner's tasks per iteration): the arrays received per update and the
+  largest difference between the flat and the aggregated meta-parameters.
+
+The capacity model (README "How many updates one MetaLearner takes"): at U updates per
+second and A arrays received per update (1 flat; down to 1/K with K workers per node
+aggregated) the MetaLearner is busy
+
+    rho = rho_0 + U * (c + a * A)
+
+with `a` CPU seconds per call and `c` per update in it, measured on the MetaLearner alone
+(`learner_load`, 1 and 8 updates per call), and `rho_0` what it spends with nothing to do
+in that cluster (Ray's own threads; measured over 2 s before each run). It saturates at
+U = (1 - rho_0) / (c + a * A). Each run's rho is predicted from its measured U and A and
+compared with the measured one: the model's terms are measured apart from what they
+predict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from metanas.cluster.run_dir import RunDir
+from metanas.cluster.schema import DERIVED, Campaign
+
+WORKERS_PER_NODE = 2
+# One step with real tasks: the flat and the aggregated mean differ only in the order of a
+# float32 sum there; over more steps the inner loops amplify that rounding (as they would
+# the rounding of two flat runs whose updates arrived in another order).
+SYNC_ITERATIONS = 1
+CALIBRATION_PER_CALL = (1, 8)
+IDLE_S = 2.0
+
+
+def calibrate(campaign: Campaign, seconds: float = 3.0) -> dict[str, float]:
+    """The MetaLearner's CPU seconds per call (`a`) and per update (`c`) for the campaign's
+    supernet on this machine, from async runs with 1 and 8 updates per call."""
+    from metanas.cluster.connect import connect, is_connected, shutdown
+    from metanas.cluster.learner_load import load_learner
+
+    network = campaign.model_spec("metanas").build(seed=0)
+    params = {k: v.detach().float().numpy() for k, v in network.state_dict().items() if v.is_floating_point()}
+    ours = not is_connected()
+    connect(num_cpus=2)
+    try:
+        per_call_cpu = {}
+        for k in CALIBRATION_PER_CALL:
+            probe = load_learner(params, "async", updates=64 * k, per_call=k)
+            run = load_learner(
+                params, "async", updates=int(max(64 * k, probe["updates_per_s"] * seconds)), per_call=k
+            )
+            per_call_cpu[k] = run["cpu_s"]["learner"] / (run["updates"] / k)
+    finally:
+        if ours:
+            shutdown()
+    one, many = CALIBRATION_PER_CALL
+    per_update = (per_call_cpu[many] - per_call_cpu[one]) / (many - one)
+    return {
+        "parameters": int(sum(v.size for v in params.values())),
+        "per_call_s": per_call_cpu[one] - per_update,
+        "per_update_s": per_update,
+    }
+
+
+def predicted_utilisation(run: dict[str, Any], model: dict[str, float]) -> float:
+    per_update = model["per_update_s"] + model["per_call_s"] * run["arrays_per_update"]
+    return run["idle_utilisation"] + run["updates_per_s"] * per_update
+
+
+def largest_cluster(
+    model: dict[str, float], task_s: float, arrays_per_update: float, idle: float = 0.0
+) -> float:
+    """Workers (each finishing a task every `task_s`) one MetaLearner takes before it saturates."""
+    return (1 - idle) * task_s / (model["per_update_s"] + model["per_call_s"] * arrays_per_update)
+
+
+def _cluster_campaign(
+    campaign: Campaign, nodes: int, aggregation: str, updates: str, iterations: int
+) -> Campaign:
+    workers = nodes * WORKERS_PER_NODE
+    mt = campaign.meta_train.model_copy(
+        update={
+            "iterations": iterations,
+            "meta_batch": workers if updates == "sync" else campaign.meta_train.meta_batch,
+            "alpha_warmup": 0,
+            "checkpoint_every": max(1, iterations // 4),
+            "updates": updates,
+            "aggregation": aggregation,
+            "validation": None,
+        }
+    )
+    placement = {
+        "count": workers,
+        "cpus_per_worker": 1,
+        "gpus_per_worker": 1 / WORKERS_PER_NODE,
+        "placement": "spread",
+        "start_timeout_s": 600,
+    }
+    return campaign.model_copy(
+        update={"meta_train": mt, "workers": campaign.workers.model_copy(update=placement)}
+    )
+
+
+def _placement(worker_info: list, head: str) -> dict[str, Any]:
+    per_gpu = Counter((info.node_id, info.gpu_ids) for info in worker_info)
+    return {
+        "nodes_used": len({info.node_id for info in worker_info}),
+        "on_head": sum(info.node_id == head for info in worker_info),
+        "workers_per_gpu": sorted(set(per_gpu.values())),
+    }
+
+
+def _run(campaign: Campaign, cluster: Any, zero_cost: bool = True, remove_node: bool = False) -> tuple:
+    """Meta-train once; with `remove_node`, a worker node is removed after the first
+    checkpoint. Returns (the run's row, the final meta-parameters)."""
+    from metanas.cluster.campaign_driver import CampaignDriver
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = CampaignDriver(
+            campaign, RunDir(Path(tmp)), cluster.address, progress=False, zero_cost=zero_cost
+        )
+        try:
+            runner.start()
+            idle = runner.learner.load()
+            time.sleep(IDLE_S)
+            before, start = runner.learner.load(), time.perf_counter()
+            idle_utilisation = (before["cpu_s"] - idle["cpu_s"]) / IDLE_S
+            done: dict[str, Any] = {}
+            thread = threading.Thread(target=lambda: done.update(summary=runner.meta_train()[0]))
+            thread.start()
+            if remove_node:
+                first = Path(tmp) / "checkpoints" / f"iter_{campaign.meta_train.checkpoint_every:06d}.json"
+                while not first.exists() and thread.is_alive():
+                    time.sleep(0.01)
+                cluster.remove_node(cluster.list_all_nodes()[-1])
+            thread.join()
+            wall, after = time.perf_counter() - start, runner.learner.load()
+            placement = _placement(runner.worker_info, cluster.head_node.node_id)
+        finally:
+            runner.close()
+        if "summary" not in done:
+            raise RuntimeError("the meta-training run failed (see the log above)")
+        checkpoint = RunDir(Path(tmp)).latest_checkpoint()
+        params = {name: checkpoint.params(name) for name in campaign.meta_trained() if name != DERIVED}
+    mt, updates = done["summary"], after["updates"] - before["updates"]
+    row = {
+        "aggregation": campaign.meta_train.aggregation,
+        "updates": campaign.meta_train.updates,
+        "updates_per_s": round(updates / wall, 1),
+        "arrays_per_update": round((after["arrays"] - before["arrays"]) / max(updates, 1), 3),
+        "utilisation": round((after["cpu_s"] - before["cpu_s"]) / wall, 3),
+        "idle_utilisation": round(idle_utilisation, 3),
+        "wall_s": round(wall, 2),
+        "accounted_for": mt["tasks_completed"] + mt["tasks_failed"] == mt["tasks_planned"],
+        "applied_once": mt["updates_applied"] == mt["tasks_completed"] and mt["tasks_failed"] == 0,
+        "tasks_retried": mt["tasks_retried"],
+        **placement,
+    }
+    return row, params
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    return max(float((a[n][k] - b[n][k]).abs().max()) for n in a for k in a[n])
+
+
+def _cluster_main(spec: dict[str, Any]) -> None:
+    """In a child process (a process joins one Ray cluster): every run on `nodes` nodes."""
+    from metanas.cluster.connect import simulated_cluster
+
+    campaign, nodes, iterations = Campaign.model_validate(spec["campaign"]), spec["nodes"], spec["iterations"]
+
+    def run(aggregation: str, updates: str = "async", **kw: Any) -> tuple:
+        its = iterations if updates == "async" else SYNC_ITERATIONS
+        return _run(_cluster_campaign(campaign, nodes, aggregation, updates, its), cluster, **kw)
+
+    rows = []
+    with simulated_cluster(nodes, cpus_per_node=WORKERS_PER_NODE, gpus_per_node=1) as cluster:
+        rows += [run(a)[0] for a in ("flat", "node")]
+        if spec["largest"] and nodes > 1:
+            (flat, flat_params), (node, node_params) = (
+                run(a, "sync", zero_cost=False) for a in ("flat", "node")
+            )
+            rows += [
+                flat,
+                {**node, "largest_difference_from_flat": _largest_difference(flat_params, node_params)},
+            ]
+            # last: the cluster has a node less after it
+            rows.append({**run("node", remove_node=True)[0], "node_removed": True})
+    print(json.dumps(rows), flush=True)
+
+
+def _on_cluster(campaign: Campaign, nodes: int, iterations: int, largest: bool) -> list[dict]:
+    spec = {
+        "campaign": campaign.model_dump(mode="json"),
+        "nodes": nodes,
+        "iterations": iterations,
+        "largest": largest,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "metanas.bench.nodes", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the runs on {nodes} simulated nodes failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def bench_nodes(campaign: Campaign, nodes: int = 8, iterations: int = 40) -> dict[str, Any]:
+    """Runs on 1, 2, 4, ... `nodes` simulated nodes (see the module's docstring); every
+    async run's utilisation against the capacity model calibrated first."""
+    model = calibrate(campaign)
+    counts = sorted({min(2**i, nodes) for i in range(nodes.bit_length() + 1)})
+    rows = []
+    for n in counts:
+        for row in _on_cluster(campaign, n, iterations, largest=(n == nodes)):
+            rows.append({"nodes": n, "workers": n * WORKERS_PER_NODE, **row})
+    checked = [r for r in rows if r["updates"] == "async"]
+    for r in checked:
+        r["predicted_utilisation"] = round(predicted_utilisation(r, model), 3)
+        r["model_error"] = round(r["predicted_utilisation"] / max(r["utilisation"], 1e-9) - 1, 3)
+    last = {
+        (r["updates"], r["aggregation"]): r for r in rows if r["nodes"] == nodes and not r.get("node_removed")
+    }
+    return {
+        "nodes": nodes,
+        "workers_per_node": WORKERS_PER_NODE,
+        "iterations": iterations,
+        "model": {k: round(v, 7) for k, v in model.items()},
+        "runs": rows,
+        "arrays_node_over_flat": {
+            mode: round(last[mode, "node"]["arrays_per_update"] / last[mode, "flat"]["arrays_per_update"], 3)
+            for mode in ("async", "sync")
+            if (mode, "node") in last
+        },
+        "model_within_25_percent": all(abs(r["model_error"]) <= 0.25 for r in checked),
+    }
+
+
+if __name__ == "__main__":
+    _cluster_main(json.loads(sys.argv[1]))
