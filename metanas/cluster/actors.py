@@ -30,7 +30,7 @@ from metanas.cluster.messages import (
     ValidationTask,
     WorkerInfo,
 )
-from metanas.cluster.wire import Packed, mean_update, pack, unpack
+from metanas.cluster.wire import INLINE_BYTES, Packed, mean_update, pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class TaskWorker:
         """`slowdown` > 1 (benchmarks only) makes every meta-training task take that many
         times as long, as on a slower device: the straggler that async updates tolerate.
         `zero_cost` (benchmarks only): a meta-training task skips its inner loop and returns
-        a precomputed update through the same messages, the most a worker could send.
+        a constant update through the same messages: the most a worker could send.
         `limits`: the campaign's hardware limits, as `CostLimit.to_dict` wrote them."""
         import torch
 
@@ -140,21 +140,26 @@ class MetaLearner:
 
         settings = AsyncSettings(**async_settings) if async_settings else None
         self.core = MetaLearnerCore(MetaSchedule(**schedule), run_dir, settings, learners)
-        self.calls = self.arrays = self.updates = 0
+        self.calls = self.arrays = self.stored = self.updates = 0
 
-    def _received(self, arrays: int, updates: int) -> None:
+    def _received(self, arrays: list, updates: int) -> None:
         self.calls += 1
-        self.arrays += arrays
+        self.arrays += len(arrays)
+        # (Ray sends small arguments inside the call; larger ones the MetaLearner reads from
+        # the object store, which costs it more per array: the capacity model counts both)
+        self.stored += sum(getattr(a, "nbytes", 0) > INLINE_BYTES for a in arrays)
         self.updates += updates
 
     def load(self) -> dict[str, float]:
         """What this process has received so far (calls carrying updates; arrays in them: a
-        task's update, a node's sum or a node's stack; the tasks' updates in those) and the
-        CPU seconds it has used: its utilisation over a span is the CPU seconds it used in
-        it over the span (`metanas bench scaling`)."""
+        task's update, a node's sum or a node's stack, and how many of them came through the
+        object store; the tasks' updates in those) and the CPU seconds it has used: its
+        utilisation over a span is the CPU seconds it used in it over the span
+        (`metanas bench scaling --nodes`)."""
         return {
             "calls": self.calls,
             "arrays": self.arrays,
+            "stored": self.stored,
             "updates": self.updates,
             "cpu_s": time.process_time(),
         }
@@ -189,14 +194,14 @@ class MetaLearner:
     def apply(self, learner: str, iteration: int, counts: list[int], *deltas: Packed) -> int:
         """One sync step on the mean of `deltas`; `counts[i]` tasks' updates are summed in
         `deltas[i]` (1 for a task's own; more for a node aggregator's sum)."""
-        self._received(len(deltas), sum(counts))
+        self._received(deltas, sum(counts))
         mean = [mean_update(list(deltas), counts)] if deltas else []
         return self.core.apply(learner, iteration, mean)
 
     def submit(
         self, learner: str, key: int, base_version: int, delta: Packed, incarnation: str
     ) -> SubmitReply:
-        self._received(1, 1)
+        self._received([delta], 1)
         return self.core.submit(
             learner, key, base_version, read_update(delta, self.core.layout(learner)), incarnation
         )
@@ -211,7 +216,7 @@ class MetaLearner:
         """Updates stacked into one object (`stack_updates`), as a node's aggregator sends them."""
         if stack.names != self.core.layout(learner):
             raise ValueError(f"{learner}: a stack must be packed in the learner's order")
-        self._received(1, len(keys))
+        self._received([stack], len(keys))
         rows = stack.tensor().view(len(keys), -1)
         return self.core.submit_stack(learner, keys, base_versions, rows, incarnation)
 

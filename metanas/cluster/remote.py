@@ -4,8 +4,9 @@ holding it) becomes `UpdateLost`.
 
 With node aggregation (`meta_train.aggregation: node`) each node's updates go through that
 node's `NodeAggregator`: sync, it sums them into one array per learner; async, it stacks
-the updates that arrive together into one `submit_stack` call. An aggregator that died
-for good is bypassed: its node's updates go straight to the MetaLearner."""
+the updates that arrive together into one `submit_stack` call. An aggregator holds
+nothing that is not still a task's: when it dies (Ray restarts it) or its node is gone,
+the tasks whose updates it held run again (sync: the iteration rewinds)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,14 @@ def _get(ref: Any) -> Any:
 
 
 class RemoteMetaLearner:
-    def __init__(
-        self, actor: Any, learners: tuple[str, ...], aggregators: dict[str, Any] | None = None, name: str = ""
-    ) -> None:
-        """`aggregators`: node id -> that node's `NodeAggregator` (none: every update goes
-        straight to the MetaLearner); `name`: the actor's, by which aggregators find it."""
+    def __init__(self, actor: Any, learners: tuple[str, ...], name: str = "") -> None:
+        """`name`: the actor's, by which aggregators find it."""
         self.actor = actor
         self.name = name
         self.learners = learners
-        self.aggregators = dict(aggregators or {})
+        # node id -> that node's `NodeAggregator` (`aggregation: node`; none: every update
+        # goes straight to the MetaLearner)
+        self.aggregators: dict[str, Any] = {}
         self.cache = ParameterCache()
         self.sent: dict[Any, str] = {}  # async ticket -> its learner
 

@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# Ray puts a call's arguments up to this size inside the call (its max_direct_call_object_size
+# default); larger ones travel through the object store.
+INLINE_BYTES = 100 * 1024
+
 
 @dataclass(frozen=True)
 class Packed:

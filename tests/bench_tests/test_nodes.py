@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import pytest
 
-from metanas.bench.nodes import _on_cluster, largest_cluster, predicted_utilisation
+from metanas.bench.nodes import _on_cluster, fit_model, largest_cluster, predicted_utilisation
 
-MODEL = {"per_call_s": 0.0005, "per_update_s": 0.001}
+MODEL = {"per_update_s": 0.0002, "per_inline_s": 0.001, "per_stored_s": 0.0016}
 
 
-def test_the_capacity_model_adds_idle_per_update_and_per_call_costs():
-    run = {"updates_per_s": 400.0, "arrays_per_update": 0.5, "idle_utilisation": 0.05}
-    assert predicted_utilisation(run, MODEL) == pytest.approx(0.05 + 400 * (0.001 + 0.0005 * 0.5))
-    # workers finishing a task every 150 ms: 1.5 ms of the MetaLearner per update flat, so
-    # 100 workers saturate it; aggregated two to a call, 1.25 ms: 120 workers
-    assert largest_cluster(MODEL, 0.15, 1.0) == pytest.approx(100)
-    assert largest_cluster(MODEL, 0.15, 0.5) == pytest.approx(120)
-    assert largest_cluster(MODEL, 0.15, 1.0, idle=0.1) == pytest.approx(90)
+def _run(updates_per_s: float, inline_per_s: float, stored_per_s: float, idle: float = 0.01) -> dict:
+    run = {
+        "updates_per_s": updates_per_s,
+        "inline_per_s": inline_per_s,
+        "stored_per_s": stored_per_s,
+        "idle_utilisation": idle,
+    }
+    return {**run, "utilisation": predicted_utilisation({**run}, MODEL)}
+
+
+def test_the_capacity_model_recovers_its_per_array_costs_and_sizes_a_cluster():
+    flat, node = _run(300, 300, 0), _run(200, 10, 95, idle=0.02)
+    assert fit_model(MODEL["per_update_s"], flat, node) == pytest.approx(MODEL)
+    assert _run(400, 0, 200)["utilisation"] == pytest.approx(0.01 + 400 * 0.0002 + 200 * 0.0016)
+    # workers finishing a task every 120 ms: 1.2 ms of the MetaLearner per update flat, so
+    # 100 workers saturate it; two updates to a stored array, 1.0 ms: 120 workers
+    assert largest_cluster(MODEL, 0.12, 1) == pytest.approx(100)
+    assert largest_cluster(MODEL, 0.12, 2) == pytest.approx(120)
+    assert largest_cluster(MODEL, 0.12, 1, idle=0.1) == pytest.approx(90)
 
 
 @pytest.mark.ray
