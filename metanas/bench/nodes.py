@@ -29,7 +29,6 @@ measured one."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from metanas.bench.child import run_child
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.schema import DERIVED, Campaign
 
@@ -239,16 +239,7 @@ def _on_cluster(
         "largest": largest,
         "calibrate": calibrate,
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "metanas.bench.nodes", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the runs on {nodes} simulated nodes failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_child("metanas.bench.nodes", spec, f"the runs on {nodes} simulated nodes")
 
 
 def bench_nodes(campaign: Campaign, nodes: int = 8, iterations: int = 40) -> dict[str, Any]:

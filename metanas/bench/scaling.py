@@ -16,13 +16,13 @@ slower: sync updates wait for it at every iteration's barrier, async ones do not
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from metanas.bench.child import run_child
 from metanas.cluster.run_dir import RunDir
 from metanas.cluster.schema import Campaign
 
@@ -153,16 +153,7 @@ def bench_scaling(
 def _run_multinode(campaign: Campaign, iterations: int, workers: int, updates: str) -> dict[str, Any]:
     """A process joins one Ray cluster in its life: the simulated one runs in a child."""
     spec = {"campaign": _shortened(campaign, iterations, workers, updates).model_dump(mode="json")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "metanas.bench.scaling", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the simulated multi-node run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return run_child("metanas.bench.scaling", spec, "the simulated multi-node run")
 
 
 def _multinode_main(spec: dict[str, Any]) -> None:

@@ -16,7 +16,6 @@ import os
 import time
 from typing import Any
 
-import numpy as np
 import ray
 
 from metanas.cluster.messages import (
@@ -24,7 +23,6 @@ from metanas.cluster.messages import (
     SubmitReply,
     TestResult,
     TestTask,
-    TrainResult,
     TrainTask,
     ValidationResult,
     ValidationTask,
@@ -41,11 +39,6 @@ def read_update(delta: Packed | dict, layout: tuple[str, ...]) -> Any:
     if isinstance(delta, Packed) and delta.names == layout:
         return delta.tensor()
     return unpack(delta)
-
-
-def _constant_update(theta: Packed) -> Packed:
-    """A small update laid out as `theta` (what a zero-cost task returns)."""
-    return Packed(theta.names, theta.shapes, np.full_like(theta.flat, 1e-6))
 
 
 @ray.remote(max_restarts=3, max_task_retries=0)
@@ -96,9 +89,10 @@ class TaskWorker:
         """Returns (update, TrainResult). `base_version` is the MetaLearner's version of
         `theta`, passed through so the MetaLearner can tell how stale the update is."""
         if self.zero_cost:
-            return _constant_update(theta), TrainResult(
-                task, 0.0, 0.0, 0.0, base_version=base_version, worker=self.info_
-            )
+            from metanas.cluster.task_worker import zero_cost_task
+
+            delta, result = zero_cost_task(task, theta)
+            return delta, dataclasses.replace(result, base_version=base_version, worker=self.info_)
         start = time.perf_counter()
         delta, result = self.runner.meta_train_task(task, unpack(theta))
         delta = pack(delta)

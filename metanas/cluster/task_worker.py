@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from metanas.cluster.messages import (
@@ -26,6 +27,7 @@ from metanas.cluster.messages import (
     ValidationTask,
 )
 from metanas.cluster.schema import Campaign
+from metanas.cluster.wire import Packed
 from metanas.memory.embedders import support_embedder_name, support_embedding
 from metanas.memory.records import TaskRecord
 from metanas.searchers.darts.adaptation import (
@@ -48,6 +50,12 @@ from metanas.searchers.episodes import (
 )
 
 META_TRAIN, META_TEST, VALIDATION = 0, 1, 2
+
+
+def zero_cost_task(task: TrainTask, theta: Packed) -> tuple[Packed, TrainResult]:
+    """What a task that costs nothing returns (benchmarks: the most a worker could send):
+    a small constant update laid out as `theta`, through a real task's messages."""
+    return Packed(theta.names, theta.shapes, np.full_like(theta.flat, 1e-6)), TrainResult(task, 0.0, 0.0, 0.0)
 
 
 def build_pools(campaign: Campaign, decode: bool = True) -> tuple[ClassPool, ClassPool, ClassPool | None]:
