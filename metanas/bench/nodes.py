@@ -144,7 +144,13 @@ def _placement(worker_info: list, head: str) -> dict[str, Any]:
     }
 
 
-def _run(campaign: Campaign, cluster: Any, zero_cost: bool = True, remove_node: bool = False) -> tuple:
+def _run(
+    campaign: Campaign,
+    cluster: Any,
+    zero_cost: bool = True,
+    remove_node: bool = False,
+    idle_s: float = IDLE_S,
+) -> tuple:
     """Meta-train once; with `remove_node`, a worker node is removed after the first
     checkpoint. Returns (the run's row, the final meta-parameters)."""
     from metanas.cluster.campaign_driver import CampaignDriver
@@ -156,9 +162,9 @@ def _run(campaign: Campaign, cluster: Any, zero_cost: bool = True, remove_node: 
         try:
             runner.start()
             idle = runner.learner.load()
-            time.sleep(IDLE_S)
+            time.sleep(idle_s)
             before, start = runner.learner.load(), time.perf_counter()
-            idle_utilisation = (before["cpu_s"] - idle["cpu_s"]) / IDLE_S
+            idle_utilisation = (before["cpu_s"] - idle["cpu_s"]) / max(idle_s, 1e-9)
             done: dict[str, Any] = {}
             thread = threading.Thread(target=lambda: done.update(summary=runner.meta_train()[0]))
             thread.start()
@@ -209,13 +215,15 @@ def _cluster_main(spec: dict[str, Any]) -> None:
 
     def run(aggregation: str, updates: str = "async", **kw: Any) -> tuple:
         its = iterations if updates == "async" else SYNC_ITERATIONS
+        kw.setdefault("idle_s", spec.get("idle_s", IDLE_S))
         return _run(_cluster_campaign(campaign, nodes, aggregation, updates, its), cluster, **kw)
 
     rows = []
     with simulated_cluster(nodes, cpus_per_node=WORKERS_PER_NODE, gpus_per_node=1) as cluster:
         if spec["calibrate"]:
             rows += [{**run(a)[0], "calibration": True} for a in ("flat", "node")]
-        rows += [run(a)[0] for a in ("flat", "node")]
+        if spec.get("loads", True):
+            rows += [run(a)[0] for a in ("flat", "node")]
         if spec["largest"] and nodes > 1:
             (flat, flat_params), (node, node_params) = (
                 run(a, "sync", zero_cost=False) for a in ("flat", "node")
@@ -230,14 +238,17 @@ def _cluster_main(spec: dict[str, Any]) -> None:
 
 
 def _on_cluster(
-    campaign: Campaign, nodes: int, iterations: int, largest: bool, calibrate: bool = False
+    campaign: Campaign, nodes: int, iterations: int, largest: bool, calibrate: bool = False, **options: Any
 ) -> list[dict]:
+    """Every run on `nodes` nodes, in a child process. `options` (tests): `loads=False`
+    leaves out the flat and aggregated load runs, `idle_s` shortens the idle measurement."""
     spec = {
         "campaign": campaign.model_dump(mode="json"),
         "nodes": nodes,
         "iterations": iterations,
         "largest": largest,
         "calibrate": calibrate,
+        **options,
     }
     return run_child("metanas.bench.nodes", spec, f"the runs on {nodes} simulated nodes")
 

@@ -33,26 +33,22 @@ def test_the_capacity_model_recovers_its_per_array_costs_and_sizes_a_cluster():
 
 @pytest.mark.ray
 @pytest.mark.timeout(600)
-def test_two_simulated_nodes_aggregated_halve_the_arrays_keep_the_sync_meta_parameters_and_survive_a_removal(
+def test_two_simulated_nodes_aggregated_halve_the_sync_arrays_keep_the_meta_parameters_and_survive_a_removal(
     tiny_campaign_dict,
 ):
+    """The benchmark's runs at its largest cluster, here 2 nodes: sync flat and aggregated
+    (real tasks), then async aggregated with a node removed mid-run."""
     from metanas.platform.config import parse_campaign
 
-    rows = _on_cluster(parse_campaign(tiny_campaign_dict), 2, iterations=4, largest=True)
+    campaign = parse_campaign(tiny_campaign_dict)
+    rows = _on_cluster(campaign, 2, iterations=4, largest=True, loads=False, idle_s=0.1)
     runs = {(r["updates"], r["aggregation"], bool(r.get("node_removed"))): r for r in rows}
-    assert set(runs) == {
-        ("async", "flat", False),
-        ("async", "node", False),
-        ("async", "node", True),
-        ("sync", "flat", False),
-        ("sync", "node", False),
-    }
+    assert set(runs) == {("sync", "flat", False), ("sync", "node", False), ("async", "node", True)}
     for r in rows:  # every task accounted for once, every update applied once; 2 workers per fake GPU
         assert r["accounted_for"] and r["applied_once"], r
         assert r["nodes_used"] == 2 and r["on_head"] == 0 and r["workers_per_gpu"] == [2], r
-    assert runs["async", "flat", False]["arrays_per_update"] == 1.0
-    assert runs["async", "node", False]["arrays_per_update"] < 1.0
-    assert runs["async", "node", True]["tasks_retried"] >= 1  # the removed node's tasks ran again
+    removed = runs["async", "node", True]
+    assert removed["tasks_retried"] >= 1 and removed["arrays_per_update"] < 1.0  # re-run; aggregated
     # sync: meta_batch = workers, so a node sums about two of a learner's tasks per iteration
     assert runs["sync", "flat", False]["arrays_per_update"] == 1.0
     assert runs["sync", "node", False]["arrays_per_update"] <= 0.5

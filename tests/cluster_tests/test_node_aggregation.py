@@ -1,7 +1,7 @@
 """Node aggregation (`meta_train.aggregation: node`) on a real local Ray: one node, so one
-aggregator combines both workers' updates. Sync: the same meta-parameters as flat; async:
-every task's update applied once, in fewer calls. (The aggregator killed mid-stream is in
-test_fault_tolerance.py; a node removed, in test_multinode.py.)"""
+aggregator combines both workers' updates; sync gives the same meta-parameters as flat.
+(Async: an aggregator killed while it holds an update is in test_fault_tolerance.py; a
+node removed, in bench_tests/test_nodes.py.)"""
 
 from __future__ import annotations
 
@@ -39,13 +39,3 @@ def test_sync_node_aggregation_gives_the_flat_meta_parameters_in_fewer_calls(
     # two workers' updates summed into one array
     assert flat["meta_learner_received"] == {"calls": 8, "arrays": 16, "updates": 16}
     assert node["meta_learner_received"] == {"calls": 8, "arrays": 8, "updates": 16}
-
-
-def test_async_node_aggregation_applies_every_update_once_in_fewer_calls(
-    ray_session, tiny_campaign_dict, tmp_path
-):
-    tiny_campaign_dict["meta_train"]["aggregation_linger_s"] = 0.2  # wait long for the neighbour
-    node, _ = _meta_train(tiny_campaign_dict, tmp_path / "node", "async", "node")
-    assert node["tasks_completed"] == node["updates_applied"] == 16 and node["tasks_failed"] == 0
-    received = node["meta_learner_received"]
-    assert received["updates"] == 16 and received["arrays"] == received["calls"] < 16
