@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from metanas.cluster.schema import Campaign
 from metanas.platform.config import demo_config_path, load_campaign
 
 SIZES = {"demo_25k": 16, "250k": 58, "2.5M": 188}  # supernet channels -> about that many parameters
@@ -25,13 +26,34 @@ def supernet_params(channels: int) -> dict[str, np.ndarray]:
     """The demo campaign's supernet with `channels` channels, as float32 arrays."""
     campaign = load_campaign(demo_config_path())
     space = campaign.space.model_copy(update={"channels": channels})
-    campaign = campaign.model_copy(update={"space": space})
+    return campaign_supernet_params(campaign.model_copy(update={"space": space}))
+
+
+def campaign_supernet_params(campaign: Campaign) -> dict[str, np.ndarray]:
+    """A campaign's supernet (seed 0) as float32 arrays, by parameter name."""
     network = campaign.model_spec("metanas").build(seed=0)
     return {
         k: v.detach().numpy().astype(np.float32)
         for k, v in network.state_dict().items()
         if v.is_floating_point()
     }
+
+
+def timed_load(
+    params: dict[str, np.ndarray],
+    mode: str,
+    seconds: float,
+    least: int = 64,
+    most: int | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    """`load_learner` for about `seconds`: a short probe of `least` updates sets how many
+    (at least `least`, at most `most`). Ray must be running."""
+    from metanas.cluster.learner_load import load_learner
+
+    probe = load_learner(params, mode, updates=least, **kw)
+    updates = int(max(least, probe["updates_per_s"] * seconds))
+    return load_learner(params, mode, updates=min(updates, most or updates), **kw)
 
 
 def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
@@ -73,15 +95,13 @@ def bench_learner(
 
 
 def _measure(size: str, mode: str, per_call: int, seconds: float, bandwidth: float) -> dict[str, Any]:
-    from metanas.cluster.learner_load import copies_per_update, load_learner
+    from metanas.cluster.learner_load import copies_per_update
 
     params = supernet_params(SIZES[size])
     parameters = int(sum(v.size for v in params.values()))
     limit = bandwidth / (MIN_TOUCHED_PASSES * 4 * parameters)
     extra = {"per_call": per_call} if mode == "async" else {}
-    probe = load_learner(params, mode, updates=64, meta_batch=META_BATCH, **extra)
-    updates = int(max(64, min(20_000, probe["updates_per_s"] * seconds)))
-    run = load_learner(params, mode, updates=updates, meta_batch=META_BATCH, **extra)
+    run = timed_load(params, mode, seconds, most=20_000, meta_batch=META_BATCH, **extra)
     copies = copies_per_update(params, mode, META_BATCH, run["parameter_objects_per_update"])
     wall = run["wall_s"]
     return {

@@ -53,19 +53,16 @@ IDLE_S = 2.0
 def per_update_cost(campaign: Campaign, seconds: float = 3.0) -> float:
     """The MetaLearner's CPU seconds per update (`c`) for the campaign's supernet on this
     machine: the difference between async runs with 8 and 16 updates per call."""
+    from metanas.bench.learner import campaign_supernet_params, timed_load
     from metanas.cluster.connect import connect, is_connected, shutdown
-    from metanas.cluster.learner_load import load_learner
 
-    network = campaign.model_spec("metanas").build(seed=0)
-    params = {k: v.detach().float().numpy() for k, v in network.state_dict().items() if v.is_floating_point()}
+    params = campaign_supernet_params(campaign)
     ours = not is_connected()
     connect(num_cpus=2)
     try:
         per_call_cpu = {}
         for k in CALIBRATION_PER_CALL:
-            probe = load_learner(params, "async", updates=64 * k, per_call=k)
-            updates = int(max(64 * k, probe["updates_per_s"] * seconds))
-            run = load_learner(params, "async", updates=updates, per_call=k)
+            run = timed_load(params, "async", seconds, least=64 * k, per_call=k)
             per_call_cpu[k] = run["cpu_s"]["learner"] / (run["updates"] / k)
     finally:
         if ours:
@@ -276,6 +273,11 @@ def bench_nodes(campaign: Campaign, nodes: int = 8, iterations: int = 40) -> dic
         "workers_per_node": WORKERS_PER_NODE,
         "iterations": iterations,
         "model": {k: round(v, 7) for k, v in model.items()},
+        # the README's sizing: workers one MetaLearner feeds at a GPU task time of 40 ms
+        "workers_before_saturation_at_40ms": {
+            a: round(largest_cluster(model, 0.04, k, calibration[a]["idle_utilisation"]))
+            for a, k in (("flat", 1), ("node", WORKERS_PER_NODE))
+        },
         "runs": rows,
         "arrays_node_over_flat": {
             mode: round(last[mode, "node"]["arrays_per_update"] / last[mode, "flat"]["arrays_per_update"], 3)

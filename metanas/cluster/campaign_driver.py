@@ -121,7 +121,9 @@ class CampaignDriver:
 
     def _start_aggregators(self, learner: RemoteMetaLearner) -> None:
         """`aggregation: node`: one aggregator on each node with workers, batching up to
-        that node's worker count."""
+        that node's worker count (once per stage)."""
+        if self.campaign.meta_train.aggregation != "node" or learner.aggregators:
+            return
         workers_on = Counter(info.node_id for info in self.worker_info)
         linger = self.campaign.meta_train.aggregation_linger_s
         learner.aggregators = {
@@ -165,8 +167,7 @@ class CampaignDriver:
             return
         self._start_stage(self.plan, self.run_dir, checkpoint)
         self.worker_info = self.pool.wait_started()
-        if self.campaign.meta_train.aggregation == "node":
-            self._start_aggregators(self.learner)
+        self._start_aggregators(self.learner)
         # The MetaLearner and the memory are up too (a memory that cannot be opened fails now).
         self.learner.incarnation()
         self.memory.count()
@@ -178,8 +179,7 @@ class CampaignDriver:
         return get_params(self.campaign.model_spec(learner, derived).build(seed=self.campaign.seed))
 
     def _train(self, stage: Stage, desc: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
-        if self.campaign.meta_train.aggregation == "node" and not stage.learner.aggregators:
-            self._start_aggregators(stage.learner)
+        self._start_aggregators(stage.learner)
         state = stage.state
         resumed_from = state.iteration
         checkpointer = Checkpointer(stage.run_dir, stage.learner, self.memory, wall_before=state.wall_s)
