@@ -65,7 +65,7 @@ def main(out: Path, mode: str, updates: str) -> None:
     if mode == "remove":
         cluster.remove_node(nodes[2])
     elif mode == "remove_all":  # no worker can come back: the driver must give up, not spin
-        worker_pool.WAIT_TIMEOUT_S = 15.0
+        worker_pool.WAIT_TIMEOUT_S = 5.0
         for node in nodes:
             cluster.remove_node(node)
     thread.join(timeout=400)

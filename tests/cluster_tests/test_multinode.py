@@ -50,7 +50,7 @@ def test_workers_spread_one_per_gpu_node_and_survive_losing_a_node(tmp_path, upd
 
 
 def test_a_campaign_that_loses_every_worker_node_fails_with_a_clear_message(tmp_path):
-    r = _scenario(tmp_path, "remove_all", "sync")  # the scenario sets the driver's wait to 15 s
+    r = _scenario(tmp_path, "remove_all", "sync")  # the scenario sets the driver's wait to 5 s
     assert r["summary"] is None
     assert "TimeoutError" in r["error"] and "no lost worker came back" in r["error"], r["error"]
 

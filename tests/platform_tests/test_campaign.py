@@ -192,6 +192,9 @@ def test_existing_run_dir_needs_resume(finished_run):
         run_campaign(parse_campaign(TINY_CAMPAIGN), out, progress=False)
 
 
+ITERATIONS = 24  # killed after the checkpoint of iteration 8
+
+
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize(
     "updates, sig", [("sync", signal.SIGKILL), ("async", signal.SIGTERM)], ids=["sync-kill", "async-term"]
@@ -201,7 +204,7 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(
 ):
     """SIGKILL: the driver dies mid-step. SIGTERM: it stops cleanly within 10 s, exit 143,
     one line, no process of its Ray left. Either way --resume continues."""
-    tiny_campaign_dict["meta_train"].update(iterations=40, checkpoint_every=5, updates=updates)
+    tiny_campaign_dict["meta_train"].update(iterations=ITERATIONS, checkpoint_every=4, updates=updates)
     tiny_campaign_dict["meta_test"].update(tasks=4)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(tiny_campaign_dict))
@@ -212,7 +215,7 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(
     )
     try:
         deadline = time.time() + 180
-        while time.time() < deadline and not list((out / "checkpoints").glob("iter_000010.json")):
+        while time.time() < deadline and not list((out / "checkpoints").glob("iter_000008.json")):
             time.sleep(0.2)
         assert list((out / "checkpoints").glob("iter_*.json")), "no checkpoint appeared"
         family = descendants(proc.pid)
@@ -232,22 +235,23 @@ def test_driver_killed_mid_training_resumes_from_its_last_checkpoint(
         except ProcessLookupError:
             pass
     killed_at = RunDir(out).latest_checkpoint().iteration
-    assert 0 < killed_at < 40
+    assert 0 < killed_at < ITERATIONS
     assert not (out / "summary.json").exists()
     done = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["meta_train"]["resumed_from_iteration"] >= killed_at > 0
-    assert summary["meta_train"]["iterations"] == 40
+    assert summary["meta_train"]["iterations"] == ITERATIONS
     assert (
-        summary["meta_train"]["tasks_completed"] >= (40 - summary["meta_train"]["resumed_from_iteration"]) * 4
+        summary["meta_train"]["tasks_completed"]
+        >= (ITERATIONS - summary["meta_train"]["resumed_from_iteration"]) * 4
     )
-    assert summary["meta_train"]["tasks_completed"] + summary["meta_train"]["tasks_failed"] == 40 * 4
+    assert summary["meta_train"]["tasks_completed"] + summary["meta_train"]["tasks_failed"] == ITERATIONS * 4
     assert "metanas" in done.stdout  # the results table
     from metanas.memory.store import MemoryStore
 
     # iterations re-run after the kill re-appended under the same keys: still one per task
-    assert len(MemoryStore(out / "memory")) == 40 * 2
+    assert len(MemoryStore(out / "memory")) == ITERATIONS * 2
 
 
 @pytest.mark.timeout(300)
