@@ -1,16 +1,22 @@
 """How well a latency table predicts whole networks: profile the space, then measure
-random derived networks the table never saw and compare (`metanas bench latency`)."""
+random derived networks the table never saw and compare (`metanas bench latency`). The
+same fresh networks also judge the table calibrated on fewer of its networks, which is how
+`CALIBRATION_NETWORKS` was chosen."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-import numpy as np
-
-from metanas._util.stats import spearman
 from metanas._util.threads import torch_threads
-from metanas.searchers.darts.latency import NetworkShape, device_fingerprint, profile, random_genotypes
+from metanas.searchers.darts.latency import (
+    NetworkShape,
+    device_fingerprint,
+    fresh_genotypes,
+    profile,
+    score,
+)
+from metanas.searchers.darts.latency_fit import CALIBRATION_NETWORKS, agreement
 
 
 def bench_latency(
@@ -19,40 +25,32 @@ def bench_latency(
     device: str = "cpu",
     threads: int = 1,
     batch: int = 1,
-    calibration: int = 8,
+    calibration: Sequence[int] = (8, 16, CALIBRATION_NETWORKS, 64),
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Spearman and mean absolute percentage error of the table's prediction against
-    measured latency, and FLOPs' Spearman against the same measurements."""
+    """Spearman and mean absolute percentage error of the table's prediction (calibrated
+    on `CALIBRATION_NETWORKS` networks) against measured latency, FLOPs' Spearman against
+    the same measurements, and both for every count in `calibration`."""
     start = time.perf_counter()
-    table = profile(shape, device, threads, batch, networks=calibration, seed=0, progress=progress)
-    cost = table.latency_cost(shape)
-    seen = {tuple(r["genotype"].split(",")) for r in table.rows if r["kind"] == "network"}
-    # fresh networks: drawn from more than needed, the calibration ones left out
-    fresh = [g for g in random_genotypes(shape.space, networks + len(seen), seed=1) if g not in seen][
-        :networks
-    ]
-    measured, flops = [], []
+    most = max([*calibration, CALIBRATION_NETWORKS])
+    table = profile(shape, device, threads, batch, networks=most, seed=0, progress=progress)
+    seen = [tuple(r["genotype"].split(",")) for r in table.networks(shape)]
+    fresh = fresh_genotypes(shape.space, networks, seen)
     with torch_threads(threads):
-        for i, g in enumerate(fresh):
-            m = shape.measure(g, device, batch)
-            measured.append(m["latency_ms"])
-            flops.append(m["flops"])
-            if progress and (i + 1) % 10 == 0:
-                progress(f"measured {i + 1}/{len(fresh)} networks")
-    predicted = np.array([cost.of(g) for g in fresh])
-    measured = np.array(measured)
+        measured = shape.measure_many(fresh, device, batch)
+    if progress:
+        progress(f"measured {len(fresh)} fresh networks")
+    latency = [m["latency_ms"] for m in measured]
+    by_count = [
+        {"networks": k, **agreement([table.latency_cost(shape, calibration=k).of(g) for g in fresh], latency)}
+        for k in sorted(set(calibration))
+    ]
+    result = score(table.latency_cost(shape, calibration=CALIBRATION_NETWORKS), fresh, measured)
     return {
         "device": device_fingerprint(device, threads),
-        "networks": len(fresh),
-        "spearman": round(spearman(predicted, measured), 4),
-        "mape": round(float(np.mean(np.abs(predicted - measured) / measured)), 4),
-        "flops_spearman": round(spearman(flops, measured), 4),
-        "latency_ms": {
-            "min": round(float(measured.min()), 4),
-            "median": round(float(np.median(measured)), 4),
-            "max": round(float(measured.max()), 4),
-        },
-        "calibration_networks": calibration,
+        **result,
+        "calibration_networks": CALIBRATION_NETWORKS,
+        "by_calibration_networks": by_count,
+        "table_timing": table.timing(),
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from metanas.platform.config import ConfigError, load_campaign
+from metanas.searchers.darts.latency_fit import CALIBRATION_NETWORKS, CHECK_NETWORKS, TRUSTED_SPEARMAN
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +26,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     device_options(prof)
     prof.add_argument(
-        "--networks", type=int, default=8, help="whole networks measured to fit the constant (default 8)"
+        "--networks",
+        type=int,
+        default=CALIBRATION_NETWORKS,
+        help=f"whole networks measured to calibrate on (default {CALIBRATION_NETWORKS})",
     )
     prof.set_defaults(run=run)
+
+    _add_check(hw_sub)
 
     pred = hw_sub.add_parser("predict", help="a genotype's predicted latency, parameters and FLOPs")
     pred.add_argument("config", type=Path, help="the campaign file")
@@ -49,6 +55,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     pred.add_argument("--json", action="store_true", help="print only the JSON result")
     pred.set_defaults(run=run)
+
+
+def _add_check(hw_sub: argparse._SubParsersAction) -> None:
+    check = hw_sub.add_parser(
+        "check",
+        help="how well a latency table ranks fresh networks measured on this machine now "
+        f"(exit 1 below Spearman {TRUSTED_SPEARMAN})",
+    )
+    check.add_argument("config", type=Path, help="the campaign file")
+    check.add_argument(
+        "--table",
+        type=Path,
+        help="the table (default: the campaign's constraints.latency_table, else latency.parquet)",
+    )
+    check.add_argument("--device-name", help="which device of the table, when it holds several")
+    check.add_argument(
+        "--networks",
+        type=int,
+        default=CHECK_NETWORKS,
+        help=f"fresh networks measured (default {CHECK_NETWORKS})",
+    )
+    check.add_argument("--json", action="store_true", help="print only the JSON result")
+    check.set_defaults(run=run)
 
 
 def device_options(p: argparse.ArgumentParser) -> None:
@@ -87,9 +116,50 @@ def run(args: argparse.Namespace) -> int:
         table = profile(shape, args.device, args.threads, args.batch, args.networks, progress=_progress)
         path = table.save(args.out)
         ops = sum(r["kind"] == "op" for r in table.rows)
-        print(f"{path}: {ops} op measurements and {args.networks} networks for device {table.devices[0]}")
+        timing = table.timing()
+        print(
+            f"{path}: {ops} op measurements and {args.networks} networks for device {table.devices[0]} "
+            f"({timing['repeats']} timed blocks each, median noise {100 * timing['median_noise']:.1f}%)"
+        )
         return 0
+    if args.hw == "check":
+        return _check(args, campaign, shape, LatencyTable)
     return _predict(args, campaign, shape, LatencyTable)
+
+
+def _check(args, campaign, shape, table_cls) -> int:
+    from metanas.searchers.darts.latency import check_table, fresh_genotypes, threads_of
+
+    path = args.table or Path(
+        (campaign.constraints and campaign.constraints.latency_table) or "latency.parquet"
+    )
+    try:
+        table = table_cls.load(path).for_device(args.device_name)
+        cost = table.latency_cost(shape)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from None
+    fingerprint = table.devices[0]
+    device = "cuda" if fingerprint.startswith("cuda:") else "cpu"
+    if device == "cuda":
+        check_device_options(argparse.Namespace(device="cuda"))
+    seen = [tuple(r["genotype"].split(",")) for r in table.networks(shape)]
+    fresh = fresh_genotypes(shape.space, args.networks, seen)
+    result = {
+        "table": str(path),
+        "table_device": fingerprint,
+        **check_table(cost, shape, fresh, device, threads_of(fingerprint), table.rows[0]["batch"]),
+    }
+    result["trusted"] = result["spearman"] >= TRUSTED_SPEARMAN
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(f"{k}: {v}" for k, v in result.items()))
+        if not result["trusted"]:
+            print(
+                f"the table ranks this machine's networks at Spearman {result['spearman']} (< "
+                f"{TRUSTED_SPEARMAN}): rerun `metanas hw profile` here"
+            )
+    return 0 if result["trusted"] else 1
 
 
 def _predict(args, campaign, shape, table_cls) -> int:

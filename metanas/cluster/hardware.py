@@ -23,13 +23,22 @@ from metanas._util.threads import torch_threads
 from metanas.cluster.messages import TestResult
 from metanas.cluster.schema import Campaign, Constraints
 from metanas.searchers.darts.cost import CostLimit, params_cost
-from metanas.searchers.darts.latency import LatencyTable, NetworkShape, device_fingerprint, profile
+from metanas.searchers.darts.latency import (
+    LatencyTable,
+    NetworkShape,
+    check_table,
+    device_fingerprint,
+    fresh_genotypes,
+    profile,
+)
+from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, TRUSTED_SPEARMAN
 from metanas.searchers.pareto import pareto_front
 
 log = logging.getLogger(__name__)
 
 LIMITS_FILE = "constraints.json"
 TABLE_FILE = "latency_table.parquet"
+CHECK_FILE = "latency_check.json"  # the table's check on fresh networks before meta-training
 
 
 def _device_rows(table: LatencyTable, c: Constraints) -> LatencyTable:
@@ -74,7 +83,8 @@ def build_limits(campaign: Campaign, table: LatencyTable) -> tuple[CostLimit, ..
 
 def campaign_limits(campaign: Campaign, run_root: Path) -> tuple[CostLimit, ...]:
     """The campaign's limits, from the run directory when it holds them (a resume), else
-    built now and written there with the latency table. None set: ()."""
+    built now (a latency limit's table checked here first) and written there with the
+    latency table and its check. None set: ()."""
     if campaign.constraints is None:
         return ()
     saved = run_root / LIMITS_FILE
@@ -82,10 +92,37 @@ def campaign_limits(campaign: Campaign, run_root: Path) -> tuple[CostLimit, ...]
         return load_limits(run_root)
     table = latency_table(campaign)
     limits = build_limits(campaign, table)
+    check = check_latency_table(campaign, table) if campaign.constraints.max_latency_ms else None
     run_root.mkdir(parents=True, exist_ok=True)
     table.save(run_root / TABLE_FILE)
+    if check is not None:
+        atomic_write_json(run_root / CHECK_FILE, check)
     atomic_write_json(saved, [limit.to_dict() for limit in limits])
     return limits
+
+
+def check_latency_table(campaign: Campaign, table: LatencyTable) -> dict[str, Any] | None:
+    """The table's rank correlation and error on fresh networks measured on this driver
+    (None where it cannot measure the constraints' device). Below `TRUSTED_SPEARMAN` a
+    one-line warning, or with `constraints.strict` a ValueError, before any work starts."""
+    c, shape = campaign.constraints, campaign.network_shape()
+    device = _measuring_device(c)
+    if device is None:
+        log.info("constraints.device %s: no such device here to check the latency table on", c.device)
+        return None
+    seen = [tuple(r["genotype"].split(",")) for r in table.networks(shape, c.batch)]
+    fresh = fresh_genotypes(shape.space, CHECK_NETWORKS, seen)
+    check = check_table(table.latency_cost(shape, c.batch), shape, fresh, device, c.threads, c.batch)
+    if check["spearman"] < TRUSTED_SPEARMAN:
+        problem = (
+            f"the latency table ({table.devices[0]}) ranks {check['networks']} fresh networks measured "
+            f"here ({check['device']}) at Spearman {check['spearman']} (< {TRUSTED_SPEARMAN}), "
+            f"error {100 * check['mape']:.0f}%; rerun `metanas hw profile` on this device"
+        )
+        if c.strict:
+            raise ValueError(f"constraints.strict: {problem}")
+        log.warning("%s", problem)
+    return check
 
 
 def load_limits(run_root: Path) -> tuple[CostLimit, ...]:
@@ -103,17 +140,13 @@ def _measuring_device(c: Constraints) -> str | None:
 def _measure(
     shape: NetworkShape, genotypes: Sequence[tuple[str, ...]], c: Constraints
 ) -> dict[tuple, dict[str, float]]:
-    device = _measuring_device(c)
-    out = {}
+    device, unique = _measuring_device(c), list(dict.fromkeys(map(tuple, genotypes)))
     with torch_threads(c.threads):
-        for g in genotypes:
-            if device is None:  # parameters and FLOPs only; latency is predicted
-                m = shape.measure(g, "cpu", c.batch)
-                m["latency_ms"] = None
-            else:
-                m = shape.measure(g, device, c.batch)
-            out[g] = m
-    return out
+        measured = shape.measure_many(unique, device or "cpu", c.batch)
+    if device is None:  # parameters and FLOPs only; latency is predicted
+        for m in measured:
+            m["latency_ms"] = None
+    return dict(zip(unique, measured, strict=True))
 
 
 def _genotype_entry(g: tuple[str, ...], m: dict[str, Any], predicted: float, c: Any) -> dict[str, Any]:
@@ -167,9 +200,11 @@ def hardware_summary(
         for r in rows
     ]
     tasks = sum(r["tasks"] for r in rows)
+    check = run_root / CHECK_FILE
     return {
         "device": table.devices[0],
         "measured_on": device_fingerprint(c.device, c.threads) if _measuring_device(c) else None,
+        "table_check": json.loads(check.read_text()) if check.exists() else None,
         "batch": c.batch,
         "max_latency_ms": c.max_latency_ms,
         "max_params": c.max_params,

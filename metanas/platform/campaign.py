@@ -54,7 +54,10 @@ def run_campaign(
             raise ConfigError(f"{run.root} holds a different campaign than the one given; use another --out")
         checkpoint = run.latest_checkpoint()
     run.root.mkdir(parents=True, exist_ok=True)
-    campaign_limits(campaign, run.root)  # a bad latency table fails here, before Ray starts
+    try:  # a bad or untrusted latency table fails here, before Ray starts
+        campaign_limits(campaign, run.root)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     run.save_campaign(campaign)
     started = time.time()
     runner = CampaignDriver(campaign, run, address=address, progress=progress)

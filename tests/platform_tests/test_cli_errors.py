@@ -78,6 +78,22 @@ CASES = [
         ["bench", "latency", "metanas/platform/demo_campaign.yaml", "--networks", "0"],
         "--networks: must be >= 1",
     ),
+    (
+        [
+            "hw",
+            "check",
+            "metanas/platform/demo_campaign.yaml",
+            "--table",
+            "{tmp}/t.parquet",
+            "--networks",
+            "0",
+        ],
+        "--networks: must be >= 1",
+    ),
+    (
+        ["hw", "check", "metanas/platform/demo_campaign.yaml", "--table", "{tmp}/none.parquet"],
+        "none.parquet does not exist; write one with `metanas hw profile`",
+    ),
 ]
 
 

@@ -5,7 +5,7 @@ projection of `alpha` onto a genotype within a limit.
 Parameters are exactly such a sum: every op's weights, at every place the genotype puts it,
 plus the stem, cell combines and head (the same in every genotype of a space). Latency is
 close to one (ProxylessNAS, FBNet, HELP): `latency.py` measures each op where it occurs and
-fits the constant on whole networks.
+`latency_fit.py` calibrates the sum on measured whole networks.
 
 A slot is one genotype entry: edge k of the normal cell, then of the reduction cell. Each
 slot stands for that edge in every cell of its kind, so a slot's cost sums over those cells.

@@ -1,14 +1,14 @@
 """Latency tables: what each op of a space costs on one device, where it runs.
 
 `profile` measures, on one device and thread count, every op of the space at every
-(channels, input size, stride) it occurs at in a derived network, and a few whole derived
+(channels, input size, stride) it occurs at in a derived network, and random whole derived
 networks. A `LatencyTable` keeps those rows (Parquet, each row keyed by a device
-fingerprint) and turns them into a `LinearCost`: the sum of the genotype's op latencies plus
-a constant fitted on the measured networks (their median residual: the stem, cell
-combines, pools and head, which every genotype shares).
+fingerprint, with how many timed blocks each latency rests on and how noisy they were) and
+turns them into a `LinearCost` calibrated on the measured networks (`latency_fit.py`).
+`check_table` measures networks the table never saw and says how well it ranks them here.
 
-Latency here is one inference forward pass of `batch` images, median of several timed
-blocks, so a busy moment on a shared machine moves it little.
+Latency is one inference forward pass of `batch` images (`latency_timing.py`: interleaved
+blocks, the median of the fastest).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import platform
 import re
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,13 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from metanas._util.atomic import atomic_write_bytes
 from metanas._util.threads import torch_threads
 from metanas.searchers.darts.cell_space import CellSpace, Genotype
 from metanas.searchers.darts.cost import LinearCost, count_params, edge_sites
+from metanas.searchers.darts.latency_fit import CALIBRATION_NETWORKS, agreement, fit_latency
+from metanas.searchers.darts.latency_timing import count_flops, inference, time_calls
 from metanas.searchers.darts.ops import make_op
 from metanas.searchers.darts.supernet import DiscreteNet
 
@@ -52,6 +50,8 @@ COLUMNS = (
     "params",
     "flops",
 )
+# Written by every table since they were added; an older table lacks them.
+TIMING_COLUMNS = ("repeats", "noise")
 
 
 def device_fingerprint(device: str = "cpu", threads: int = 1) -> str:
@@ -76,46 +76,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def time_ms(run: Callable[[], Any], device: str = "cpu", blocks: int = 7, block_s: float = 0.01) -> float:
-    """Median over `blocks` timed blocks of the mean time of one call, in ms; each block
-    repeats the call enough times to last about `block_s`."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(3):
-        run()
-    sync()
-    start = time.perf_counter()
-    run()
-    sync()
-    once = max(time.perf_counter() - start, 1e-6)
-    repeats = max(1, int(block_s / once))
-    means = []
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            run()
-        sync()
-        means.append((time.perf_counter() - start) / repeats)
-    return 1000.0 * statistics.median(means)
-
-
-def count_flops(module: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds x 2 of the convolutions and matrix products (torch's FLOP counter;
-    pools, norms and activations are not counted)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        module(x)
-    return int(counter.get_total_flops())
-
-
-def _inference(module: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-    module.eval()
-
-    def run():
-        with torch.no_grad():
-            return module(x)
-
-    return run
 
 
 def skeleton_key(space: CellSpace, image_size: tuple[int, int], n_classes: int) -> str:
@@ -170,46 +130,62 @@ class NetworkShape:
     def network(self, genotype: Genotype) -> DiscreteNet:
         return DiscreteNet(self.space, tuple(genotype), self.in_channels, self.n_classes)
 
-    def measure(self, genotype: Genotype, device: str = "cpu", batch: int = 1) -> dict[str, float]:
+    def measure(self, genotype: Genotype, device: str = "cpu", batch: int = 1) -> dict[str, Any]:
         """Measured latency (ms), parameters and FLOPs of one genotype's network."""
-        net = self.network(genotype).to(device)
+        return self.measure_many([genotype], device, batch)[0]
+
+    def measure_many(
+        self, genotypes: Sequence[Genotype], device: str = "cpu", batch: int = 1
+    ) -> list[dict[str, Any]]:
+        """Each genotype's network measured, the networks timed together (interleaved):
+        latency (ms), timed blocks and their noise, parameters, FLOPs."""
+        nets = [self.network(g).to(device) for g in genotypes]
         x = torch.zeros(batch, self.in_channels, *self.image_size, device=device)
-        return {
-            "latency_ms": time_ms(_inference(net, x), device),
-            "params": count_params(net),
-            "flops": count_flops(net, x),
-        }
+        timings = time_calls([inference(net, x) for net in nets], device)
+        return [
+            {
+                "latency_ms": t.latency_ms,
+                "repeats": t.repeats,
+                "noise": t.noise,
+                "params": count_params(net),
+                "flops": count_flops(net, x),
+            }
+            for net, t in zip(nets, timings, strict=True)
+        ]
 
 
-def _op_rows(
-    shape: NetworkShape, device: str, batch: int, fingerprint: str, progress: Callable[[str], None] | None
-) -> list[dict[str, Any]]:
-    """Every op of the space measured at every place (channels, size, stride) it runs."""
-    rows = []
+def _op_rows(shape: NetworkShape, device: str, batch: int, fingerprint: str) -> list[dict[str, Any]]:
+    """Every op of the space measured at every place (channels, size, stride) it runs, all
+    timed together."""
     sites = edge_sites(shape.space, shape.image_size, shape.in_channels)
-    for c, h, w, stride in sorted({(s.channels, s.height, s.width, s.stride) for s in sites}):
+    places = sorted({(s.channels, s.height, s.width, s.stride) for s in sites})
+    rows, runs = [], []
+    for c, h, w, stride in places:
         x = torch.randn(batch, c, h, w, device=device).contiguous(memory_format=torch.channels_last)
         for op in shape.space.ops:
             if op == "none":
                 continue
             module = make_op(op, c, shape.space.norm, stride).to(device, memory_format=torch.channels_last)
+            runs.append(inference(module, x))
             place = {"channels": c, "height": h, "width": w, "stride": stride, "batch": batch}
             rows.append(
-                {
-                    "device": fingerprint,
-                    "kind": "op",
-                    "op": op,
-                    **place,
-                    "skeleton": "",
-                    "genotype": "",
-                    "latency_ms": time_ms(_inference(module, x), device),
-                    "params": count_params(module),
-                    "flops": count_flops(module, x),
-                }
+                {"device": fingerprint, "kind": "op", "op": op, **place, "skeleton": "", "genotype": ""}
+                | {"params": count_params(module), "flops": count_flops(module, x)}
             )
-        if progress:
-            progress(f"ops at {c} channels, {h}x{w}, stride {stride}")
+    for row, t in zip(rows, time_calls(runs, device), strict=True):
+        row.update(latency_ms=t.latency_ms, repeats=t.repeats, noise=t.noise)
     return rows
+
+
+def _network_rows(
+    shape: NetworkShape, genotypes: Sequence[Genotype], device: str, batch: int, fingerprint: str
+) -> list[dict[str, Any]]:
+    place = {"channels": shape.space.channels, "height": shape.image_size[0], "width": shape.image_size[1]}
+    return [
+        {"device": fingerprint, "kind": "network", "op": "", **place, "stride": 1, "batch": batch}
+        | {"skeleton": shape.skeleton, "genotype": ",".join(g), **m}
+        for g, m in zip(genotypes, shape.measure_many(genotypes, device, batch), strict=True)
+    ]
 
 
 def profile(
@@ -217,34 +193,63 @@ def profile(
     device: str = "cpu",
     threads: int = 1,
     batch: int = 1,
-    networks: int = 8,
+    networks: int = CALIBRATION_NETWORKS,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> LatencyTable:
     """Measure every op at every place it runs in the shape's networks, and `networks`
-    random derived networks (for the constant). Sets torch's thread count while it runs."""
+    random derived networks (to calibrate on). Sets torch's thread count while it runs."""
     fingerprint = device_fingerprint(device, threads)
     with torch_threads(threads):
-        rows = _op_rows(shape, device, batch, fingerprint, progress)
-        for g in random_genotypes(shape.space, networks, seed):
-            rows.append(
-                {
-                    "device": fingerprint,
-                    "kind": "network",
-                    "op": "",
-                    "channels": shape.space.channels,
-                    "height": shape.image_size[0],
-                    "width": shape.image_size[1],
-                    "stride": 1,
-                    "batch": batch,
-                    "skeleton": shape.skeleton,
-                    "genotype": ",".join(g),
-                    **shape.measure(g, device, batch),
-                }
-            )
+        rows = _op_rows(shape, device, batch, fingerprint)
         if progress:
-            progress(f"{networks} whole networks")
+            progress(f"{len(rows)} ops measured where they run")
+        rows += _network_rows(
+            shape, random_genotypes(shape.space, networks, seed), device, batch, fingerprint
+        )
+        if progress:
+            progress(f"{networks} whole networks measured")
         return LatencyTable(rows)
+
+
+def fresh_genotypes(
+    space: CellSpace, n: int, unseen: Sequence[Genotype] = (), seed: int = 1
+) -> list[Genotype]:
+    """n random derived genotypes, none of `unseen` (a table's calibration networks)."""
+    seen = set(map(tuple, unseen))
+    drawn = random_genotypes(space, n + len(seen), seed)
+    return [g for g in drawn if g not in seen][:n]
+
+
+def check_table(
+    cost: LinearCost,
+    shape: NetworkShape,
+    genotypes: Sequence[Genotype],
+    device: str = "cpu",
+    threads: int = 1,
+    batch: int = 1,
+) -> dict[str, Any]:
+    """How well `cost` predicts `genotypes`' networks measured here and now (`score`)."""
+    with torch_threads(threads):
+        measured = shape.measure_many(genotypes, device, batch)
+    return {"device": device_fingerprint(device, threads), **score(cost, genotypes, measured)}
+
+
+def score(cost: LinearCost, genotypes: Sequence[Genotype], measured: Sequence[dict]) -> dict[str, Any]:
+    """Spearman and mean absolute percentage error of `cost` against measured networks,
+    FLOPs' Spearman beside them, the latencies' range and the timings' median noise."""
+    latency = np.array([m["latency_ms"] for m in measured])
+    return {
+        "networks": len(genotypes),
+        **agreement([cost.of(g) for g in genotypes], latency),
+        "flops_spearman": agreement([m["flops"] for m in measured], latency)["spearman"],
+        "latency_ms": {
+            "min": round(float(latency.min()), 4),
+            "median": round(float(np.median(latency)), 4),
+            "max": round(float(latency.max()), 4),
+        },
+        "noise": round(float(np.median([m["noise"] for m in measured])), 4),
+    }
 
 
 class LatencyTable:
@@ -275,7 +280,9 @@ class LatencyTable:
         kept = [r for r in LatencyTable.load(path).rows if r["device"] not in mine] if path.exists() else []
         rows = kept + self.rows
         buffer = pa.BufferOutputStream()
-        pq.write_table(pa.table({c: [r[c] for r in rows] for c in COLUMNS}), buffer)
+        columns = {c: [r[c] for r in rows] for c in COLUMNS}
+        columns |= {c: [r.get(c) for r in rows] for c in TIMING_COLUMNS}
+        pq.write_table(pa.table(columns), buffer)
         atomic_write_bytes(path, buffer.getvalue().to_pybytes())  # a crash never leaves half a table
         return path
 
@@ -293,12 +300,25 @@ class LatencyTable:
         missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:
             raise ValueError(f"latency table {path} lacks the columns {missing}")
-        return cls(table.select(list(COLUMNS)).to_pylist())
+        timing = [c for c in TIMING_COLUMNS if c in table.column_names]
+        return cls(table.select(list(COLUMNS) + timing).to_pylist())
 
-    def latency_cost(self, shape: NetworkShape, batch: int | None = None) -> LinearCost:
+    def networks(self, shape: NetworkShape, batch: int | None = None) -> list[dict]:
+        """The measured whole networks of this shape (one device's rows)."""
+        rows = self.for_device().rows
+        batch = batch if batch is not None else rows[0]["batch"]
+        return [
+            r
+            for r in rows
+            if r["kind"] == "network" and r["skeleton"] == shape.skeleton and r["batch"] == batch
+        ]
+
+    def latency_cost(
+        self, shape: NetworkShape, batch: int | None = None, calibration: int | None = None
+    ) -> LinearCost:
         """The table as a cost of the shape's genotypes (one device's rows): each slot's op
-        latency summed over the cells it is in, plus the median residual of the measured
-        networks of this shape."""
+        latency summed over the cells it is in, calibrated on the measured networks of this
+        shape (the first `calibration` of them; all by default)."""
         rows = self.for_device().rows
         batch = batch if batch is not None else rows[0]["batch"]
         ops = {
@@ -308,6 +328,7 @@ class LatencyTable:
         }
         space = shape.space
         per_slot = np.zeros((len(space.edge_names), len(space.ops)))
+        places = np.zeros_like(per_slot)
         for site in edge_sites(space, shape.image_size, shape.in_channels):
             for o, op in enumerate(space.ops):
                 if op == "none":
@@ -320,16 +341,22 @@ class LatencyTable:
                         f"stride {site.stride}, batch {batch}: profile this space with `metanas hw profile`"
                     )
                 per_slot[site.slot, o] += ops[key]
-        cost = LinearCost("latency_ms", space.ops, per_slot, 0.0)
-        nets = [
-            r
-            for r in rows
-            if r["kind"] == "network" and r["skeleton"] == shape.skeleton and r["batch"] == batch
-        ]
+                places[site.slot, o] += 1
+        nets = self.networks(shape, batch)[:calibration]
         if not nets:
             raise ValueError(
-                "the latency table has no whole networks of this campaign's shape to fit the constant; "
+                "the latency table has no whole networks of this campaign's shape to calibrate on; "
                 "profile this space with `metanas hw profile`"
             )
-        residuals = [r["latency_ms"] - cost.of(r["genotype"].split(",")) for r in nets]
-        return replace(cost, constant=float(np.median(residuals)))
+        measured = [(r["genotype"].split(","), r["latency_ms"]) for r in nets]
+        return fit_latency(space.ops, per_slot, places, measured)
+
+    def timing(self) -> dict[str, Any]:
+        """How the table's latencies were timed: blocks per latency and their median noise
+        (None for a table written before they were recorded)."""
+        noise = [r["noise"] for r in self.rows if r.get("noise") is not None]
+        repeats = sorted({r["repeats"] for r in self.rows if r.get("repeats") is not None})
+        return {
+            "repeats": repeats[0] if len(repeats) == 1 else (repeats or None),
+            "median_noise": round(float(np.median(noise)), 4) if noise else None,
+        }
