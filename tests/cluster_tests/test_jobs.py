@@ -77,7 +77,7 @@ def _stop_head(head: subprocess.Popen) -> None:
     # its processes on SIGINT in about a second (on SIGTERM it waits about 30 s)
     os.killpg(head.pid, signal.SIGINT)
     try:
-        head.wait(timeout=15)
+        head.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
     try:  # whatever of its session is left
