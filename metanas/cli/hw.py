@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 from metanas.platform.config import ConfigError, load_campaign
-from metanas.searchers.darts.latency_fit import CALIBRATION_NETWORKS, CHECK_NETWORKS, TRUSTED_SPEARMAN
+from metanas.searchers.darts.latency_fit import (
+    CALIBRATION_NETWORKS,
+    CHECK_NETWORKS,
+    SCALE_WARNING_MAPE,
+    TRUSTED_SPEARMAN,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -158,6 +163,11 @@ def _check(args, campaign, shape, table_cls) -> int:
             print(
                 f"the table ranks this machine's networks at Spearman {result['spearman']} (< "
                 f"{TRUSTED_SPEARMAN}): rerun `metanas hw profile` here"
+            )
+        elif result["mape"] > SCALE_WARNING_MAPE:
+            print(
+                f"the table ranks well but is {100 * result['mape']:.0f}% off in latency here: a latency "
+                "limit binds on its scale; rerun `metanas hw profile` here to move it to this machine's"
             )
     return 0 if result["trusted"] else 1
 

@@ -31,7 +31,7 @@ from metanas.searchers.darts.latency import (
     fresh_genotypes,
     profile,
 )
-from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, TRUSTED_SPEARMAN
+from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, SCALE_WARNING_MAPE, TRUSTED_SPEARMAN
 from metanas.searchers.pareto import pareto_front
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,15 @@ def check_latency_table(campaign: Campaign, table: LatencyTable) -> dict[str, An
         if c.strict:
             raise ValueError(f"constraints.strict: {problem}")
         log.warning("%s", problem)
+    elif check["mape"] > SCALE_WARNING_MAPE:
+        log.warning(
+            "the latency table's latencies are %.0f%% off on %d fresh networks measured here (it ranks "
+            "them well, Spearman %s): max_latency_ms binds on the table's scale; rerun `metanas hw profile` "
+            "on this device to move it to today's",
+            100 * check["mape"],
+            check["networks"],
+            check["spearman"],
+        )
     return check
 
 

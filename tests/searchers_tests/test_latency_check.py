@@ -115,3 +115,23 @@ def test_hw_check_says_a_wrong_table_is_wrong(wrong_table, tiny_campaign_dict, t
     code = main(["hw", "check", str(config), "--table", str(wrong_table), "--networks", "20", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and result["trusted"] is False and result["spearman"] < 0.9 and result["networks"] == 20
+
+
+def test_a_table_that_ranks_well_but_is_off_in_scale_warns_about_the_scale(tmp_path, caplog):
+    """Every latency three times what this machine measures (as a table profiled on a busier
+    machine would be): the ranking holds, the limit's scale does not."""
+    from metanas.cluster.schema import Constraints
+    from metanas.platform.config import demo_config_path, load_campaign
+
+    demo = load_campaign(demo_config_path())
+    table = profile(demo.network_shape(), networks=16)
+    for r in table.rows:
+        r["latency_ms"] *= 3
+    path = table.save(tmp_path / "slow.parquet")
+    limits = Constraints(max_latency_ms=100.0, latency_table=str(path))
+    with caplog.at_level(logging.WARNING, logger="metanas.cluster.hardware"):
+        campaign_limits(demo.model_copy(update={"constraints": limits}), tmp_path / "run")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "% off on 30 fresh networks" in warnings[0], warnings
+    check = json.loads((tmp_path / "run" / CHECK_FILE).read_text())
+    assert check["spearman"] >= 0.9 and check["mape"] > 1.0  # (predicted 3x: 200% off)
