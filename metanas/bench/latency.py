@@ -9,13 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from metanas._util.threads import torch_threads
-from metanas.searchers.darts.latency import (
-    NetworkShape,
-    device_fingerprint,
-    fresh_genotypes,
-    profile,
-    score,
-)
+from metanas.searchers.darts.latency import NetworkShape, device_fingerprint, profile, score
 from metanas.searchers.darts.latency_fit import CALIBRATION_NETWORKS, agreement
 
 
@@ -34,8 +28,7 @@ def bench_latency(
     start = time.perf_counter()
     most = max([*calibration, CALIBRATION_NETWORKS])
     table = profile(shape, device, threads, batch, networks=most, seed=0, progress=progress)
-    seen = [tuple(r["genotype"].split(",")) for r in table.networks(shape)]
-    fresh = fresh_genotypes(shape.space, networks, seen)
+    fresh = table.unseen_genotypes(shape, networks)
     with torch_threads(threads):
         measured = shape.measure_many(fresh, device, batch)
     if progress:

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args, campaign, shape, table_cls) -> int:
-    from metanas.searchers.darts.latency import check_table, fresh_genotypes, threads_of
+    from metanas.searchers.darts.latency import check_table, threads_of
 
     path = args.table or Path(
         (campaign.constraints and campaign.constraints.latency_table) or "latency.parquet"
@@ -147,8 +147,7 @@ def _check(args, campaign, shape, table_cls) -> int:
     device = "cuda" if fingerprint.startswith("cuda:") else "cpu"
     if device == "cuda":
         check_device_options(argparse.Namespace(device="cuda"))
-    seen = [tuple(r["genotype"].split(",")) for r in table.networks(shape)]
-    fresh = fresh_genotypes(shape.space, args.networks, seen)
+    fresh = table.unseen_genotypes(shape, args.networks)
     result = {
         "table": str(path),
         "table_device": fingerprint,

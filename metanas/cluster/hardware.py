@@ -28,7 +28,6 @@ from metanas.searchers.darts.latency import (
     NetworkShape,
     check_table,
     device_fingerprint,
-    fresh_genotypes,
     profile,
 )
 from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, SCALE_WARNING_MAPE, TRUSTED_SPEARMAN
@@ -110,8 +109,7 @@ def check_latency_table(campaign: Campaign, table: LatencyTable) -> dict[str, An
     if device is None:
         log.info("constraints.device %s: no such device here to check the latency table on", c.device)
         return None
-    seen = [tuple(r["genotype"].split(",")) for r in table.networks(shape, c.batch)]
-    fresh = fresh_genotypes(shape.space, CHECK_NETWORKS, seen)
+    fresh = table.unseen_genotypes(shape, CHECK_NETWORKS, c.batch)
     check = check_table(table.latency_cost(shape, c.batch), shape, fresh, device, c.threads, c.batch)
     if check["spearman"] < TRUSTED_SPEARMAN:
         problem = (

@@ -212,15 +212,6 @@ def profile(
         return LatencyTable(rows)
 
 
-def fresh_genotypes(
-    space: CellSpace, n: int, unseen: Sequence[Genotype] = (), seed: int = 1
-) -> list[Genotype]:
-    """n random derived genotypes, none of `unseen` (a table's calibration networks)."""
-    seen = set(map(tuple, unseen))
-    drawn = random_genotypes(space, n + len(seen), seed)
-    return [g for g in drawn if g not in seen][:n]
-
-
 def check_table(
     cost: LinearCost,
     shape: NetworkShape,
@@ -312,6 +303,11 @@ class LatencyTable:
             for r in rows
             if r["kind"] == "network" and r["skeleton"] == shape.skeleton and r["batch"] == batch
         ]
+
+    def unseen_genotypes(self, shape: NetworkShape, n: int, batch: int | None = None) -> list[Genotype]:
+        """n random derived genotypes of the shape, none of the table's measured networks."""
+        seen = {tuple(r["genotype"].split(",")) for r in self.networks(shape, batch)}
+        return [g for g in random_genotypes(shape.space, n + len(seen), seed=1) if g not in seen][:n]
 
     def latency_cost(
         self, shape: NetworkShape, batch: int | None = None, calibration: int | None = None
