@@ -65,6 +65,12 @@ def _num(value: Any, key: str, digits: int = 4) -> str:
     return f'<td class="num" data-key="{html.escape(key)}">{html.escape(text)}</td>'
 
 
+def _at(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
 def _png(fig) -> str:
     plt = _pyplot()
     buf = io.BytesIO()
@@ -310,12 +316,23 @@ def hardware_section(summary: dict[str, Any], run: RunDir) -> str:
             ("FLOPs", "flops"),
         )
     )
-    within = _num(hw["tasks_within"], "hardware.tasks_within")
+    facts = [("share of meta-test tasks whose genotype is within the limits", "tasks_within")]
+    if hw.get("table_check"):  # how the table ranked fresh networks on the driver beforehand
+        n = hw["table_check"]["networks"]
+        facts += [
+            (
+                f"latency table's Spearman on {n} fresh networks measured before meta-training",
+                "table_check.spearman",
+            ),
+            ("its mean absolute error there (fraction)", "table_check.mape"),
+        ]
+    summary_rows = "".join(
+        f"<tr><td>{label}</td>{_num(_at(hw, key), f'hardware.{key}')}</tr>" for label, key in facts
+    )
     return (
         f"<p>Device: <code>{html.escape(hw['device'])}</code>, batch {hw['batch']}; limits: "
         f"max_latency_ms {hw['max_latency_ms']}, max_params {hw['max_params']}.</p>"
-        "<table><tr><td>share of meta-test tasks whose genotype is within the "
-        f"limits</td>{within}</tr></table>"
+        f"<table>{summary_rows}</table>"
         f"<h3>derived network <code>{html.escape(', '.join(d['genotype']))}</code></h3><table>{rows}</table>"
         + _img(_file_png(run.root / HARDWARE_PNG), "accuracy against latency")
     )

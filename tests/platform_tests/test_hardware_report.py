@@ -129,6 +129,7 @@ def test_explain_report_renders_in_chromium_with_the_summarys_numbers(constraine
     page = path.read_text()
     assert 'src="http' not in page and page.count("data:image/png;base64,") >= 7  # self-contained
     assert _check_numbers(page, summary) >= 20
+    assert 'data-key="hardware.table_check.spearman"' in page  # the table's check, from summary.json
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
