@@ -11,8 +11,8 @@ from metanas.platform.config import ConfigError, load_campaign
 from metanas.searchers.darts.latency_fit import (
     CALIBRATION_NETWORKS,
     CHECK_NETWORKS,
-    SCALE_WARNING_MAPE,
     TRUSTED_SPEARMAN,
+    check_problem,
 )
 
 
@@ -158,16 +158,9 @@ def _check(args, campaign, shape, table_cls) -> int:
         print(json.dumps(result))
     else:
         print("\n".join(f"{k}: {v}" for k, v in result.items()))
-        if not result["trusted"]:
-            print(
-                f"the table ranks this machine's networks at Spearman {result['spearman']} (< "
-                f"{TRUSTED_SPEARMAN}): rerun `metanas hw profile` here"
-            )
-        elif result["mape"] > SCALE_WARNING_MAPE:
-            print(
-                f"the table ranks well but is {100 * result['mape']:.0f}% off in latency here: a latency "
-                "limit binds on its scale; rerun `metanas hw profile` here to move it to this machine's"
-            )
+        problem = check_problem(result)
+        if problem:
+            print(f"the latency table {problem}; rerun `metanas hw profile` here")
     return 0 if result["trusted"] else 1
 
 

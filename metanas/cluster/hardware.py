@@ -30,7 +30,7 @@ from metanas.searchers.darts.latency import (
     device_fingerprint,
     profile,
 )
-from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, SCALE_WARNING_MAPE, TRUSTED_SPEARMAN
+from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, TRUSTED_SPEARMAN, check_problem
 from metanas.searchers.pareto import pareto_front
 
 log = logging.getLogger(__name__)
@@ -111,24 +111,14 @@ def check_latency_table(campaign: Campaign, table: LatencyTable) -> dict[str, An
         return None
     fresh = table.unseen_genotypes(shape, CHECK_NETWORKS, c.batch)
     check = check_table(table.latency_cost(shape, c.batch), shape, fresh, device, c.threads, c.batch)
-    if check["spearman"] < TRUSTED_SPEARMAN:
+    problem = check_problem(check)
+    if problem:
         problem = (
-            f"the latency table ({table.devices[0]}) ranks {check['networks']} fresh networks measured "
-            f"here ({check['device']}) at Spearman {check['spearman']} (< {TRUSTED_SPEARMAN}), "
-            f"error {100 * check['mape']:.0f}%; rerun `metanas hw profile` on this device"
+            f"the latency table ({table.devices[0]}) {problem}; rerun `metanas hw profile` on this device"
         )
-        if c.strict:
+        if c.strict and check["spearman"] < TRUSTED_SPEARMAN:  # (a table off in scale only warns)
             raise ValueError(f"constraints.strict: {problem}")
         log.warning("%s", problem)
-    elif check["mape"] > SCALE_WARNING_MAPE:
-        log.warning(
-            "the latency table's latencies are %.0f%% off on %d fresh networks measured here (it ranks "
-            "them well, Spearman %s): max_latency_ms binds on the table's scale; rerun `metanas hw profile` "
-            "on this device to move it to today's",
-            100 * check["mape"],
-            check["networks"],
-            check["spearman"],
-        )
     return check
 
 

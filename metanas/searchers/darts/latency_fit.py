@@ -91,3 +91,21 @@ def agreement(predicted: Sequence[float], measured: Sequence[float]) -> dict[str
     """Rank correlation and mean absolute percentage error of a prediction."""
     p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     return {"spearman": round(spearman(p, m), 4), "mape": round(float(np.mean(np.abs(p - m) / m)), 4)}
+
+
+def check_problem(check: dict) -> str | None:
+    """What is wrong with a latency table, by its check on fresh networks (`check_table`),
+    in words that follow "the latency table": it ranks them below `TRUSTED_SPEARMAN`, or
+    ranks them well but is over `SCALE_WARNING_MAPE` off; None when neither."""
+    n, rho, off = check["networks"], check["spearman"], 100 * check["mape"]
+    if rho < TRUSTED_SPEARMAN:
+        return (
+            f"ranks {n} fresh networks measured here at Spearman {rho} (< {TRUSTED_SPEARMAN}), "
+            f"error {off:.0f}%"
+        )
+    if check["mape"] > SCALE_WARNING_MAPE:
+        return (
+            f"is {off:.0f}% off on {n} fresh networks measured here (it ranks them well, Spearman {rho}): "
+            "a latency limit binds on the table's scale"
+        )
+    return None
