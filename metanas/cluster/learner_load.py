@@ -107,10 +107,12 @@ def load_learner(
     meta_batch: int = 16,
     window: int = 8,
     per_call: int = 1,
+    warmup: int | None = None,
 ) -> dict[str, Any]:
     """Updates applied per second by one MetaLearner fed by `producers` zero-cost producers
-    (`updates` in all, after a warm-up), with the CPU seconds the MetaLearner, the producers
-    and this driver spent meanwhile. Ray must be running."""
+    (`updates` in all, after `warmup` more: a tenth of them unless told), with the CPU
+    seconds the MetaLearner, the producers and this driver spent meanwhile, and the page
+    faults the MetaLearner and the producers took. Ray must be running."""
     import torch
 
     with tempfile.TemporaryDirectory(prefix="metanas-learner-load-") as root:
@@ -128,12 +130,14 @@ def load_learner(
             feed = functools.partial(_feed_async, per_call=per_call)
         else:
             feed = _feed_sync
-        feed(learner, feeders, incarnation, 0, max(meta_batch, updates // 10), meta_batch, window)  # warm-up
-        cpu_before = _cpu_seconds(pids)
+        warmup = max(meta_batch, updates // 10 if warmup is None else warmup)
+        feed(learner, feeders, incarnation, 0, warmup, meta_batch, window)
+        cpu_before, faults_before = _cpu_seconds(pids), _page_faults(pids)
         start = time.perf_counter()
-        counted, parameter_objects = feed(learner, feeders, incarnation, updates, updates, meta_batch, window)
+        counted, parameter_objects = feed(learner, feeders, incarnation, warmup, updates, meta_batch, window)
         wall = time.perf_counter() - start
         cpu = {k: v - cpu_before[k] for k, v in _cpu_seconds(pids).items()}
+        faults = _page_faults(pids) - faults_before
         for actor in [learner, *feeders]:
             ray.kill(actor)
     return {
@@ -141,6 +145,7 @@ def load_learner(
         "wall_s": wall,
         "updates_per_s": counted / wall,
         "cpu_s": cpu,
+        "page_faults_per_update": faults / max(counted, 1),
         "parameter_objects_per_update": parameter_objects / max(counted, 1),
     }
 
@@ -174,11 +179,16 @@ def _feed_sync(learner, feeders, incarnation, first_key, n, meta_batch, window) 
     return iterations * meta_batch, iterations
 
 
+def _stat(pid: int) -> list[str]:
+    """A process's /proc stat fields after its name (Linux)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pids: dict[str, Any]) -> dict[str, float]:
-    """CPU seconds (user + system) each process has used so far, from /proc (Linux)."""
+    """CPU seconds (user + system) each process has used so far."""
 
     def seconds(pid: int) -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat(pid)
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
     return {
@@ -186,6 +196,13 @@ def _cpu_seconds(pids: dict[str, Any]) -> dict[str, float]:
         "producers": sum(seconds(p) for p in pids["producers"]),
         "driver": seconds(os.getpid()),
     }
+
+
+def _page_faults(pids: dict[str, Any]) -> int:
+    """Minor page faults the MetaLearner and the producers have taken so far: a process's
+    first touch of each object-store page it has not mapped yet (a fresh process touches
+    them all once, a long-lived one seldom)."""
+    return sum(int(_stat(pid)[7]) for pid in [pids["learner"], *pids["producers"]])
 
 
 def copies_per_update(

@@ -57,11 +57,13 @@ def test_producers_feed_the_learner_and_every_update_lands_once(ray_session):
 @pytest.mark.parametrize("mode, per_call", [("async", 1), ("async", 3), ("sync", 1)])
 def test_the_load_run_and_its_copy_probe(ray_session, mode, per_call):
     extra = {"per_call": per_call} if mode == "async" else {}
-    run = load_learner(PARAMS, mode, updates=32, producers=2, meta_batch=4, **extra)
+    # a warm-up longer than the run: its keys must not collide with the measured ones
+    run = load_learner(PARAMS, mode, updates=32, producers=2, meta_batch=4, warmup=48, **extra)
     assert (
         run["updates"] == 32
         and run["updates_per_s"] > 0
         and set(run["cpu_s"]) == {"learner", "producers", "driver"}
+        and run["page_faults_per_update"] >= 0
     )
     copies = copies_per_update(PARAMS, mode, 4, run["parameter_objects_per_update"])
     size = 4 * sum(v.size for v in PARAMS.values())
@@ -71,3 +73,14 @@ def test_the_load_run_and_its_copy_probe(ray_session, mode, per_call):
     assert copies["parameters_out"] <= size * (32 // 4 + 1) * 2 // 32
     if mode == "async":
         assert copies["reptile_step"] == 0  # added in place into the running sum
+
+
+def test_bench_learner_rows(ray_session):
+    """The bench's row for one size and mode, warmed up as long as measured."""
+    from metanas.bench.learner import bench_learner
+
+    out = bench_learner(sizes=("demo_25k",), modes=("async",), seconds=0.2, per_call=(1,))
+    (row,) = out["results"]
+    assert out["memory_bandwidth_gb_s"] > 0 and row["parameters"] > 20_000
+    assert row["updates"] >= 64 and row["updates_per_s"] > 0 and row["page_faults_per_update"] >= 0
+    assert abs(row["ratio_to_limit"] - row["updates_per_s"] / row["limit_updates_per_s"]) < 2e-3
