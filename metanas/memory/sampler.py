@@ -18,8 +18,9 @@ A metanas `SearchSpace` may still be given: then the model works on it alone.
 
 Parallel trials (`n_jobs`, or processes sharing one storage) never get the same proposal:
 each proposal is written to its trial's system attributes before the trial runs, every
-proposal counts the others in flight as taken, and a trial whose proposal turns out to
-collide with another's (two processes proposed at once) proposes again. Enqueued trials
+proposal counts the others in flight as taken, and when two trials' proposals collide
+(two processes proposed at once) the lower-numbered keeps it and the other proposes
+again (`_must_yield`). Enqueued trials
 (`enqueue_trial`) keep their values. A pruned trial is no evidence (its last value is of a
 lower fidelity than a finished trial's) but its config is not proposed again.
 
@@ -36,6 +37,7 @@ import json
 import logging
 import random
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +68,35 @@ WHY_ATTR = (
 )
 TOP_TASKS = 5  # stored tasks named in each proposal's `why`
 RETRIES = 3  # proposals again after a collision with another process's
+COLLISION_WAIT_S = 5.0  # the longest a proposal waits for another process's to be decided
+
+
+def _must_yield(study: Study, trial: FrozenTrial, key: str, space: SearchSpace) -> bool:
+    """Whether `trial` must give up proposal `key`, which it has just written, because
+    another trial took the same config since this one read the study's history: one that
+    has finished with it (it ran while this proposal was being made), or a running one that
+    proposed it at the same moment. Of two running ones the lower-numbered keeps it, unless
+    the higher-numbered has already committed to it (written its `WHY_ATTR`, having checked
+    before this one wrote); one still deciding is waited for. So exactly one keeps it and
+    the other proposes again (a symmetric rule made both yield, then propose the same again
+    in lockstep)."""
+    deadline = time.monotonic() + COLLISION_WAIT_S
+    for other in study.get_trials(deepcopy=False):
+        if other.number == trial.number or other.state == TrialState.WAITING:
+            continue
+        if other.state != TrialState.RUNNING:
+            config = space.config_from(other.params)
+            if other.system_attrs.get(PROPOSAL_ATTR) == key or (config and config_key(config) == key):
+                return True
+            continue
+        while other.system_attrs.get(PROPOSAL_ATTR) == key:
+            if other.number < trial.number or WHY_ATTR in other.system_attrs:
+                return True
+            if time.monotonic() > deadline:
+                return True  # (it never decided: give way rather than risk a repeat)
+            time.sleep(0.01)
+            other = study._storage.get_trial(other._trial_id)
+    return False
 
 
 def tuned_tpe(seed: int | None) -> TPESampler:
@@ -354,8 +385,7 @@ class MemorySampler(BaseSampler):
                 return None
             key = config_key(proposal.config)
             study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, key)
-            collided = key in {config_key(c) for c in self._history(study, trial, model.space)[2]}
-            if not collided or attempt == RETRIES:
+            if not _must_yield(study, trial, key, model.space) or attempt == RETRIES:
                 self.history.append(proposal)
                 why = {
                     "source": f"memory model ({proposal.source})",

@@ -12,9 +12,10 @@ import optuna
 import pytest
 
 from metanas.memory.records import PastTask
-from metanas.memory.sampler import MemorySampler
+from metanas.memory.sampler import PROPOSAL_ATTR, WHY_ATTR, MemorySampler, _must_yield
 from metanas.searchers.optuna_search import OptunaSearcher
 from metanas.searchers.random_search import RandomSearcher
+from metanas.searchers.space import config_key
 from metanas.testing import SearcherContract
 from metanas.testing.searchers import SPACE, toy_score
 
@@ -146,3 +147,45 @@ def test_the_sampler_pickles_with_what_it_learned():
     study.sampler = copy
     study.optimize(_objective, n_trials=2)
     assert _duplicates(study) == 0
+
+
+def _running_pair(key: str) -> tuple:
+    """A study with two running trials that both proposed `key`."""
+    study = optuna.create_study(direction="maximize")
+    first, second = study.ask(), study.ask()
+    for t in (first, second):
+        study._storage.set_trial_system_attr(t._trial_id, PROPOSAL_ATTR, key)
+    frozen = {t.number: study._storage.get_trial(t._trial_id) for t in (first, second)}
+    return study, frozen[0], frozen[1]
+
+
+def test_of_two_colliding_proposals_exactly_one_is_kept():
+    """Two processes that proposed the same config at once: one keeps it, the other
+    proposes again (both used to yield, then propose the same again in lockstep)."""
+    import threading
+
+    study, lower, higher = _running_pair('{"x": 1}')
+    assert _must_yield(study, higher, '{"x": 1}', SPACE)  # the higher-numbered gives way at once
+    # the lower-numbered waits for the higher one to decide: it proposes again ...
+    threading.Timer(
+        0.1, study._storage.set_trial_system_attr, (higher._trial_id, PROPOSAL_ATTR, '{"x": 2}')
+    ).start()
+    assert not _must_yield(study, lower, '{"x": 1}', SPACE)
+    # ... or it had checked before the lower one wrote, and committed: then the lower gives way
+    study, lower, higher = _running_pair('{"x": 1}')
+    threading.Timer(0.1, study._storage.set_trial_system_attr, (higher._trial_id, WHY_ATTR, {})).start()
+    assert _must_yield(study, lower, '{"x": 1}', SPACE)
+    assert not _must_yield(study, lower, '{"x": 3}', SPACE)  # no collision: nothing to wait for
+
+
+def test_a_config_finished_while_it_was_being_proposed_is_given_up():
+    """The race the two-process test met on a slow machine: another process's trial took
+    the config, ran and finished between this proposal's reading of the history and its
+    check; a finished trial is no longer 'running', and the check used to miss it."""
+    study = optuna.create_study(direction="maximize")
+    config = {"x": 1.0, "n": 2, "c": "a"}
+    study.enqueue_trial(config)
+    study.optimize(lambda t: _objective(t), n_trials=1)
+    mine = study.ask()
+    key = config_key(SPACE.config_from(study.trials[0].params))
+    assert _must_yield(study, study._storage.get_trial(mine._trial_id), key, SPACE)
