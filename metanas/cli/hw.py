@@ -13,6 +13,7 @@ from metanas.searchers.darts.latency_fit import (
     CHECK_NETWORKS,
     TRUSTED_SPEARMAN,
     check_problem,
+    trusted,
 )
 
 
@@ -153,7 +154,7 @@ def _check(args, campaign, shape, table_cls) -> int:
         "table_device": fingerprint,
         **check_table(cost, shape, fresh, device, threads_of(fingerprint), table.rows[0]["batch"]),
     }
-    result["trusted"] = result["spearman"] >= TRUSTED_SPEARMAN
+    result["trusted"] = trusted(result)
     if args.json:
         print(json.dumps(result))
     else:

@@ -30,7 +30,7 @@ from metanas.searchers.darts.latency import (
     device_fingerprint,
     profile,
 )
-from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, TRUSTED_SPEARMAN, check_problem
+from metanas.searchers.darts.latency_fit import CHECK_NETWORKS, check_problem, trusted
 from metanas.searchers.pareto import pareto_front
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def check_latency_table(campaign: Campaign, table: LatencyTable) -> dict[str, An
         problem = (
             f"the latency table ({table.devices[0]}) {problem}; rerun `metanas hw profile` on this device"
         )
-        if c.strict and check["spearman"] < TRUSTED_SPEARMAN:  # (a table off in scale only warns)
+        if c.strict and not trusted(check):  # (a table off in scale only warns)
             raise ValueError(f"constraints.strict: {problem}")
         log.warning("%s", problem)
     return check

@@ -93,12 +93,17 @@ def agreement(predicted: Sequence[float], measured: Sequence[float]) -> dict[str
     return {"spearman": round(spearman(p, m), 4), "mape": round(float(np.mean(np.abs(p - m) / m)), 4)}
 
 
+def trusted(check: dict) -> bool:
+    """Whether a table's check on fresh networks (`check_table`) ranks them well enough."""
+    return check["spearman"] >= TRUSTED_SPEARMAN
+
+
 def check_problem(check: dict) -> str | None:
     """What is wrong with a latency table, by its check on fresh networks (`check_table`),
     in words that follow "the latency table": it ranks them below `TRUSTED_SPEARMAN`, or
     ranks them well but is over `SCALE_WARNING_MAPE` off; None when neither."""
     n, rho, off = check["networks"], check["spearman"], 100 * check["mape"]
-    if rho < TRUSTED_SPEARMAN:
+    if not trusted(check):
         return (
             f"ranks {n} fresh networks measured here at Spearman {rho} (< {TRUSTED_SPEARMAN}), "
             f"error {off:.0f}%"
