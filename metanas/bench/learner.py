@@ -20,6 +20,13 @@ from metanas.platform.config import demo_config_path, load_campaign
 SIZES = {"demo_25k": 16, "250k": 58, "2.5M": 188}  # supernet channels -> about that many parameters
 MIN_TOUCHED_PASSES = 4  # update written, update read, sum read, sum written
 META_BATCH = 16  # updates per meta-step (a sync iteration's)
+# The embedded Ray's object store, sized to what the producers keep in flight (at most
+# 2 x 8 calls of 8 x 10 MB at 2.5M parameters) rather than Ray's 30% of memory: a process
+# takes a page fault on each store page it touches first, and a long campaign's processes
+# have long touched a store of any size; in a small one the bench's fresh ones do so within
+# its warm-up (measured: 80 MB puts cost 44 ms of CPU in a fresh 7 GB store, 14 ms once
+# every page was touched, after 44 GB of puts; 14 ms from the start in a 2 GB one).
+OBJECT_STORE_BYTES = 2 << 30
 
 
 def supernet_params(channels: int) -> dict[str, np.ndarray]:
@@ -82,18 +89,24 @@ def bench_learner(
     and the driver spent. Async runs once per `per_call`: updates one per call as workers
     send them, and stacked several per call as a node's aggregator would. Starts (and
     stops) an embedded Ray unless one is running."""
-    from metanas.cluster.connect import connect, is_connected, shutdown
+    from metanas.cluster.connect import connect, is_connected, object_store_bytes, shutdown
 
     bandwidth = memory_bandwidth()
     ours = not is_connected()
-    connect(num_cpus=2)
+    connect(num_cpus=2, object_store_bytes=OBJECT_STORE_BYTES)
+    store = object_store_bytes()
     runs = [(m, k) for m in modes for k in (per_call if m == "async" else (META_BATCH,))]
     try:
         rows = [_measure(size, mode, k, seconds, bandwidth) for size in sizes for mode, k in runs]
     finally:
         if ours:
             shutdown()
-    return {"memory_bandwidth_gb_s": round(bandwidth / 1e9, 2), "meta_batch": META_BATCH, "results": rows}
+    return {
+        "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2),
+        "object_store_gb": round(store / (1 << 30), 2),
+        "meta_batch": META_BATCH,
+        "results": rows,
+    }
 
 
 def _measure(size: str, mode: str, per_call: int, seconds: float, bandwidth: float) -> dict[str, Any]:

@@ -28,8 +28,14 @@ LOST_AFTER = 3  # consecutive unanswered checks: a cluster gone, not a busy one
 _watching: threading.Event | None = None  # set to stop the watch (a deliberate shutdown)
 
 
-def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Start (or join) Ray once per process; later calls are no-ops."""
+def connect(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_bytes: int | None = None,
+) -> None:
+    """Start (or join) Ray once per process; later calls are no-ops. `object_store_bytes`
+    sizes an embedded Ray's object store (Ray's default otherwise: 30% of memory)."""
     import ray
 
     if ray.is_initialized():
@@ -45,7 +51,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     else:
         log.info("starting an embedded local Ray (127.0.0.1 only)")
         with _loopback_only():
-            _init_local(num_cpus, num_gpus)
+            _init_local(num_cpus, num_gpus, object_store_bytes)
     _stop_on_sigterm()
 
 
@@ -122,7 +128,7 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, terminated)
 
 
-def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:
+def _init_local(num_cpus: int | None, num_gpus: int | None, object_store_bytes: int | None) -> None:
     import ray
 
     ray.init(
@@ -131,6 +137,7 @@ def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:
         address="local",
         num_cpus=num_cpus,
         num_gpus=num_gpus,
+        object_store_memory=object_store_bytes,
         include_dashboard=False,
         dashboard_host="127.0.0.1",
         logging_level=logging.WARNING,
@@ -168,6 +175,13 @@ def shutdown() -> None:
         _watching.set()
     if ray.is_initialized():
         ray.shutdown()
+
+
+def object_store_bytes() -> float:
+    """The running Ray's object store memory, all nodes together."""
+    import ray
+
+    return ray.cluster_resources().get("object_store_memory", 0.0)
 
 
 def is_connected() -> bool:

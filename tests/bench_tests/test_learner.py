@@ -81,6 +81,6 @@ def test_bench_learner_rows(ray_session):
 
     out = bench_learner(sizes=("demo_25k",), modes=("async",), seconds=0.2, per_call=(1,))
     (row,) = out["results"]
-    assert out["memory_bandwidth_gb_s"] > 0 and row["parameters"] > 20_000
+    assert out["memory_bandwidth_gb_s"] > 0 and out["object_store_gb"] > 0 and row["parameters"] > 20_000
     assert row["updates"] >= 64 and row["updates_per_s"] > 0 and row["page_faults_per_update"] >= 0
     assert abs(row["ratio_to_limit"] - row["updates_per_s"] / row["limit_updates_per_s"]) < 2e-3
