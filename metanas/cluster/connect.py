@@ -202,7 +202,11 @@ def simulated_cluster(nodes: int, cpus_per_node: int = 1, gpus_per_node: float =
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = Cluster(
+        # no dashboard: its head starts ten Python processes the simulation never uses
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False},
+    )
     for _ in range(nodes):
         cluster.add_node(num_cpus=cpus_per_node, num_gpus=gpus_per_node)
     cluster.wait_for_nodes()

@@ -27,7 +27,9 @@ def main(out: Path, mode: str, updates: str) -> None:
     from tests.conftest import TINY_CAMPAIGN
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False}
+    )
     nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(3)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="ERROR")
