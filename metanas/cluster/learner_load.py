@@ -44,12 +44,16 @@ class UpdateProducer:
         """Submit one update per key, keeping `window` calls in flight, `per_call` updates
         stacked in each (as a node's aggregator would send them); how many counted, and how
         many parameter objects the tasks were handed (the driver's rule: `ParameterCache`)."""
-        cache, counted, in_flight, snapshots = ParameterCache(), 0, [], 0
+        cache, counted, in_flight, snapshots = ParameterCache(), 0, [], 1
+        cache.put(LEARNER, learner.snapshot.remote(LEARNER))
+        newest = ray.get(cache.get(LEARNER)[0])  # then the newest a reply showed: a stack's base
 
         def take(replies: list[Any]) -> int:
+            nonlocal newest
             for reply in replies:
                 if reply.version is not None:
                     cache.saw(LEARNER, reply.incarnation, reply.version)
+                    newest = max(newest, reply.version)
             return sum(reply.outcome.counts for reply in replies)
 
         stacked = stack_updates([self.delta] * per_call) if per_call > 1 else None
@@ -65,11 +69,12 @@ class UpdateProducer:
                     learner.submit.remote(LEARNER, keys[start], version, self.delta, incarnation)
                 )
             else:
+                # An aggregator's base versions arrive resolved; waiting here for the
+                # snapshot's version would drain this producer's window at every step.
                 chunk = keys[start : start + per_call]
-                base = ray.get(version)
                 update = stacked if len(chunk) == per_call else stack_updates([self.delta] * len(chunk))
                 in_flight.append(
-                    learner.submit_stack.remote(LEARNER, chunk, [base] * len(chunk), update, incarnation)
+                    learner.submit_stack.remote(LEARNER, chunk, [newest] * len(chunk), update, incarnation)
                 )
             if len(in_flight) >= window:
                 done, in_flight = ray.wait(in_flight, num_returns=1)
