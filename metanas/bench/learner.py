@@ -89,12 +89,12 @@ def bench_learner(
     and the driver spent. Async runs once per `per_call`: updates one per call as workers
     send them, and stacked several per call as a node's aggregator would. Starts (and
     stops) an embedded Ray unless one is running."""
-    from metanas.cluster.connect import connect, is_connected, object_store_bytes, shutdown
+    from metanas.cluster.connect import connect, is_connected, object_store_capacity, shutdown
 
     bandwidth = memory_bandwidth()
     ours = not is_connected()
     connect(num_cpus=2, object_store_bytes=OBJECT_STORE_BYTES)
-    store = object_store_bytes()
+    store = object_store_capacity()
     runs = [(m, k) for m in modes for k in (per_call if m == "async" else (META_BATCH,))]
     try:
         rows = [_measure(size, mode, k, seconds, bandwidth) for size in sizes for mode, k in runs]

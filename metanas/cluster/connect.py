@@ -177,7 +177,7 @@ def shutdown() -> None:
         ray.shutdown()
 
 
-def object_store_bytes() -> float:
+def object_store_capacity() -> float:
     """The running Ray's object store memory, all nodes together."""
     import ray
 

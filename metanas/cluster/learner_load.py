@@ -46,7 +46,8 @@ class UpdateProducer:
         many parameter objects the tasks were handed (the driver's rule: `ParameterCache`)."""
         cache, counted, in_flight, snapshots = ParameterCache(), 0, [], 1
         cache.put(LEARNER, learner.snapshot.remote(LEARNER))
-        newest = ray.get(cache.get(LEARNER)[0])  # then the newest a reply showed: a stack's base
+        # a stack's base version: the first snapshot's, then the newest a reply showed
+        newest = ray.get(cache.get(LEARNER)[0])
 
         def take(replies: list[Any]) -> int:
             nonlocal newest
