@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metanas.searchers.episodes import digits_pools, folder_pools, read_class_folders
+from metanas.searchers.episodes import digits_pools, folder_pools, load_digits, read_class_folders
 
 
 @pytest.mark.parametrize("split", ["digit", "class"])
@@ -15,6 +15,19 @@ def test_digits_meta_train_and_meta_test_classes_are_disjoint(split):
     if split == "digit":
         assert {n.split("@")[0] for n in test.names} == {"7", "8", "9"}
         assert not {n.split("@")[0] for n in train.names} & {"7", "8", "9"}
+
+
+def test_digits_read_from_the_file_equal_scikit_learns_and_so_does_the_fallback(monkeypatch):
+    import importlib.util
+
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    expected = sklearn_digits()
+    for find_spec in (importlib.util.find_spec, lambda name: None):  # the file, then no file
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        images, target = load_digits()
+        assert np.array_equal(images, expected.images) and np.array_equal(target, expected.target)
+        assert images.shape == (1797, 8, 8) and target.dtype == expected.target.dtype
 
 
 def test_episode_shapes_labels_and_determinism():
