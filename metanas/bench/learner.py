@@ -52,17 +52,18 @@ def timed_load(
     seconds: float,
     least: int = 64,
     most: int | None = None,
-    warmup_share: float = 0.1,
+    warmup_share: float | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
-    """`load_learner` for about `seconds` after a warm-up of `warmup_share` as many updates:
-    a short probe of `least` updates sets how many (at least `least`, at most `most`). Ray
-    must be running."""
+    """`load_learner` for about `seconds` after a warm-up of `warmup_share` as many updates
+    (`load_learner`'s own unless told): a short probe of `least` updates sets how many (at
+    least `least`, at most `most`). Ray must be running."""
     from metanas.cluster.learner_load import load_learner
 
     probe = load_learner(params, mode, updates=least, **kw)
     updates = min(int(max(least, probe["updates_per_s"] * seconds)), most or 1 << 62)
-    return load_learner(params, mode, updates=updates, warmup=int(updates * warmup_share), **kw)
+    warmup = None if warmup_share is None else int(updates * warmup_share)
+    return load_learner(params, mode, updates=updates, warmup=warmup, **kw)
 
 
 def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:

@@ -192,20 +192,21 @@ def is_connected() -> bool:
 
 
 @contextmanager
-def simulated_cluster(nodes: int, cpus_per_node: int = 1, gpus_per_node: float = 0):
+def simulated_cluster(nodes: int, cpus_per_node: int = 1, gpus_per_node: float = 0, head_cpus: int = 0):
     """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`), joined by
-    this process; yields the `Cluster` (`.address`; `.list_all_nodes()`, `.remove_node`).
-    The head holds no CPUs (only the 0-CPU central actors), so workers land on the other
-    nodes and every parameter and update crosses between object stores. `gpus_per_node`:
-    GPUs each node declares (none is real: placement only). A process joins one Ray
-    cluster in its life: run this in a process of its own."""
+    this process; yields the `Cluster` (`.address`; `.list_all_nodes()`, the head first;
+    `.remove_node`). The head holds no GPUs and `head_cpus` CPUs (none by default: only
+    the 0-CPU central actors), so workers land on the other nodes and every parameter and
+    update crosses between object stores. `gpus_per_node`: GPUs each other node declares
+    (none is real: placement only). A process joins one Ray cluster in its life: run this
+    in a process of its own."""
     import ray
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
         # no dashboard: its head starts ten Python processes the simulation never uses
         initialize_head=True,
-        head_node_args={"num_cpus": 0, "include_dashboard": False},
+        head_node_args={"num_cpus": head_cpus, "num_gpus": 0, "include_dashboard": False},
     )
     for _ in range(nodes):
         cluster.add_node(num_cpus=cpus_per_node, num_gpus=gpus_per_node)

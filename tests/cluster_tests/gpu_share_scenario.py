@@ -8,23 +8,16 @@ from __future__ import annotations
 import json
 import sys
 
-import ray
-from ray.cluster_utils import Cluster
-
 
 def main() -> None:
+    from metanas.cluster.connect import simulated_cluster
     from metanas.cluster.placement import workers_per_gpu
     from metanas.cluster.worker_pool import WorkerPool
     from metanas.platform.config import parse_campaign
     from tests.conftest import TINY_CAMPAIGN
 
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False}
-    )
-    nodes = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-    try:
-        ray.init(address=cluster.address, logging_level="ERROR")
+    with simulated_cluster(2, cpus_per_node=2, gpus_per_node=1, head_cpus=2) as cluster:
+        nodes = cluster.list_all_nodes()[1:]  # (the head first)
         cfg = json.loads(json.dumps(TINY_CAMPAIGN))
         cfg["workers"] = {"count": 4, "cpus_per_worker": 1, "gpus_per_worker": 0.5, "placement": "spread"}
         pool = WorkerPool(parse_campaign(cfg))
@@ -42,9 +35,6 @@ def main() -> None:
             ),
             flush=True,
         )
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -15,84 +15,78 @@ import traceback
 from pathlib import Path
 
 import ray
-from ray.cluster_utils import Cluster
 
 
 def main(out: Path, mode: str, updates: str) -> None:
     from metanas.cluster import worker_pool
     from metanas.cluster.campaign_driver import CampaignDriver
+    from metanas.cluster.connect import simulated_cluster
     from metanas.cluster.run_dir import RunDir
     from metanas.memory.store import MemoryStore
     from metanas.platform.config import parse_campaign
     from tests.conftest import TINY_CAMPAIGN
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False}
-    )
-    nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(3)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR")
-    cfg = json.loads(json.dumps(TINY_CAMPAIGN))
-    cfg["meta_train"].update(iterations=14, checkpoint_every=2, updates=updates)
-    cfg["meta_train"]["inner"]["steps"] = 25
-    cfg["workers"] = {
-        "count": 3,
-        "cpus_per_worker": 1,
-        "gpus_per_worker": 1,
-        "placement": "spread",
-        "start_timeout_s": 60,
-    }
-    campaign = parse_campaign(cfg)
-    run = RunDir(out)
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.save_campaign(campaign)
-    runner = CampaignDriver(campaign, run, address=cluster.address, progress=False)
-    result: dict = {}
+    with simulated_cluster(3, cpus_per_node=1, gpus_per_node=1, head_cpus=2) as cluster:
+        nodes = cluster.list_all_nodes()[1:]  # (the head first)
+        cfg = json.loads(json.dumps(TINY_CAMPAIGN))
+        cfg["meta_train"].update(iterations=14, checkpoint_every=2, updates=updates)
+        cfg["meta_train"]["inner"]["steps"] = 25
+        cfg["workers"] = {
+            "count": 3,
+            "cpus_per_worker": 1,
+            "gpus_per_worker": 1,
+            "placement": "spread",
+            "start_timeout_s": 60,
+        }
+        campaign = parse_campaign(cfg)
+        run = RunDir(out)
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.save_campaign(campaign)
+        runner = CampaignDriver(campaign, run, address=cluster.address, progress=False)
+        result: dict = {}
 
-    def target() -> None:
-        try:
-            done = runner.run(None)
-            result["summary"] = {"meta_train": done.meta_train, "meta_test": {"tasks": len(done.tests)}}
-        except BaseException as err:
-            result["error"] = repr(err)
+        def target() -> None:
+            try:
+                done = runner.run(None)
+                result["summary"] = {"meta_train": done.meta_train, "meta_test": {"tasks": len(done.tests)}}
+            except BaseException as err:
+                result["error"] = repr(err)
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    while not (out / "checkpoints" / "iter_000004.json").exists() and thread.is_alive():
-        time.sleep(0.02)
-    placed = [info.node_id for info in runner.worker_info]
-    central = ray.get([runner.learner.actor.node_id.remote(), runner.memory.actor.node_id.remote()])
-    gpu_nodes = [n.node_id for n in nodes]
-    if mode == "remove":
-        cluster.remove_node(nodes[2])
-    elif mode == "remove_all":  # no worker can come back: the driver must give up, not spin
-        worker_pool.WAIT_TIMEOUT_S = 5.0
-        for node in nodes:
-            cluster.remove_node(node)
-    thread.join(timeout=400)
-    if thread.is_alive():  # say where it hangs instead of a bare missing summary
-        stack = "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
-        result["error"] = f"the campaign did not finish within 400 s; the driver is at:\n{stack}"
-    keys = MemoryStore(out / "memory").keys()
-    print(
-        json.dumps(
-            {
-                "error": result.get("error"),
-                "summary": result.get("summary"),
-                "worker_nodes": placed,
-                "gpu_nodes": gpu_nodes,
-                "head_node": cluster.head_node.node_id,
-                "central_nodes": central,
-                "devices": [info.device for info in runner.worker_info],
-                "memory_keys": len(keys),
-                "memory_unique": len(set(keys)),
-            }
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        while not (out / "checkpoints" / "iter_000004.json").exists() and thread.is_alive():
+            time.sleep(0.02)
+        placed = [info.node_id for info in runner.worker_info]
+        central = ray.get([runner.learner.actor.node_id.remote(), runner.memory.actor.node_id.remote()])
+        gpu_nodes = [n.node_id for n in nodes]
+        if mode == "remove":
+            cluster.remove_node(nodes[2])
+        elif mode == "remove_all":  # no worker can come back: the driver must give up, not spin
+            worker_pool.WAIT_TIMEOUT_S = 5.0
+            for node in nodes:
+                cluster.remove_node(node)
+        thread.join(timeout=400)
+        if thread.is_alive():  # say where it hangs instead of a bare missing summary
+            stack = "".join(traceback.format_stack(sys._current_frames()[thread.ident]))
+            result["error"] = f"the campaign did not finish within 400 s; the driver is at:\n{stack}"
+        keys = MemoryStore(out / "memory").keys()
+        print(
+            json.dumps(
+                {
+                    "error": result.get("error"),
+                    "summary": result.get("summary"),
+                    "worker_nodes": placed,
+                    "gpu_nodes": gpu_nodes,
+                    "head_node": cluster.head_node.node_id,
+                    "central_nodes": central,
+                    "devices": [info.device for info in runner.worker_info],
+                    "memory_keys": len(keys),
+                    "memory_unique": len(set(keys)),
+                }
+            )
         )
-    )
-    runner.close()
-    ray.shutdown()
-    cluster.shutdown()
+        runner.close()
 
 
 if __name__ == "__main__":
