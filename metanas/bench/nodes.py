@@ -5,9 +5,11 @@ aggregation:
 
 - async, zero-cost tasks (each returns a constant update through a real task's messages:
   the most a cluster could send): updates the MetaLearner took per second, the arrays it
-  received per update, its utilisation (its CPU seconds over the wall time), and where
-  the workers landed; at N nodes a node is also removed mid-run (every task accounted for
-  once, every update applied once);
+  received per update, its utilisation (its CPU seconds over the wall time), the driver's
+  CPU per task (the whole process, and the thread of its loop alone: one driver serves
+  every task of a campaign, aggregated or not), and where the workers landed; at N nodes
+  a node is also removed mid-run (every task accounted for once, every update applied
+  once);
 - sync at N nodes, one iteration of real tasks, `meta_batch` = workers (so each node runs
   about two of a learner's tasks per iteration): the arrays received per update and the
   largest difference between the flat and the aggregated meta-parameters.
@@ -166,7 +168,13 @@ def _run(
             before, start = runner.learner.load(), time.perf_counter()
             idle_utilisation = (before["cpu_s"] - idle["cpu_s"]) / max(idle_s, 1e-9)
             done: dict[str, Any] = {}
-            thread = threading.Thread(target=lambda: done.update(summary=runner.meta_train()[0]))
+            cpu = time.process_time()
+
+            def meta_train() -> None:  # (the driver's loop: its thread's CPU is what saturates first)
+                loop_cpu = time.thread_time()
+                done.update(summary=runner.meta_train()[0], loop_cpu=time.thread_time() - loop_cpu)
+
+            thread = threading.Thread(target=meta_train)
             thread.start()
             if remove_node:
                 first = Path(tmp) / "checkpoints" / f"iter_{campaign.meta_train.checkpoint_every:06d}.json"
@@ -176,6 +184,7 @@ def _run(
                 removed_while_running = thread.is_alive()
             thread.join()
             wall, after = time.perf_counter() - start, runner.learner.load()
+            driver_cpu = time.process_time() - cpu
             placement = _placement(runner.worker_info, cluster.head_node.node_id)
         finally:
             runner.close()
@@ -199,10 +208,22 @@ def _run(
         "accounted_for": mt["tasks_completed"] + mt["tasks_failed"] == mt["tasks_planned"],
         "applied_once": mt["updates_applied"] == mt["tasks_completed"] and mt["tasks_failed"] == 0,
         "tasks_retried": mt["tasks_retried"],
+        **_driver_load(driver_cpu, done["loop_cpu"], wall, mt),
         **({"removed_while_running": removed_while_running} if remove_node else {}),
         **placement,
     }
     return row, params
+
+
+def _driver_load(cpu_s: float, loop_cpu_s: float, wall_s: float, summary: dict[str, Any]) -> dict[str, float]:
+    """The driver's CPU per task try: the whole process (its Python loop and Ray's threads)
+    and its loop's thread alone, which serves every task in turn."""
+    tries = summary["tasks_completed"] + summary["tasks_failed"] + summary["tasks_retried"]
+    return {
+        "driver_utilisation": round(cpu_s / wall_s, 3),
+        "driver_cpu_ms_per_task": round(1000 * cpu_s / max(tries, 1), 3),
+        "driver_loop_cpu_ms_per_task": round(1000 * loop_cpu_s / max(tries, 1), 3),
+    }
 
 
 def _largest_difference(a: dict, b: dict) -> float:
@@ -280,10 +301,15 @@ def bench_nodes(campaign: Campaign, nodes: int = 8, iterations: int = 40) -> dic
         "workers_per_node": WORKERS_PER_NODE,
         "iterations": iterations,
         "model": {k: round(v, 7) for k, v in model.items()},
-        # the README's sizing: workers one MetaLearner feeds at a GPU task time of 40 ms
+        # the README's sizing: workers one MetaLearner feeds at a GPU task time of 40 ms, and
+        # that one driver feeds (its loop's thread busy all the time; aggregation or not,
+        # it handles every task)
         "workers_before_saturation_at_40ms": {
-            a: round(largest_cluster(model, 0.04, k, calibration[a]["idle_utilisation"]))
-            for a, k in (("flat", 1), ("node", WORKERS_PER_NODE))
+            **{
+                a: round(largest_cluster(model, 0.04, k, calibration[a]["idle_utilisation"]))
+                for a, k in (("flat", 1), ("node", WORKERS_PER_NODE))
+            },
+            "driver": round(0.04 / (calibration["flat"]["driver_loop_cpu_ms_per_task"] / 1000)),
         },
         "runs": rows,
         "arrays_node_over_flat": {

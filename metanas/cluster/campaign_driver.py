@@ -192,6 +192,7 @@ class CampaignDriver:
             stage.state = scheduler.run(state)
         finally:
             bar.close()
+            events.close()
         summary = meta_train_summary(stage.plan, stage.state, scheduler.restarts, resumed_from)
         load = stage.learner.load()  # (since the MetaLearner last started)
         summary["meta_learner_received"] = {k: load[k] for k in ("calls", "arrays", "updates")}

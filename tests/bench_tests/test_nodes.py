@@ -47,6 +47,8 @@ def test_two_simulated_nodes_aggregated_halve_the_sync_arrays_keep_the_meta_para
     for r in rows:  # every task accounted for once, every update applied once; 2 workers per fake GPU
         assert r["accounted_for"] and r["applied_once"], r
         assert r["nodes_used"] == 2 and r["on_head"] == 0 and r["workers_per_gpu"] == [2], r
+        # the driver's loop is one of its threads: part of its CPU, none of it missing
+        assert 0 < r["driver_loop_cpu_ms_per_task"] < r["driver_cpu_ms_per_task"], r
     removed = runs["async", "node", True]
     assert removed["removed_while_running"] and removed["tasks_retried"] >= 1  # its tasks re-run
     assert removed["arrays_per_update"] < 1.0  # aggregated
