@@ -167,29 +167,12 @@ def _run(
             time.sleep(idle_s)
             before, start = runner.learner.load(), time.perf_counter()
             idle_utilisation = (before["cpu_s"] - idle["cpu_s"]) / max(idle_s, 1e-9)
-            done: dict[str, Any] = {}
-            cpu = time.process_time()
-
-            def meta_train() -> None:  # (the driver's loop: its thread's CPU is what saturates first)
-                loop_cpu = time.thread_time()
-                done.update(summary=runner.meta_train()[0], loop_cpu=time.thread_time() - loop_cpu)
-
-            thread = threading.Thread(target=meta_train)
-            thread.start()
-            if remove_node:
-                first = Path(tmp) / "checkpoints" / f"iter_{campaign.meta_train.checkpoint_every:06d}.json"
-                while not first.exists() and thread.is_alive():
-                    time.sleep(0.01)
-                cluster.remove_node(cluster.list_all_nodes()[-1])
-                removed_while_running = thread.is_alive()
-            thread.join()
+            first = Path(tmp) / "checkpoints" / f"iter_{campaign.meta_train.checkpoint_every:06d}.json"
+            done = _meta_train_beside(runner, cluster, first if remove_node else None)
             wall, after = time.perf_counter() - start, runner.learner.load()
-            driver_cpu = time.process_time() - cpu
             placement = _placement(runner.worker_info, cluster.head_node.node_id)
         finally:
             runner.close()
-        if "summary" not in done:
-            raise RuntimeError("the meta-training run failed (see the log above)")
         checkpoint = RunDir(Path(tmp)).latest_checkpoint()
         params = {name: checkpoint.params(name) for name in campaign.meta_trained() if name != DERIVED}
     mt, updates = done["summary"], after["updates"] - before["updates"]
@@ -208,11 +191,35 @@ def _run(
         "accounted_for": mt["tasks_completed"] + mt["tasks_failed"] == mt["tasks_planned"],
         "applied_once": mt["updates_applied"] == mt["tasks_completed"] and mt["tasks_failed"] == 0,
         "tasks_retried": mt["tasks_retried"],
-        **_driver_load(driver_cpu, done["loop_cpu"], wall, mt),
-        **({"removed_while_running": removed_while_running} if remove_node else {}),
+        **_driver_load(done["driver_cpu"], done["loop_cpu"], wall, mt),
+        **({"removed_while_running": done["removed_while_running"]} if remove_node else {}),
         **placement,
     }
     return row, params
+
+
+def _meta_train_beside(runner: Any, cluster: Any, remove_after: Path | None) -> dict[str, Any]:
+    """Meta-train in a thread of its own; once `remove_after` exists (a checkpoint), remove
+    a worker node while it runs. Returns the summary and the driver's CPU: the process's and
+    the loop thread's (what saturates first)."""
+    done: dict[str, Any] = {}
+
+    def meta_train() -> None:
+        loop_cpu = time.thread_time()
+        done.update(summary=runner.meta_train()[0], loop_cpu=time.thread_time() - loop_cpu)
+
+    cpu = time.process_time()
+    thread = threading.Thread(target=meta_train)
+    thread.start()
+    if remove_after is not None:
+        while not remove_after.exists() and thread.is_alive():
+            time.sleep(0.01)
+        cluster.remove_node(cluster.list_all_nodes()[-1])
+        done["removed_while_running"] = thread.is_alive()
+    thread.join()
+    if "summary" not in done:
+        raise RuntimeError("the meta-training run failed (see the log above)")
+    return {**done, "driver_cpu": time.process_time() - cpu}
 
 
 def _driver_load(cpu_s: float, loop_cpu_s: float, wall_s: float, summary: dict[str, Any]) -> dict[str, float]:

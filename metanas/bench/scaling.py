@@ -11,6 +11,9 @@ once, not per iteration.
 
 The straggler runs give one of the two workers a simulated device `straggler` times
 slower: sync updates wait for it at every iteration's barrier, async ones do not.
+
+`plain_processes`: the same tasks in plain processes without Ray, 1 and 2 at once, best of
+as many runs (`metanas.bench.plain_workers`): the efficiency the machine itself allows.
 """
 
 from __future__ import annotations
@@ -118,19 +121,10 @@ def bench_scaling(
         per_mode[mode] = _compare([best[workers] for workers in worker_counts])
     result_straggler = None
     if straggler > 1.0 and len(modes) > 1:
-        slow = {
-            mode: measure(_shortened(campaign, iterations, 2, mode), slowdown={1: straggler})
-            for mode in modes
-        }
-        result_straggler = {
-            "slowdown": straggler,
-            "tasks_per_s": {mode: r["tasks_per_s"] for mode, r in slow.items()},
-        }
-        result_straggler["async_over_sync"] = round(
-            slow["async"]["tasks_per_s"] / slow["sync"]["tasks_per_s"], 3
-        )
+        result_straggler = _straggler_runs(campaign, iterations, modes, straggler)
     if ours:
-        shutdown()  # frees the cores for the simulated cluster
+        shutdown()  # frees the cores for the baseline and the simulated cluster
+    plain = _plain_processes(campaign, iterations, worker_counts, repeats)
     result: dict[str, Any] = {
         "iterations": iterations,
         "repeats": repeats,
@@ -139,6 +133,7 @@ def bench_scaling(
         **per_mode[modes[0]],
     }
     result["modes"] = per_mode
+    result["plain_processes"] = plain
     if result_straggler:
         result["straggler"] = result_straggler
     if multinode:
@@ -148,6 +143,38 @@ def bench_scaling(
             result["multinode"]["tasks_per_s"] / embedded, 3
         )
     return result
+
+
+def _straggler_runs(
+    campaign: Campaign, iterations: int, modes: tuple[str, ...], straggler: float
+) -> dict[str, Any]:
+    """The 2-worker campaign once per mode with worker 1 `straggler` times slower."""
+    slow = {
+        mode: measure(_shortened(campaign, iterations, 2, mode), slowdown={1: straggler}) for mode in modes
+    }
+    return {
+        "slowdown": straggler,
+        "tasks_per_s": {mode: r["tasks_per_s"] for mode, r in slow.items()},
+        "async_over_sync": round(slow["async"]["tasks_per_s"] / slow["sync"]["tasks_per_s"], 3),
+    }
+
+
+def _plain_processes(
+    campaign: Campaign, iterations: int, worker_counts: tuple[int, ...], repeats: int
+) -> dict[str, Any]:
+    """The baseline without Ray (`plain_workers`): the same tasks in plain processes, best of
+    `repeats` interleaved runs per count, as the TaskWorkers' runs."""
+    from metanas.bench.plain_workers import plain_tasks_per_s
+
+    best = dict.fromkeys(worker_counts, 0.0)
+    for _ in range(repeats):
+        for n in worker_counts:
+            best[n] = max(best[n], plain_tasks_per_s(_shortened(campaign, iterations, n), n))
+    one, many = worker_counts[0], worker_counts[-1]
+    return {
+        "tasks_per_s": [round(best[n], 3) for n in worker_counts],
+        "parallel_efficiency": round(best[many] / (many * best[one] / one), 3),
+    }
 
 
 def _run_multinode(campaign: Campaign, iterations: int, workers: int, updates: str) -> dict[str, Any]:

@@ -23,6 +23,11 @@ def test_bench_scaling_reports_throughput_efficiency_and_overhead_per_mode(ray_s
         assert numbers["parallel_efficiency"] == pytest.approx(expected, abs=0.002)
         assert 0 <= numbers["ray_overhead_fraction"] < 1
     assert result["modes"]["sync"]["stale_updates"] == 0
+    plain = result["plain_processes"]  # the same tasks without Ray, in 1 and 2 processes
+    assert len(plain["tasks_per_s"]) == 2 and all(x > 0 for x in plain["tasks_per_s"])
+    assert plain["parallel_efficiency"] == pytest.approx(
+        plain["tasks_per_s"][1] / (2 * plain["tasks_per_s"][0]), abs=0.002
+    )
     straggler = result["straggler"]  # one worker simulated 2x slower, in both modes
     assert straggler["slowdown"] == 2.0 and set(straggler["tasks_per_s"]) == {"async", "sync"}
     assert straggler["async_over_sync"] == pytest.approx(
