@@ -77,12 +77,17 @@ def measure(
     }
 
 
+def _efficiency(rate_one: float, workers_one: int, rate_many: float, workers_many: int) -> float:
+    """The many workers' rate over what as many would do at the few's rate per worker."""
+    return round(rate_many / (workers_many * rate_one / workers_one), 3)
+
+
 def _compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
     one, many = rows[0], rows[-1]
     return {
         "tasks_per_s": [r["tasks_per_s"] for r in rows],
-        "parallel_efficiency": round(
-            many["tasks_per_s"] / (many["workers"] * one["tasks_per_s"] / one["workers"]), 3
+        "parallel_efficiency": _efficiency(
+            one["tasks_per_s"], one["workers"], many["tasks_per_s"], many["workers"]
         ),
         "ray_overhead_fraction": many["ray_overhead_fraction"],
         "ray_overhead_fraction_1_worker": one["ray_overhead_fraction"],
@@ -173,7 +178,7 @@ def _plain_processes(
     one, many = worker_counts[0], worker_counts[-1]
     return {
         "tasks_per_s": [round(best[n], 3) for n in worker_counts],
-        "parallel_efficiency": round(best[many] / (many * best[one] / one), 3),
+        "parallel_efficiency": _efficiency(best[one], one, best[many], many),
     }
 
 

@@ -140,7 +140,7 @@ class CampaignDriver:
             log.info("resuming %s from the checkpoint at iteration %d", run_dir.root, checkpoint.iteration)
             state = TrainState.from_json(checkpoint.state)
         else:
-            params = {name: self._initial_params(name, plan.derived) for name in plan.learners}
+            params = {name: self.campaign.initial_params(name, plan.derived) for name in plan.learners}
             state = write_initial_checkpoint(run_dir, params)
         mt = self.campaign.meta_train
         settings = None
@@ -171,12 +171,6 @@ class CampaignDriver:
         # The MetaLearner and the memory are up too (a memory that cannot be opened fails now).
         self.learner.incarnation()
         self.memory.count()
-
-    def _initial_params(self, learner: str, derived: tuple[str, ...] | None = None) -> dict:
-        """Every learner starts from the same seed-determined initialisation."""
-        from metanas.searchers.darts.adaptation import get_params
-
-        return get_params(self.campaign.model_spec(learner, derived).build(seed=self.campaign.seed))
 
     def _train(self, stage: Stage, desc: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
         self._start_aggregators(stage.learner)

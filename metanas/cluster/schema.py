@@ -326,6 +326,13 @@ class Campaign(_Strict):
             return ModelSpec(space, 1, self.episodes.n_way, self.fixed_genotype())
         return ModelSpec(space, 1, self.episodes.n_way, temperature=self.meta_train.temperature_end)
 
+    def initial_params(self, learner: str, derived: tuple[str, ...] | None = None) -> dict:
+        """The learner's meta-parameters before meta-training: every learner starts from the
+        same seed-determined initialisation."""
+        from metanas.searchers.darts.adaptation import get_params
+
+        return get_params(self.model_spec(learner, derived).build(seed=self.seed))
+
     def network_shape(self) -> NetworkShape:
         """The shape of the networks the campaign derives (the derived network's width,
         the first evaluation's classes): what a genotype's latency and parameters are of."""
