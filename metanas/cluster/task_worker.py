@@ -83,6 +83,10 @@ class TaskWorkerCore:
     ) -> None:
         """`limits`: the campaign's hardware limits (`metanas.cluster.hardware`): the
         supernet's architecture steps carry their penalty, and its genotypes respect them."""
+        # A worker's first torch optimizer imports torch._dynamo (about 1 s): pay it now,
+        # with the process start, not in the campaign's first task.
+        import torch._dynamo  # noqa: F401
+
         self.campaign = campaign
         self.limits = limits
         self.device = torch.device(device)
