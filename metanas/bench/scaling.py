@@ -64,6 +64,7 @@ def measure(
             summary, _ = runner.meta_train()
             wall = time.perf_counter() - start
             nodes = len({info.node_id for info in runner.worker_info})
+            calls = runner.pool.calls
         finally:
             runner.close()
     workers = campaign.workers.count
@@ -74,6 +75,7 @@ def measure(
         "tasks_per_s": round(summary["tasks_completed"] / wall, 3),
         "ray_overhead_fraction": round(1 - summary["inner_loop_s"] / (wall * workers), 3),
         "stale_updates": summary["stale_updates"],
+        "tasks_per_call": round(summary["tasks_completed"] / max(1, calls), 2),  # (meta_train.call_s)
     }
 
 
@@ -93,6 +95,7 @@ def _compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "ray_overhead_fraction_1_worker": one["ray_overhead_fraction"],
         "wall_s": [r["wall_s"] for r in rows],
         "stale_updates": many["stale_updates"],
+        "tasks_per_call": many["tasks_per_call"],
     }
 
 

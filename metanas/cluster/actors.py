@@ -84,15 +84,30 @@ class TaskWorker:
     def info(self) -> WorkerInfo:
         return self.info_
 
-    @ray.method(num_returns=2)
-    def meta_train(self, task: TrainTask, theta: dict, base_version: int = 0):
-        """Returns (update, TrainResult). `base_version` is the MetaLearner's version of
-        `theta`, passed through so the MetaLearner can tell how stale the update is."""
+    def meta_train(self, tasks: list[TrainTask], theta: Packed, base_version: int = 0) -> tuple:
+        """Each task's update, then the list of their results, as separate returns (the
+        caller sets num_returns to len(tasks) + 1) so that every update travels on by
+        reference on its own. `base_version` is the MetaLearner's version of `theta`,
+        passed through so it can tell how stale an update is. A task that raises does not
+        take the call's others with it: its update is None, its result the error's line."""
+        updates, results = [], []
+        for task in tasks:
+            try:
+                delta, result = self._meta_train_one(task, theta)
+            except Exception as err:  # (the others' work is kept; the pool fails this task)
+                log.exception("meta-training task %s failed", task)
+                updates.append(None)
+                results.append(f"{type(err).__name__}: {err}")
+                continue
+            updates.append(delta)
+            results.append(dataclasses.replace(result, base_version=base_version, worker=self.info_))
+        return (*updates, results)
+
+    def _meta_train_one(self, task: TrainTask, theta: Packed) -> tuple[Packed, Any]:
         if self.zero_cost:
             from metanas.cluster.task_worker import zero_cost_task
 
-            delta, result = zero_cost_task(task, theta)
-            return delta, dataclasses.replace(result, base_version=base_version, worker=self.info_)
+            return zero_cost_task(task, theta)
         start = time.perf_counter()
         delta, result = self.runner.meta_train_task(task, unpack(theta))
         delta = pack(delta)
@@ -100,9 +115,7 @@ class TaskWorker:
             time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
         # task_seconds: all of the task's own work; the rest of the wall time is Ray's and
         # the driver's (ray_overhead_fraction).
-        return delta, dataclasses.replace(
-            result, base_version=base_version, worker=self.info_, task_seconds=time.perf_counter() - start
-        )
+        return delta, dataclasses.replace(result, task_seconds=time.perf_counter() - start)
 
     def meta_test(self, task: TestTask, *params: dict) -> TestResult:
         """`params`: every meta-trained learner's, in `Campaign.meta_trained()` order (refs

@@ -201,6 +201,7 @@ class _AsyncPass:
         self.queue = deque(self.plan.task(n) for n in self.finished.missing(self.total))
         self.pending: dict[Any, tuple[TrainTask, Attempt]] = {}  # sent, no reply yet
         self.next_checkpoint = self._checkpoint_after(len(self.finished) // self.plan.per_iteration)
+        self.saved = len(self.finished)  # finished tasks in the last checkpoint (`state` is one)
 
     def run(self) -> TrainState:
         loop = self.loop
@@ -279,6 +280,8 @@ class _AsyncPass:
 
     def _checkpoint_if_due(self) -> None:
         per, done = self.plan.per_iteration, len(self.finished)
+        if done == self.saved and not self.pending:
+            return  # (nothing since the last checkpoint: the campaign's end was saved already)
         if (done + len(self.pending)) // per < self.next_checkpoint and done + len(self.pending) < self.total:
             return
         self._take_replies(wait=True)  # then the MetaLearner holds exactly the finished tasks' updates
@@ -298,3 +301,4 @@ class _AsyncPass:
             )
         )
         self.next_checkpoint = self._checkpoint_after(progress)
+        self.saved = done

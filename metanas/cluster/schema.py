@@ -31,6 +31,7 @@ _CELL = CellSpace()  # its defaults are the campaign's
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
@@ -158,6 +159,11 @@ class MetaTrainSettings(_Strict):
     # workers per node (README: "How many updates one MetaLearner takes").
     aggregation: Literal["flat", "node"] = "flat"
     aggregation_linger_s: PositiveFloat = 0.02
+    # One worker call carries as many meta-training tasks of one learner as take about
+    # call_s at that learner's measured task time (at most meta_batch; 0: one per call):
+    # Ray's and the driver's cost is per call, a few ms, which short tasks (GPU workers,
+    # small baselines) would otherwise pay per task (`metanas.cluster.call_size`).
+    call_s: NonNegativeFloat = 0.5
     validation: ValidationSettings | None = None
 
     @model_validator(mode="after")

@@ -104,7 +104,10 @@ class Counters:
         if outcome is not UpdateOutcome.DUPLICATE:
             self.staleness_total += reply.staleness
             self.staleness_max = max(self.staleness_max, reply.staleness)
-        self.applied += outcome.counts
+        # A duplicate's key got in before: its task was sent once already and that reply was
+        # lost (with a node's aggregator killed after forwarding it), so the task re-ran.
+        # Its update is in the meta-parameters once, and the driver had not counted it.
+        self.applied += int(outcome.counts or outcome is UpdateOutcome.DUPLICATE)
         self.stale += outcome in (UpdateOutcome.DOWNWEIGHTED, UpdateOutcome.DROPPED)
         self.dropped += outcome is UpdateOutcome.DROPPED
         self.duplicate += outcome is UpdateOutcome.DUPLICATE
@@ -194,6 +197,7 @@ def meta_train_summary(plan: TrainPlan, state: TrainState, rewinds: int, resumed
         "tasks_failed": c.failed,
         "tasks_retried": c.retried,
         "updates_applied": c.applied,
+        "updates_duplicate": c.duplicate,  # (async: counted in updates_applied, see count_update)
         # async only: updates more than max_staleness meta-steps old (down-weighted or dropped)
         "stale_updates": c.stale,
         "stale_updates_dropped": c.dropped,

@@ -1,11 +1,13 @@
 """The TaskWorker actors of a campaign and the loop that feeds them tasks.
 
-`run` hands each task to the least-loaded healthy worker, at most two in flight per worker
-(one running, one queued behind it to hide the round trip), and reports every finished try
-as an `Attempt`. A task lost with its worker process is queued again (same task, hence the
-same episode) up to `task_retries` times; that worker is suspect and gets no new task until
-it answers a ping (Ray restarted it), so a worker that cannot come back (its node is gone)
-never swallows the retries. Every wait is bounded.
+`run` hands each task to the least-loaded healthy worker, at most two calls in flight per
+worker (one running, one queued behind it to hide the round trip), and reports every
+finished try as an `Attempt`. A call carries one task, or several meta-training tasks of
+one learner (`CallSizer`: Ray's cost is per call). A task lost with its worker process is
+queued again (same task, hence the same episode) up to `task_retries` times; that worker
+is suspect and gets no new task until it answers a ping (Ray restarted it), so a worker
+that cannot come back (its node is gone) never swallows the retries. Every wait is
+bounded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metanas.cluster.actors import TaskWorker
+from metanas.cluster.call_size import CallSizer
 from metanas.cluster.messages import Attempt, Outcome, TrainTask, ValidationTask, WorkerInfo
 from metanas.cluster.placement import auto_worker_count, missing_resources
 from metanas.cluster.schema import Campaign
@@ -59,6 +62,9 @@ class WorkerPool:
             for i in range(self.count)
         ]
         self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task
+        mt = campaign.meta_train
+        self.sizer = CallSizer(mt.call_s, mt.meta_batch, calls_in_flight=2 * self.count)
+        self.calls = 0  # worker calls made (several tasks each, where the sizer says so)
 
     def wait_started(self) -> list[WorkerInfo]:
         """Wait until every worker has started and built its task pools; name the resources
@@ -77,20 +83,37 @@ class WorkerPool:
         for actor in self.workers:
             ray.kill(actor)
 
-    def _start(self, task: Any, w: int, args: tuple) -> tuple[Any, Any]:
-        """Submit `task` to worker `w`; return (result ref, update ref or None)."""
-        if isinstance(task, TrainTask):
-            update_ref, result_ref = self.workers[w].meta_train.remote(task, *args)
-            return result_ref, update_ref
-        if isinstance(task, ValidationTask):
-            return self.workers[w].validate.remote(task, *args), None
-        return self.workers[w].meta_test.remote(task, *args), None
+    def _take(self, queue: deque) -> list:
+        """The next call's tasks from the front of `queue`: meta-training tasks of one
+        learner (they share its parameters) as many as the sizer says; any other, alone."""
+        tasks = [queue.popleft()]
+        if isinstance(tasks[0], TrainTask):
+            key = _learner_key(tasks[0])
+            size = self.sizer.size(key, (_learner_key(t) for t in queue if isinstance(t, TrainTask)))
+            while len(tasks) < size and queue and isinstance(queue[0], TrainTask):
+                if _learner_key(queue[0]) != key:
+                    break
+                tasks.append(queue.popleft())
+        return tasks
+
+    def _start(self, tasks: list, w: int, args: tuple) -> tuple[Any, list]:
+        """Submit `tasks` to worker `w` in one call; return (result ref, update refs: one
+        per meta-training task, None for other tasks)."""
+        self.calls += 1
+        first, actor = tasks[0], self.workers[w]
+        if isinstance(first, TrainTask):
+            call = actor.meta_train.options(num_returns=len(tasks) + 1)
+            *update_refs, result_ref = call.remote(tasks, *args)
+            return result_ref, update_refs
+        if isinstance(first, ValidationTask):
+            return actor.validate.remote(first, *args), [None]
+        return actor.meta_test.remote(first, *args), [None]
 
     def run(self, queue: deque, args_for: Callable[[Any], tuple], what: str) -> Iterator[Attempt]:
         """Run the tasks of `queue` (the caller may put more in while iterating); yield an
         `Attempt` per finished try. `args_for(task)` gives the parameters it runs on, read
-        when the task is handed out."""
-        in_flight: dict[Any, tuple[Any, int, Any]] = {}
+        when the task is handed out (the first task's, for a call of several)."""
+        in_flight: dict[Any, tuple[list, int, list]] = {}
         load = [0] * len(self.workers)
         attempts: dict[Any, int] = defaultdict(int)
 
@@ -102,13 +125,13 @@ class WorkerPool:
                 w = min(healthy, key=load.__getitem__)
                 if load[w] >= 2:
                     return
-                task = queue.popleft()
-                result_ref, update_ref = self._start(task, w, args_for(task))
-                in_flight[result_ref] = (task, w, update_ref)
+                tasks = self._take(queue)
+                result_ref, update_refs = self._start(tasks, w, args_for(tasks[0]))
+                in_flight[result_ref] = (tasks, w, update_refs)
                 load[w] += 1
 
         fill()
-        # Pushed back whenever a task finishes or a worker comes back: a failed ping alone
+        # Pushed back whenever a call finishes or a worker comes back: a failed ping alone
         # is no progress, so a worker that can never return cannot keep this loop alive.
         deadline = time.time() + WAIT_TIMEOUT_S
         while in_flight or (queue and self.suspects):
@@ -129,9 +152,9 @@ class WorkerPool:
                 fill()
                 continue
             deadline = time.time() + WAIT_TIMEOUT_S
-            task, w, update_ref = in_flight.pop(ready[0])
+            tasks, w, update_refs = in_flight.pop(ready[0])
             load[w] -= 1
-            yield self._finish(task, w, ready[0], update_ref, attempts, queue)
+            yield from self._finish(tasks, w, ready[0], update_refs, attempts, queue)
             fill()
 
     def _ping_answered(self, w: int, ping: Any) -> bool:
@@ -148,21 +171,42 @@ class WorkerPool:
         return True
 
     def _finish(
-        self, task: Any, w: int, result_ref: Any, update_ref: Any, attempts: dict, queue: deque
-    ) -> Attempt:
+        self, tasks: list, w: int, result_ref: Any, update_refs: list, attempts: dict, queue: deque
+    ) -> list[Attempt]:
+        """An `Attempt` per task of a finished call."""
         try:
             result = ray.get(result_ref)
         except RayActorError as err:
-            attempts[task] += 1
             self.suspects.setdefault(w, self.workers[w].info.remote())
-            if attempts[task] > self.task_retries:
-                log.error("task %s failed after %d retries: %s", task, self.task_retries, err)
-                return Attempt(task, Outcome.FAILED, error=f"its worker died {attempts[task]} times")
-            log.warning("a worker died during task %s; retrying", task)
-            queue.appendleft(task)  # next: in async mode the queue holds the whole campaign
-            return Attempt(task, Outcome.RETRIED)
+            return [self._lost(task, err, attempts, queue) for task in reversed(tasks)][::-1]
         except RayTaskError as err:
             error = str(err).splitlines()[0]
-            log.error("task %s failed: %s", task, error)
-            return Attempt(task, Outcome.FAILED, error=error)
-        return Attempt(task, Outcome.COMPLETED, result, update_ref)
+            log.error("tasks %s failed: %s", tasks, error)
+            return [Attempt(task, Outcome.FAILED, error=error) for task in tasks]
+        if not isinstance(result, list):  # a validation or meta-test task's
+            return [Attempt(tasks[0], Outcome.COMPLETED, result)]
+        out = []
+        for task, one, update_ref in zip(tasks, result, update_refs):
+            if isinstance(one, str):  # the task raised on the worker
+                log.error("task %s failed: %s", task, one)
+                out.append(Attempt(task, Outcome.FAILED, error=one))
+                continue
+            self.sizer.saw(_learner_key(task), one.task_seconds)
+            out.append(Attempt(task, Outcome.COMPLETED, one, update_ref))
+        return out
+
+    def _lost(self, task: Any, err: Exception, attempts: dict, queue: deque) -> Attempt:
+        """`task` was lost with its worker's process: queued again (first), or failed
+        after `task_retries` tries. (Called last task first, so the queue keeps their order.)"""
+        attempts[task] += 1
+        if attempts[task] > self.task_retries:
+            log.error("task %s failed after %d retries: %s", task, self.task_retries, err)
+            return Attempt(task, Outcome.FAILED, error=f"its worker died {attempts[task]} times")
+        log.warning("a worker died during task %s; retrying", task)
+        queue.appendleft(task)  # next: in async mode the queue holds the whole campaign
+        return Attempt(task, Outcome.RETRIED)
+
+
+def _learner_key(task: TrainTask) -> tuple:
+    """Meta-training tasks with the same key run on the same parameters."""
+    return task.learner, task.derived

@@ -59,11 +59,14 @@ class LocalLearner:
     """The MetaLearner actor's logic, called in process; `restart()` is what Ray does after
     its process dies (a new instance from the newest checkpoint)."""
 
-    def __init__(self, core: MetaLearnerCore, lose_updates=(), hold_replies=False):
+    def __init__(self, core: MetaLearnerCore, lose_updates=(), hold_replies=False, lose_replies=()):
         """`hold_replies`: a reply is given only when the loop waits for all of them, as
-        when the MetaLearner (or an aggregator) is slow to answer."""
+        when the MetaLearner (or an aggregator) is slow to answer. `lose_replies`: these
+        (learner, key) updates get in, but their replies are lost (an aggregator killed
+        after it forwarded them)."""
         self.core = core
         self.lose_updates = set(lose_updates)
+        self.lose_replies = set(lose_replies)
         self.hold_replies = hold_replies
         self.reloads = 0
         self.answers: dict[int, object] = {}
@@ -91,6 +94,9 @@ class LocalLearner:
             self.answers[ticket] = UpdateLost(f"update {key} lost")
         else:
             self.answers[ticket] = self.core.submit(learner, key, base_version, update.update, incarnation)
+        if (learner, key) in self.lose_replies:
+            self.lose_replies.discard((learner, key))
+            self.answers[ticket] = UpdateLost(f"the reply to update {key} lost")
         return ticket
 
     def replies(self, tickets, wait):
@@ -135,14 +141,23 @@ class Memory:
 
 
 def _setup(
-    tmp_path, updates="sync", iterations=8, meta_batch=2, every=2, pool=None, lose_updates=(), hold=False
+    tmp_path,
+    updates="sync",
+    iterations=8,
+    meta_batch=2,
+    every=2,
+    pool=None,
+    lose_updates=(),
+    hold=False,
+    lose_replies=(),
 ):
     plan = TrainPlan(iterations, meta_batch, every, updates, MetaSchedule(iterations, 1.0, 0.5))
     run = RunDir(tmp_path)
     params = {"w": torch.zeros(3), "alpha": torch.zeros(2, 2)}
     state = write_initial_checkpoint(run, {"metanas": params, "reptile_fixed": {"w": torch.zeros(3)}})
     settings = AsyncSettings(meta_batch, 2, "downweight") if updates == "async" else None
-    learner = LocalLearner(MetaLearnerCore(plan.schedule, str(tmp_path), settings), lose_updates, hold)
+    core = MetaLearnerCore(plan.schedule, str(tmp_path), settings)
+    learner = LocalLearner(core, lose_updates, hold, lose_replies)
     memory = Memory()
     checkpointer = Checkpointer(run, learner, memory, wall_before=0.0)
     pool = pool or FakePool()
@@ -203,6 +218,29 @@ def test_an_async_update_lost_with_its_node_reruns_its_task(tmp_path, hold):
     assert pool.runs[("metanas", 2, 1)] == 2  # key 5 = iteration 2, slot 1
     assert final.counts.retried == 1 and final.counts.completed == final.counts.applied == 32
     _all_accounted_for(final, memory)
+
+
+def test_an_async_update_that_got_in_but_lost_its_reply_is_applied_and_counted_once(tmp_path):
+    """Its task runs again; the MetaLearner refuses the second update by its key, and the
+    loop counts the task's update as applied (it is in the meta-parameters, once)."""
+    scheduler, state, learner, memory, pool = _setup(tmp_path, "async", lose_replies={("metanas", 5)})
+    final = scheduler.run(state)
+    assert pool.runs[("metanas", 2, 1)] == 2 and final.counts.duplicate == 1
+    assert final.counts.retried == 1 and final.counts.completed == final.counts.applied == 32
+    _all_accounted_for(final, memory)
+    reference, ref_state, ref_learner, *_ = _setup(tmp_path / "no_loss", "async")
+    reference.run(ref_state)
+    for name, params in ref_learner.core.params.items():  # the same meta-parameters as no loss
+        for key, value in params.items():
+            assert torch.equal(learner.core.params[name][key], value), (name, key)
+
+
+def test_async_meta_training_saves_each_checkpoint_once_the_last_included(tmp_path):
+    scheduler, state, *_ = _setup(tmp_path, "async")  # 8 iterations, a checkpoint every 2
+    saved, save = [], scheduler.checkpointer.save
+    scheduler.checkpointer.save = lambda state, *rest: saved.append(state.iteration) or save(state, *rest)
+    scheduler.run(state)
+    assert saved == [2, 4, 6, 8]
 
 
 def test_async_updates_go_out_without_waiting_and_every_reply_is_in_before_a_checkpoint(tmp_path):

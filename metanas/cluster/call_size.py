@@ -1,0 +1,48 @@
+"""How many meta-training tasks one worker call carries (`meta_train.call_s`), free of Ray.
+
+Each call costs Ray and the driver a few milliseconds of CPU on every process it touches
+(the worker's executor, the driver's submit and wait), whatever the call holds: one 35 ms
+task pays about a tenth of its time again, eight of them a hundredth. So a call carries
+as many tasks of one learner as take about `call_s` (the nearest count) at that
+learner's measured task time, and never more than:
+- `most` (the campaign's meta_batch): in async mode a call's tasks all start from the
+  parameters of its hand-out, so bigger calls would mean staler updates;
+- its share of the work left in the queue, in seconds, over the calls in flight (guided
+  self-scheduling): as a queue runs out calls shrink, so the workers finish an iteration
+  (sync) or the campaign together, even when its last tasks are its longest.
+A learner's first call carries one task: its time is not known yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+
+class CallSizer:
+    def __init__(self, call_s: float, most: int, calls_in_flight: int) -> None:
+        """`calls_in_flight`: how many calls the pool keeps out at once (all workers)."""
+        self.call_s, self.most, self.calls_in_flight = call_s, max(1, most), max(1, calls_in_flight)
+        self.task_s: dict[Hashable, float] = {}  # learner key -> its tasks' recent mean time
+
+    def size(self, key: Hashable, ahead: Iterable[Hashable]) -> int:
+        """Tasks for the next call of learner `key`; `ahead`: the learner keys of the
+        tasks queued behind its first (read only as far as the share can bind)."""
+        seconds = self.task_s.get(key)
+        if not self.call_s or seconds is None:
+            return 1
+        seconds = max(seconds, 1e-6)
+        work, enough = seconds, self.call_s * self.calls_in_flight
+        for other in ahead:
+            if work >= enough:
+                break
+            work += self.task_s.get(other, self.call_s)  # (a learner not measured yet: a whole call)
+        fit = round(self.call_s / seconds)
+        if work < enough:  # (the queue's end is near: the share binds)
+            fit = min(fit, int(work / self.calls_in_flight / seconds + 1e-9))
+        return max(1, min(self.most, fit))
+
+    def saw(self, key: Hashable, seconds: float) -> None:
+        """A task of learner `key` took `seconds` (an average that follows a drift, as when
+        the supernet's architecture steps start after the warm-up)."""
+        before = self.task_s.get(key)
+        self.task_s[key] = seconds if before is None else 0.8 * before + 0.2 * seconds

@@ -1,0 +1,71 @@
+"""How many meta-training tasks a worker call carries (`CallSizer`, no Ray)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metanas.cluster.call_size import CallSizer
+
+LONG_QUEUE = ["conv4"] * 1000
+
+
+def test_a_learners_first_call_carries_one_task_then_as_many_as_fit_in_call_s():
+    sizer = CallSizer(call_s=0.5, most=8, calls_in_flight=4)
+    assert sizer.size("conv4", LONG_QUEUE) == 1  # its task time is not known yet
+    sizer.saw("conv4", 0.1)
+    assert sizer.size("conv4", LONG_QUEUE) == 5
+    assert sizer.size("supernet", LONG_QUEUE) == 1  # (each learner its own time)
+    sizer.saw("supernet", 0.3)  # (the nearest count: 2 tasks of 0.3 s are nearer 0.5 s than 1)
+    assert sizer.size("supernet", LONG_QUEUE) == 2
+
+
+def test_calls_shrink_as_the_work_left_runs_out_and_never_exceed_meta_batch():
+    sizer = CallSizer(call_s=1.0, most=8, calls_in_flight=4)
+    sizer.saw("x", 0.01)
+    assert sizer.size("x", ["x"] * 1000) == 8
+    assert [sizer.size("x", ["x"] * (q - 1)) for q in (24, 12, 7, 3)] == [6, 3, 1, 1]
+
+
+def test_the_share_is_of_the_seconds_left_not_the_tasks_left():
+    """A long task's call shrinks when short tasks are all that is left behind it: the
+    workers must finish together, and the short ones cannot fill in for a long call."""
+    sizer = CallSizer(call_s=1.0, most=8, calls_in_flight=2)
+    sizer.saw("long", 0.25)
+    sizer.saw("short", 0.01)
+    assert sizer.size("long", ["long"] * 20) == 4
+    assert sizer.size("long", ["long"] + ["short"] * 20) == 1  # 0.7 s left: 0.35 s per call in flight
+
+
+def test_call_s_0_is_one_task_per_call():
+    sizer = CallSizer(call_s=0.0, most=8, calls_in_flight=2)
+    sizer.saw("x", 0.001)
+    assert sizer.size("x", LONG_QUEUE) == 1
+
+
+def test_the_task_time_follows_a_drift():
+    sizer = CallSizer(call_s=0.4, most=100, calls_in_flight=1)
+    sizer.saw("x", 0.01)
+    for _ in range(30):  # the supernet's tasks get slower when its architecture steps start
+        sizer.saw("x", 0.1)
+    assert sizer.size("x", ["x"] * 1000) == 4
+
+
+@given(
+    call_s=st.floats(0.0, 10.0),
+    most=st.integers(1, 64),
+    in_flight=st.integers(1, 64),
+    seconds=st.lists(st.floats(0.0, 5.0), min_size=1, max_size=20),
+    queued=st.integers(0, 10_000),
+)
+def test_a_call_is_never_empty_never_over_meta_batch_and_about_call_s_when_it_is_several_tasks(
+    call_s, most, in_flight, seconds, queued
+):
+    sizer = CallSizer(call_s, most, in_flight)
+    for s in seconds:
+        sizer.saw("x", s)
+    size = sizer.size("x", ["x"] * queued)
+    t = sizer.task_s["x"]
+    assert 1 <= size <= most
+    assert size == 1 or (size - 0.5) * t <= call_s + 1e-9
+    assert size == 1 or size * in_flight <= queued + 1  # its share of the work left

@@ -1,0 +1,63 @@
+"""Several meta-training tasks in one worker call (`meta_train.call_s`), on real Ray
+actors: each task keeps its own outcome and its own update, a task that raises fails
+alone, and a call lost with its worker loses none of its tasks."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import pytest
+import ray
+
+from metanas.cluster.messages import Outcome, TrainTask
+from metanas.cluster.wire import Packed, pack
+from metanas.cluster.worker_pool import WorkerPool
+from metanas.platform.config import parse_campaign
+
+pytestmark = pytest.mark.ray
+
+
+def _pool(campaign_dict: dict, slowdown: dict | None = None) -> tuple[WorkerPool, tuple]:
+    campaign_dict["workers"]["count"] = 1
+    campaign_dict["meta_train"]["call_s"] = 100.0  # as many as meta_batch
+    campaign = parse_campaign(campaign_dict)
+    pool = WorkerPool(campaign, slowdown=slowdown)
+    pool.wait_started()
+    pool.sizer.saw(("metanas", None), 0.01)  # (its task time known: the first call need not be one task)
+    return pool, (ray.put(pack(campaign.initial_params("metanas"))), 0)
+
+
+def test_a_call_of_several_tasks_keeps_each_tasks_outcome_and_update(ray_session, tiny_campaign_dict):
+    pool, args = _pool(tiny_campaign_dict)
+    try:
+        # iteration -1: its episode's seed is refused (a task that raises on the worker);
+        # 6 tasks, so the first of the two calls in flight takes 3 (its share)
+        plan = [(0, 0), (-1, 1), (0, 2), (0, 3), (0, 4), (0, 5)]
+        queue = deque(TrainTask("metanas", iteration, slot) for iteration, slot in plan)
+        attempts = sorted(pool.run(queue, lambda task: args, "test"), key=lambda a: a.task.slot)
+        assert pool.calls < len(plan)
+        assert [a.outcome for a in attempts] == [Outcome.COMPLETED, Outcome.FAILED] + [Outcome.COMPLETED] * 4
+        assert "ValueError" in attempts[1].error and attempts[1].update is None
+        first, third = (ray.get(attempts[i].update) for i in (0, 2))
+        assert isinstance(first, Packed) and first.names == ray.get(args[0]).names
+        assert abs(first.flat).sum() > 0 and (first.flat != third.flat).any()  # two tasks, two updates
+        assert [a.result.task.slot for a in attempts if a.result] == [0, 2, 3, 4, 5]
+    finally:
+        pool.close()
+
+
+def test_a_call_lost_with_its_worker_runs_each_of_its_tasks_again(ray_session, tiny_campaign_dict):
+    pool, args = _pool(tiny_campaign_dict, slowdown={0: 40.0})  # a call long enough to be killed in
+    try:
+        queue = deque(TrainTask("metanas", 0, slot) for slot in range(6))
+        killer = threading.Timer(1.0, lambda: ray.kill(pool.workers[0], no_restart=False))
+        killer.start()
+        attempts = list(pool.run(queue, lambda task: args, "test"))
+        killer.join()
+        outcomes = {slot: [a.outcome for a in attempts if a.task.slot == slot] for slot in range(6)}
+        assert all(o[-1] is Outcome.COMPLETED and o.count(Outcome.COMPLETED) == 1 for o in outcomes.values())
+        # the first call (3 tasks) was lost whole: each of its tasks ran again
+        assert [outcomes[slot][0] for slot in range(3)] == [Outcome.RETRIED] * 3, outcomes
+    finally:
+        pool.close()
