@@ -160,7 +160,8 @@ class MetaTrainSettings(_Strict):
     aggregation: Literal["flat", "node"] = "flat"
     aggregation_linger_s: PositiveFloat = 0.02
     # One worker call carries as many meta-training tasks of one learner as take about
-    # call_s at that learner's measured task time (at most meta_batch; 0: one per call):
+    # call_s at that learner's measured task time (0: one per call; async: few enough to
+    # add about one meta-step of staleness at most, `most_tasks_per_call`):
     # Ray's and the driver's cost is per call, a few ms, which short tasks (GPU workers,
     # small baselines) would otherwise pay per task (`metanas.cluster.call_size`).
     call_s: NonNegativeFloat = 0.5

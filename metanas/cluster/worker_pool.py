@@ -22,7 +22,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from metanas.cluster.actors import TaskWorker
-from metanas.cluster.call_size import CallSizer
+from metanas.cluster.call_size import CallSizer, most_tasks_per_call
 from metanas.cluster.messages import Attempt, Outcome, TrainTask, ValidationTask, WorkerInfo
 from metanas.cluster.placement import auto_worker_count, missing_resources
 from metanas.cluster.schema import Campaign
@@ -63,7 +63,8 @@ class WorkerPool:
         ]
         self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task
         mt = campaign.meta_train
-        self.sizer = CallSizer(mt.call_s, mt.meta_batch, calls_in_flight=2 * self.count)
+        most = most_tasks_per_call(mt.updates, mt.meta_batch, self.count)
+        self.sizer = CallSizer(mt.call_s, most, calls_in_flight=2 * self.count)
         self.calls = 0  # worker calls made (several tasks each, where the sizer says so)
 
     def wait_started(self) -> list[WorkerInfo]:
@@ -89,7 +90,8 @@ class WorkerPool:
         tasks = [queue.popleft()]
         if isinstance(tasks[0], TrainTask):
             key = _learner_key(tasks[0])
-            size = self.sizer.size(key, (_learner_key(t) for t in queue if isinstance(t, TrainTask)))
+            ahead = (_learner_key(t) for t in queue if isinstance(t, TrainTask))
+            size = self.sizer.size(key, len(queue), ahead)
             while len(tasks) < size and queue and isinstance(queue[0], TrainTask):
                 if _learner_key(queue[0]) != key:
                     break

@@ -5,26 +5,30 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metanas.cluster.call_size import CallSizer
+from metanas.cluster.call_size import CallSizer, most_tasks_per_call
 
 LONG_QUEUE = ["conv4"] * 1000
 
 
+def size(sizer: CallSizer, key: str, ahead: list[str]) -> int:
+    return sizer.size(key, len(ahead), iter(ahead))
+
+
 def test_a_learners_first_call_carries_one_task_then_as_many_as_fit_in_call_s():
     sizer = CallSizer(call_s=0.5, most=8, calls_in_flight=4)
-    assert sizer.size("conv4", LONG_QUEUE) == 1  # its task time is not known yet
+    assert size(sizer, "conv4", LONG_QUEUE) == 1  # its task time is not known yet
     sizer.saw("conv4", 0.1)
-    assert sizer.size("conv4", LONG_QUEUE) == 5
-    assert sizer.size("supernet", LONG_QUEUE) == 1  # (each learner its own time)
+    assert size(sizer, "conv4", LONG_QUEUE) == 5
+    assert size(sizer, "supernet", LONG_QUEUE) == 1  # (each learner its own time)
     sizer.saw("supernet", 0.3)  # (the nearest count: 2 tasks of 0.3 s are nearer 0.5 s than 1)
-    assert sizer.size("supernet", LONG_QUEUE) == 2
+    assert size(sizer, "supernet", LONG_QUEUE) == 2
 
 
 def test_calls_shrink_as_the_work_left_runs_out_and_never_exceed_meta_batch():
     sizer = CallSizer(call_s=1.0, most=8, calls_in_flight=4)
     sizer.saw("x", 0.01)
-    assert sizer.size("x", ["x"] * 1000) == 8
-    assert [sizer.size("x", ["x"] * (q - 1)) for q in (24, 12, 7, 3)] == [6, 3, 1, 1]
+    assert size(sizer, "x", ["x"] * 1000) == 8
+    assert [size(sizer, "x", ["x"] * (q - 1)) for q in (24, 12, 7, 3)] == [6, 3, 1, 1]
 
 
 def test_the_share_is_of_the_seconds_left_not_the_tasks_left():
@@ -33,14 +37,34 @@ def test_the_share_is_of_the_seconds_left_not_the_tasks_left():
     sizer = CallSizer(call_s=1.0, most=8, calls_in_flight=2)
     sizer.saw("long", 0.25)
     sizer.saw("short", 0.01)
-    assert sizer.size("long", ["long"] * 20) == 4
-    assert sizer.size("long", ["long"] + ["short"] * 20) == 1  # 0.7 s left: 0.35 s per call in flight
+    assert size(sizer, "long", ["long"] * 20) == 4
+    assert size(sizer, "long", ["long"] + ["short"] * 20) == 1  # 0.7 s left: 0.35 s per call in flight
+
+
+def test_async_calls_stay_within_about_one_meta_step_of_staleness():
+    assert most_tasks_per_call("sync", meta_batch=8, workers=64) == 8  # (one iteration's parameters)
+    assert most_tasks_per_call("async", meta_batch=8, workers=2) == 5
+    assert most_tasks_per_call("async", meta_batch=8, workers=64) == 1
+    for k, workers in ((5, 2), (3, 4), (2, 8)):  # the k-th task: (k - 1) * workers updates later
+        assert (k - 1) * workers / 8 <= 1 and most_tasks_per_call("async", 8, workers) == k
+
+
+def test_a_long_queue_is_not_read():
+    """The driver sizes every call: with thousands of tasks queued it must not walk them."""
+    sizer = CallSizer(call_s=0.5, most=8, calls_in_flight=128)
+    sizer.saw("x", 0.04)
+
+    def unread():
+        raise AssertionError("the queue was read")
+        yield
+
+    assert sizer.size("x", 5000, unread()) == 8
 
 
 def test_call_s_0_is_one_task_per_call():
     sizer = CallSizer(call_s=0.0, most=8, calls_in_flight=2)
     sizer.saw("x", 0.001)
-    assert sizer.size("x", LONG_QUEUE) == 1
+    assert size(sizer, "x", LONG_QUEUE) == 1
 
 
 def test_the_task_time_follows_a_drift():
@@ -48,7 +72,7 @@ def test_the_task_time_follows_a_drift():
     sizer.saw("x", 0.01)
     for _ in range(30):  # the supernet's tasks get slower when its architecture steps start
         sizer.saw("x", 0.1)
-    assert sizer.size("x", ["x"] * 1000) == 4
+    assert size(sizer, "x", ["x"] * 1000) == 4
 
 
 @given(
@@ -64,8 +88,8 @@ def test_a_call_is_never_empty_never_over_meta_batch_and_about_call_s_when_it_is
     sizer = CallSizer(call_s, most, in_flight)
     for s in seconds:
         sizer.saw("x", s)
-    size = sizer.size("x", ["x"] * queued)
+    n = size(sizer, "x", ["x"] * queued)
     t = sizer.task_s["x"]
-    assert 1 <= size <= most
-    assert size == 1 or (size - 0.5) * t <= call_s + 1e-9
-    assert size == 1 or size * in_flight <= queued + 1  # its share of the work left
+    assert 1 <= n <= most
+    assert n == 1 or (n - 0.5) * t <= call_s + 1e-9
+    assert n == 1 or n * in_flight <= queued + 1  # its share of the work left
