@@ -18,15 +18,17 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 
 
-def most_tasks_per_call(updates: str, meta_batch: int, workers: int) -> int:
+def most_tasks_per_call(updates: str, meta_batch: int, workers: int, calls_per_worker: int) -> int:
     """Sync: an iteration's tasks of a learner (meta_batch) all start from the same
     parameters, so a call may carry all of them. Async: a call's tasks all start from the
-    parameters of its hand-out; the k-th starts (k - 1) tasks later, while the workers
-    send about (k - 1) * workers updates, (k - 1) * workers / meta_batch meta-steps: at
-    most one more step of staleness for its last task allows 1 + meta_batch / workers."""
+    parameters of its hand-out, and a worker holds `calls_per_worker` calls: a task may
+    start up to calls_per_worker * k - 1 tasks after its hand-out instead of
+    calls_per_worker - 1, while the workers send calls_per_worker * (k - 1) * workers more
+    updates, that many / meta_batch meta-steps. At most one more step of staleness allows
+    k = 1 + meta_batch / (calls_per_worker * workers)."""
     if updates == "sync":
         return meta_batch
-    return 1 + meta_batch // max(1, workers)
+    return 1 + meta_batch // max(1, calls_per_worker * workers)
 
 
 class CallSizer:

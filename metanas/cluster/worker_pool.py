@@ -30,6 +30,7 @@ from metanas.cluster.schema import Campaign
 log = logging.getLogger(__name__)
 
 WAIT_TIMEOUT_S = 600.0  # no task may take longer, and no lost worker stay away longer
+CALLS_PER_WORKER = 2  # in flight: one running, one queued behind it to hide the round trip
 
 
 class WorkerPool:
@@ -63,8 +64,8 @@ class WorkerPool:
         ]
         self.suspects: dict[int, Any] = {}  # worker index -> ping ref, for workers that lost a task
         mt = campaign.meta_train
-        most = most_tasks_per_call(mt.updates, mt.meta_batch, self.count)
-        self.sizer = CallSizer(mt.call_s, most, calls_in_flight=2 * self.count)
+        most = most_tasks_per_call(mt.updates, mt.meta_batch, self.count, CALLS_PER_WORKER)
+        self.sizer = CallSizer(mt.call_s, most, calls_in_flight=CALLS_PER_WORKER * self.count)
         self.calls = 0  # worker calls made (several tasks each, where the sizer says so)
 
     def wait_started(self) -> list[WorkerInfo]:
@@ -125,7 +126,7 @@ class WorkerPool:
                 if not healthy:
                     return
                 w = min(healthy, key=load.__getitem__)
-                if load[w] >= 2:
+                if load[w] >= CALLS_PER_WORKER:
                     return
                 tasks = self._take(queue)
                 result_ref, update_refs = self._start(tasks, w, args_for(tasks[0]))

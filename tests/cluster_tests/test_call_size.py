@@ -42,11 +42,13 @@ def test_the_share_is_of_the_seconds_left_not_the_tasks_left():
 
 
 def test_async_calls_stay_within_about_one_meta_step_of_staleness():
-    assert most_tasks_per_call("sync", meta_batch=8, workers=64) == 8  # (one iteration's parameters)
-    assert most_tasks_per_call("async", meta_batch=8, workers=2) == 5
-    assert most_tasks_per_call("async", meta_batch=8, workers=64) == 1
-    for k, workers in ((5, 2), (3, 4), (2, 8)):  # the k-th task: (k - 1) * workers updates later
-        assert (k - 1) * workers / 8 <= 1 and most_tasks_per_call("async", 8, workers) == k
+    assert most_tasks_per_call("sync", meta_batch=8, workers=64, calls_per_worker=2) == 8
+    assert most_tasks_per_call("async", meta_batch=8, workers=64, calls_per_worker=2) == 1
+    # the last task of a worker's second call starts 2 * (k - 1) tasks later than with one
+    # task per call, while every worker sends updates: 2 * (k - 1) * workers / meta_batch steps
+    for k, workers in ((3, 2), (2, 4), (1, 8)):
+        assert 2 * (k - 1) * workers / 8 <= 1 < 2 * k * workers / 8
+        assert most_tasks_per_call("async", 8, workers, calls_per_worker=2) == k
 
 
 def test_a_long_queue_is_not_read():

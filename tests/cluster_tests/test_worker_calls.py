@@ -20,7 +20,7 @@ pytestmark = pytest.mark.ray
 
 def _pool(campaign_dict: dict, slowdown: dict | None = None) -> tuple[WorkerPool, tuple]:
     campaign_dict["workers"]["count"] = 1
-    campaign_dict["meta_train"]["call_s"] = 100.0  # as many as meta_batch
+    campaign_dict["meta_train"].update(call_s=100.0, meta_batch=8)  # (sync: up to 8 per call)
     campaign = parse_campaign(campaign_dict)
     pool = WorkerPool(campaign, slowdown=slowdown)
     pool.wait_started()
