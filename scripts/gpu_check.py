@@ -30,6 +30,7 @@ def task_runner_on(device: str) -> dict:
     from metanas.cluster.messages import TestTask, TrainTask
     from metanas.cluster.schema import Campaign
     from metanas.cluster.task_worker import TaskWorkerCore
+    from metanas.cluster.wire import pack
     from metanas.searchers.darts.adaptation import get_params
 
     campaign = Campaign.model_validate(
@@ -45,7 +46,7 @@ def task_runner_on(device: str) -> dict:
     for name in names:
         t = time.perf_counter()
         for slot in range(4):
-            delta, result = runner.meta_train_task(TrainTask(name, 0, slot, True, derived), theta[name])
+            delta, result = runner.meta_train_task(TrainTask(name, 0, slot, True, derived), pack(theta[name]))
         out[f"meta_train_{name}_s_per_task"] = round((time.perf_counter() - t) / 4, 4)
         out[f"meta_train_{name}_device_of_net"] = str(next(runner._nets[name, derived].parameters()).device)
         out[f"meta_train_{name}_query_accuracy_after"] = round(result.query_accuracy_after, 3)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from metanas._util.stats import mean_ci95  # noqa: E402
 from metanas.cluster.messages import TestTask, TrainTask  # noqa: E402
 from metanas.cluster.task_worker import TaskWorkerCore  # noqa: E402
+from metanas.cluster.wire import pack  # noqa: E402
 from metanas.platform.config import load_campaign  # noqa: E402
 from metanas.searchers.darts.adaptation import get_params  # noqa: E402
 from metanas.searchers.darts.reptile import reptile_step  # noqa: E402
@@ -41,8 +42,8 @@ def meta_train(runner: TaskWorkerCore, learner: str, derived: tuple[str, ...] | 
         deltas = []
         for slot in range(c.meta_train.meta_batch):
             task = TrainTask(learner, it, slot, schedule.alpha_active(it), derived)
-            delta, _ = runner.meta_train_task(task, theta)
-            deltas.append(delta)
+            delta, _ = runner.meta_train_task(task, pack(theta))
+            deltas.append(delta.views())
             tasks += 1
         theta = reptile_step(theta, deltas, *schedule.betas(it))
     return theta, tasks / (time.perf_counter() - start)

@@ -59,11 +59,12 @@ def _work(spec: dict[str, Any]) -> None:
 
     from metanas.cluster.task_worker import TaskWorkerCore
     from metanas.cluster.train_state import TrainPlan
+    from metanas.cluster.wire import pack
 
     torch.set_num_threads(1)
     campaign = Campaign.model_validate(spec["campaign"])
     core, plan = TaskWorkerCore(campaign), TrainPlan.from_campaign(campaign)
-    theta = {name: campaign.initial_params(name) for name in plan.learners}
+    theta = {name: pack(campaign.initial_params(name)) for name in plan.learners}
     mine = [plan.task(n) for n in range(spec["index"], plan.iterations * plan.per_iteration, spec["of"])]
     core.meta_train_task(mine[0], theta[mine[0].learner])  # warm-up, as a started TaskWorker is
     print("ready", flush=True)

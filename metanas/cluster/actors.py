@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -41,7 +42,7 @@ def read_update(delta: Packed | dict, layout: tuple[str, ...]) -> Any:
     return unpack(delta)
 
 
-@ray.remote(max_restarts=3, max_task_retries=0)
+@ray.remote(max_restarts=3, max_task_retries=0, max_concurrency=2)
 class TaskWorker:
     """One per worker slot. Restarted by Ray if its process dies; the pool re-submits the
     task that was lost (same iteration and slot, hence the same episode)."""
@@ -75,6 +76,10 @@ class TaskWorker:
                 "TaskWorker %d was assigned GPU %s but CUDA is unavailable: using the CPU", worker_id, gpu_ids
             )
         self.slowdown = slowdown
+        # Two calls at a time (max_concurrency=2), one computing: Ray reads the next call's
+        # arguments and sends the last one's results meanwhile, which the worker otherwise
+        # waited for between calls (1.9% of its time with two workers on two cores).
+        self.computing = threading.Lock()
         self.zero_cost = zero_cost
         limits = tuple(CostLimit.from_dict(d) for d in limits or ())
         self.runner = TaskWorkerCore(Campaign.model_validate(campaign), device=device, limits=limits)
@@ -91,16 +96,17 @@ class TaskWorker:
         passed through so it can tell how stale an update is. A task that raises does not
         take the call's others with it: its update is None, its result the error's line."""
         updates, results = [], []
-        for task in tasks:
-            try:
-                delta, result = self._meta_train_one(task, theta)
-            except Exception as err:  # (the others' work is kept; the pool fails this task)
-                log.exception("meta-training task %s failed", task)
-                updates.append(None)
-                results.append(f"{type(err).__name__}: {err}")
-                continue
-            updates.append(delta)
-            results.append(dataclasses.replace(result, base_version=base_version, worker=self.info_))
+        with self.computing:
+            for task in tasks:
+                try:
+                    delta, result = self._meta_train_one(task, theta)
+                except Exception as err:  # (the others' work is kept; the pool fails this task)
+                    log.exception("meta-training task %s failed", task)
+                    updates.append(None)
+                    results.append(f"{type(err).__name__}: {err}")
+                    continue
+                updates.append(delta)
+                results.append(dataclasses.replace(result, base_version=base_version, worker=self.info_))
         return (*updates, results)
 
     def _meta_train_one(self, task: TrainTask, theta: Packed) -> tuple[Packed, Any]:
@@ -109,8 +115,7 @@ class TaskWorker:
 
             return zero_cost_task(task, theta)
         start = time.perf_counter()
-        delta, result = self.runner.meta_train_task(task, unpack(theta))
-        delta = pack(delta)
+        delta, result = self.runner.meta_train_task(task, theta)
         if self.slowdown > 1.0:
             time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
         # task_seconds: all of the task's own work; the rest of the wall time is Ray's and
@@ -121,11 +126,14 @@ class TaskWorker:
         """`params`: every meta-trained learner's, in `Campaign.meta_trained()` order (refs
         are resolved only as top-level arguments)."""
         names = self.runner.campaign.meta_trained()
-        result = self.runner.meta_test_task(task, {name: unpack(p) for name, p in zip(names, params)})
+        with self.computing:
+            result = self.runner.meta_test_task(task, {name: unpack(p) for name, p in zip(names, params)})
         return dataclasses.replace(result, worker=self.info_)
 
     def validate(self, task: ValidationTask, params: dict) -> ValidationResult:
-        return dataclasses.replace(self.runner.validation_task(task, unpack(params)), worker=self.info_)
+        with self.computing:
+            result = self.runner.validation_task(task, unpack(params))
+        return dataclasses.replace(result, worker=self.info_)
 
 
 @ray.remote(max_restarts=3, max_task_retries=3)

@@ -27,14 +27,13 @@ from metanas.cluster.messages import (
     ValidationTask,
 )
 from metanas.cluster.schema import Campaign
-from metanas.cluster.wire import Packed
+from metanas.cluster.wire import Packed, difference
 from metanas.memory.embedders import support_embedder_name, support_embedding
 from metanas.memory.records import TaskRecord
 from metanas.searchers.darts.adaptation import (
     Params,
     adapt,
     evaluate,
-    get_params,
     init_head_from_prototypes,
     set_params,
 )
@@ -95,6 +94,8 @@ class TaskWorkerCore:
         self.evaluations = campaign.evaluations()
         self.schedule = campaign.meta_schedule()
         self._nets: dict[tuple, torch.nn.Module] = {}
+        self._theta: Packed | None = None  # the parameters of the last task and their views
+        self._theta_views: Params = {}
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -130,9 +131,9 @@ class TaskWorkerCore:
         settings = replace(self.campaign.meta_test.adapt.settings(), limits=self.limits)
         return Learner.from_spec(spec, params, settings, self.image_size, self.device)
 
-    def meta_train_task(self, task: TrainTask, theta: Params) -> tuple[Params, TrainResult]:
-        """Adapt on one meta-train episode; return (theta_task - theta, result).
-        Raises NonFiniteLoss if the loss diverges: that task then fails."""
+    def meta_train_task(self, task: TrainTask, theta: Packed) -> tuple[Packed, TrainResult]:
+        """Adapt on one meta-train episode; return (theta_task - theta, laid out as `theta`,
+        and the result). Raises NonFiniteLoss if the loss diverges: that task then fails."""
         ep = self.train_episode(task.iteration, task.slot)
         sx, sy, qx, qy = (
             torch.as_tensor(a, device=self.device)
@@ -141,8 +142,9 @@ class TaskWorkerCore:
         net = self._net(task.learner, task.derived)
         if hasattr(net, "temperature"):  # the supernet's, annealed over meta-training
             net.temperature = self.schedule.temperature(task.iteration)
+        params = self._views(theta)
         start = time.perf_counter()
-        set_params(net, {k: v.to(self.device) for k, v in theta.items()})
+        set_params(net, params)
         init_head_from_prototypes(net, sx, sy)
         before = evaluate(net, qx, qy)[0]
         embedding = support_embedding(net, sx) if task.learner == "metanas" else None
@@ -151,14 +153,19 @@ class TaskWorkerCore:
         settings = replace(mt.inner.settings(task.update_alpha), limits=self.limits)
         adapt(net, wx, wy, qx, qy, settings, seed=task.iteration * 1009 + task.slot)
         after = evaluate(net, qx, qy)[0]
-        new = get_params(net)
-        delta = {k: new[k] - theta[k].cpu() for k in theta}
+        delta = difference(dict(net.named_parameters()), theta)
         record = None
         if embedding is not None:
             record = self._task_record(
                 task, constrained_genotype(self.space, net.alphas(), self.limits), after, embedding
             )
         return delta, TrainResult(task, before, after, time.perf_counter() - start, record=record)
+
+    def _views(self, theta: Packed) -> Params:
+        """`theta`'s named tensors, made once for all the tasks of a call (they share it)."""
+        if self._theta is not theta:
+            self._theta, self._theta_views = theta, theta.views()
+        return self._theta_views
 
     def _task_record(
         self, task: TrainTask, genotype: tuple[str, ...], score: float, embedding: Any

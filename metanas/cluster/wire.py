@@ -57,6 +57,13 @@ def pack(params: Mapping[str, torch.Tensor]) -> Packed:
     return Packed(names, tuple(tuple(params[n].shape) for n in names), flat.numpy())
 
 
+def difference(params: Mapping[str, torch.Tensor], base: Packed) -> Packed:
+    """`params` - `base`, laid out as `base`: one concatenation and one subtraction, not one
+    of each per tensor (a task's update, from its adapted network's parameters)."""
+    flat = torch.cat([params[n].detach().reshape(-1) for n in base.names]).to("cpu", torch.float32)
+    return Packed(base.names, base.shapes, flat.sub_(base.tensor()).numpy())
+
+
 def unpack(packed: Any) -> dict[str, torch.Tensor]:
     """Views of a `Packed`'s tensors; a dict of arrays (a checkpoint's, or an older
     caller's) as tensors over the same memory."""

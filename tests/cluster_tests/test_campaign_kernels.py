@@ -13,6 +13,7 @@ import yaml
 
 from metanas.cluster.messages import TestTask, TrainTask
 from metanas.cluster.task_worker import TaskWorkerCore
+from metanas.cluster.wire import pack
 from metanas.platform.config import load_campaign, parse_campaign
 from metanas.searchers.darts.adaptation import get_params
 from metanas.searchers.darts.unsafe_kernels import KernelGuard
@@ -51,8 +52,8 @@ def test_every_learner_of_the_campaign_trains_and_tests_without_an_unsafe_kernel
         for learner in learners:
             genotype_of = derived if learner == "metanas_derived" else None
             theta = get_params(runner._net(learner, genotype_of))
-            delta, result = runner.meta_train_task(TrainTask(learner, 1, 0, True, genotype_of), theta)
-            assert set(delta) == set(theta) and 0.0 <= result.query_accuracy_after <= 1.0
+            delta, result = runner.meta_train_task(TrainTask(learner, 1, 0, True, genotype_of), pack(theta))
+            assert delta.names == tuple(theta) and 0.0 <= result.query_accuracy_after <= 1.0
             params[learner] = theta
         tested = runner.meta_test_task(TestTask(0, 0, derived), params)
     assert set(learners) <= set(tested.accuracy)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 
+import numpy as np
 import pytest
 import ray
+import torch
 
 from metanas.cluster.messages import Outcome, TrainTask
+from metanas.cluster.task_worker import TaskWorkerCore
 from metanas.cluster.wire import Packed, pack
 from metanas.cluster.worker_pool import WorkerPool
 from metanas.platform.config import parse_campaign
@@ -59,5 +62,40 @@ def test_a_call_lost_with_its_worker_runs_each_of_its_tasks_again(ray_session, t
         assert all(o[-1] is Outcome.COMPLETED and o.count(Outcome.COMPLETED) == 1 for o in outcomes.values())
         # the first call (3 tasks) was lost whole: each of its tasks ran again
         assert [outcomes[slot][0] for slot in range(3)] == [Outcome.RETRIED] * 3, outcomes
+    finally:
+        pool.close()
+
+
+def test_two_calls_in_flight_on_one_worker_compute_one_at_a_time(ray_session, tiny_campaign_dict):
+    """A worker takes its next call while it computes (Ray reads the call's arguments
+    meanwhile), but computes one call at a time: two calls of the same learner sent at
+    once give exactly the updates the same tasks give one after another in-process."""
+    pool, (theta_ref, _) = _pool(tiny_campaign_dict)
+    threads = torch.get_num_threads()
+    try:
+        worker = pool.workers[0]
+        calls = [[TrainTask("metanas", 0, slot) for slot in slots] for slots in ((0, 1), (2, 3))]
+        refs = [worker.meta_train.options(num_returns=3).remote(tasks, theta_ref, 0) for tasks in calls]
+        got = [ray.get(r[:2]) for r in refs]
+        core = TaskWorkerCore(parse_campaign(tiny_campaign_dict))
+        theta = ray.get(theta_ref)
+        torch.set_num_threads(1)  # (as the worker: its CPU's thread)
+        for tasks, updates in zip(calls, got):
+            for task, update in zip(tasks, updates):
+                assert np.array_equal(update.flat, core.meta_train_task(task, theta)[0].flat), task
+    finally:
+        torch.set_num_threads(threads)
+        pool.close()
+
+
+def test_a_worker_answers_while_it_computes(ray_session, tiny_campaign_dict):
+    """A lost worker's pings, and the next call, need not wait for the call it computes."""
+    pool, args = _pool(tiny_campaign_dict, slowdown={0: 200.0})
+    try:
+        worker = pool.workers[0]
+        running = worker.meta_train.options(num_returns=2).remote([TrainTask("metanas", 0, 0)], *args)[-1]
+        ray.get(worker.info.remote(), timeout=60)
+        assert ray.wait([running], timeout=0)[0] == []  # (still computing when the ping came back)
+        ray.get(running, timeout=600)
     finally:
         pool.close()
