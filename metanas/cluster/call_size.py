@@ -46,7 +46,9 @@ class CallSizer:
             return 1
         seconds = max(seconds, 1e-6)
         fit = round(self.call_s / seconds)
-        enough = self.call_s * self.calls_in_flight  # work left past which the share cannot bind
+        # the work left past which the share cannot bind (fit x seconds: a rounded-up count
+        # may take more than call_s)
+        enough = fit * seconds * self.calls_in_flight
         shortest = min(min(self.task_s.values()), self.call_s)
         if (queued + 1) * shortest < enough:
             work = seconds
