@@ -58,10 +58,11 @@ def pack(params: Mapping[str, torch.Tensor]) -> Packed:
 
 
 def difference(params: Mapping[str, torch.Tensor], base: Packed) -> Packed:
-    """`params` - `base`, laid out as `base`: one concatenation and one subtraction, not one
-    of each per tensor (a task's update, from its adapted network's parameters)."""
-    flat = torch.cat([params[n].detach().reshape(-1) for n in base.names]).to("cpu", torch.float32)
-    return Packed(base.names, base.shapes, flat.sub_(base.tensor()).numpy())
+    """`params` - `base`, packed in `base`'s order: one subtraction over the flat arrays, not
+    one per tensor (a task's update, from its adapted network's parameters)."""
+    new = pack({n: params[n] for n in base.names})
+    np.subtract(new.flat, base.flat, out=new.flat)  # (in place: `new` is ours)
+    return new
 
 
 def unpack(packed: Any) -> dict[str, torch.Tensor]:
